@@ -1,0 +1,131 @@
+//! The command line: clap derive, one subcommand per job of the tool.
+//!
+//! Flags of `bench` are named like fio's (`--rw`, `--bs`, `--numjobs`…) and accept
+//! fio's `--flag=value` spelling, so a fio command line translates one to one.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::{Bytes, IoEngineKind, Pattern, Span, Workload};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iostudy",
+    version,
+    about = "Design, run and report I/O performance studies of isolation runtimes",
+    long_about = "iostudy measures what isolation (runC, crun, gVisor, micro-VMs) costs I/O-heavy \
+                  work: a fio-like engine, run as synchronized clients inside each runtime."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one fio-like client on this host and print its figures.
+    Bench(BenchArgs),
+    /// Run a job file as a study client (used inside containers and VMs).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// fio-style options of one client.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Directory holding the data files (one per thread).
+    #[arg(long)]
+    pub directory: PathBuf,
+    /// Access pattern: read, write, randread, randwrite, readwrite, randrw.
+    #[arg(long, default_value = "read")]
+    pub rw: Pattern,
+    /// Block size of each I/O (fio units: 4k, 64K = 65536, 1m).
+    #[arg(long, default_value = "4k")]
+    pub bs: Bytes,
+    /// Size of each thread's file (fio units).
+    #[arg(long)]
+    pub size: Bytes,
+    /// Threads, each on its own file.
+    #[arg(long, default_value_t = 1)]
+    pub numjobs: u32,
+    /// I/O engine: psync or io_uring.
+    #[arg(long, default_value = "psync")]
+    pub ioengine: IoEngineKind,
+    /// I/Os in flight per thread (io_uring).
+    #[arg(long, default_value_t = 1)]
+    pub iodepth: u32,
+    /// O_DIRECT instead of buffered I/O (`--direct` or `--direct=1`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "1", default_value = "0", value_parser = parse_flag)]
+    pub direct: bool,
+    /// Run for this long, pass after pass (e.g. 10s); without it, one full pass.
+    #[arg(long)]
+    pub runtime: Option<Span>,
+    /// Warm-up before measuring, excluded from every figure.
+    #[arg(long, default_value = "0s")]
+    pub ramp_time: Span,
+    /// Read share of readwrite/randrw, in percent.
+    #[arg(long, default_value_t = 50)]
+    pub rwmixread: u32,
+    /// Seed of random offsets and write data.
+    #[arg(long)]
+    pub randseed: Option<u64>,
+    /// fsync each file at the end of the measured phase (counted).
+    #[arg(long, num_args = 0..=1, default_missing_value = "1", default_value = "0", value_parser = parse_flag)]
+    pub end_fsync: bool,
+    /// fsync each file when closing it (not counted).
+    #[arg(long, num_args = 0..=1, default_missing_value = "1", default_value = "0", value_parser = parse_flag)]
+    pub fsync_on_close: bool,
+    /// Drop the files' cached pages before measuring (`--invalidate=0` to keep them).
+    #[arg(long, num_args = 0..=1, default_missing_value = "1", default_value = "1", value_parser = parse_flag)]
+    pub invalidate: bool,
+    /// Fall back to psync when io_uring is unavailable instead of failing.
+    #[arg(long)]
+    pub uring_fallback: bool,
+    /// Width of the bandwidth series intervals.
+    #[arg(long, default_value = "1s")]
+    pub log_interval: Span,
+    /// Delete the data files afterwards (fio's unlink).
+    #[arg(long)]
+    pub unlink: bool,
+    /// Print the full result document (JSON) instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    pub fn workload(&self) -> Workload {
+        let mut w = Workload::new(self.rw, self.bs.get(), self.size.get(), &self.directory);
+        w.numjobs = self.numjobs;
+        w.ioengine = self.ioengine;
+        w.iodepth = self.iodepth;
+        w.direct = self.direct;
+        w.runtime = self.runtime;
+        w.ramp_time = self.ramp_time;
+        w.rwmixread = self.rwmixread;
+        if let Some(seed) = self.randseed {
+            w.randseed = seed;
+        }
+        w.end_fsync = self.end_fsync;
+        w.fsync_on_close = self.fsync_on_close;
+        w.invalidate = self.invalidate;
+        w.uring_fallback = self.uring_fallback;
+        w.log_interval = self.log_interval;
+        w
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The job file written by the controller.
+    #[arg(long)]
+    pub job: PathBuf,
+}
+
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected 1 or 0 (true/false), got `{s}`")),
+    }
+}

@@ -1,0 +1,324 @@
+//! The fio-like engine: one client's workload, from file layout to a [`ClientResult`].
+//!
+//! [`run`] is the whole life of a client: validate, probe the I/O engine, lay out the
+//! files ([`layout`]), drop their cached pages, start every thread at one instant —
+//! after an optional *gate*, which is how the worker waits on the study's start
+//! barrier — then measure ([`io`], [`measure`]) and merge the threads into one result.
+//! Nothing here knows about containers or VMs: the same code runs on the host
+//! (`iostudy bench`) and inside every isolation boundary (`iostudy worker`).
+
+pub mod buffer;
+pub mod io;
+pub mod layout;
+pub mod measure;
+pub mod options;
+pub mod pattern;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use options::{Bytes, IoEngineKind, Pattern, Span, Workload, human_bytes, parse_bytes};
+
+use crate::engine::io::{Schedule, ThreadIo};
+use crate::engine::measure::{Recorder, WallClock};
+use crate::engine::pattern::SplitMix64;
+use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
+use crate::results::{
+    ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries,
+    SCHEMA_VERSION, Summary, ThreadStats,
+};
+
+/// Why a client could not run. Each message names the value and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid workload: {0}")]
+    Invalid(String),
+    #[error("directory {} does not exist: create it (mkdir -p {}) or choose another directory", .0.display(), .0.display())]
+    DirectoryMissing(PathBuf),
+    #[error("{} is not a directory: point directory at a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("directory {} is on a read-only filesystem: choose a writable directory", .0.display())]
+    ReadOnly(PathBuf),
+    #[error("directory {} is not writable ({source}): fix its permissions or choose another directory", dir.display())]
+    NotWritable {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "not enough space in {}: the files need {} more, {} is free: lower size or numjobs, or free space",
+        dir.display(), human_bytes(*needed), human_bytes(*available)
+    )]
+    NoSpace {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    #[error("the filesystem of {} does not support O_DIRECT: set direct = false or choose another directory", .0.display())]
+    DirectUnsupported(PathBuf),
+    #[error(
+        "O_DIRECT on {} needs I/O aligned to {align} bytes, but bs is {bs}: use a multiple of {align} or direct = false",
+        dir.display()
+    )]
+    DirectMisaligned { bs: u64, align: u64, dir: PathBuf },
+    #[error(
+        "io_uring is unavailable here ({0}): an old kernel, a seccomp filter, a disabled sysctl or gVisor refuses it; use ioengine psync, or allow the fallback (--uring-fallback / uring_fallback = true)"
+    )]
+    UringUnavailable(std::io::Error),
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("start barrier: {0}")]
+    Gate(String),
+}
+
+impl EngineError {
+    pub fn uring_unavailable(e: std::io::Error) -> Self {
+        EngineError::UringUnavailable(e)
+    }
+}
+
+/// Waits for the moment to start; returns the agreed start instant (wall-clock ns),
+/// if there is one. Called once the files are ready and the threads are waiting.
+pub type Gate<'a> = dyn FnOnce() -> Result<Option<u64>, EngineError> + 'a;
+
+struct ThreadOutcome {
+    rec: Recorder,
+    end: Instant,
+}
+
+/// Runs the workload as client `client_id` and returns its result.
+pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientResult, EngineError> {
+    w.validate().map_err(EngineError::Invalid)?;
+    let mut engine = w.ioengine;
+    let mut note = None;
+    if let Err(e) = engine.probe() {
+        if !w.uring_fallback {
+            return Err(EngineError::UringUnavailable(e));
+        }
+        note = Some(format!("io_uring unavailable ({e}); fell back to psync"));
+        engine = IoEngineKind::Psync;
+    }
+
+    let layout_stats = layout::prepare(w)?;
+    let paths: Vec<PathBuf> = (0..w.numjobs).map(|t| w.file_path(t)).collect();
+    let files = paths
+        .iter()
+        .map(|p| layout::open_for_run(w, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if w.invalidate {
+        for (f, p) in files.iter().zip(&paths) {
+            layout::invalidate(f, p)?;
+        }
+    }
+
+    let clock = WallClock::now();
+    let n = files.len();
+    let barrier = Barrier::new(n + 1);
+    let start: OnceLock<Instant> = OnceLock::new();
+    let abort = AtomicBool::new(false);
+
+    let outcomes = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .zip(&paths)
+            .enumerate()
+            .map(|(t, (file, path))| {
+                let (barrier, start, abort) = (&barrier, &start, &abort);
+                s.spawn(move || -> Result<Option<ThreadOutcome>, EngineError> {
+                    barrier.wait();
+                    barrier.wait();
+                    if abort.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                    let ramp_start = *start.get().expect("start is set before the second wait");
+                    if let Some(d) = ramp_start.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                    let mut schedule = Schedule::new(w, t as u32, ramp_start);
+                    let mut rec = Recorder::new(clock, w.log_interval.0, schedule.measure_start());
+                    let io = ThreadIo {
+                        file,
+                        path,
+                        bs: w.bs.get() as usize,
+                        iodepth: w.iodepth,
+                        rng: SplitMix64::new(w.randseed.wrapping_add(t as u64 + 1)),
+                    };
+                    engine.run_thread(io, &mut schedule, &mut rec)?;
+                    let sync_err = |source| EngineError::Io {
+                        what: "fsync".into(),
+                        path: path.clone(),
+                        source,
+                    };
+                    let mut end = rec
+                        .last_completion
+                        .unwrap_or_else(|| schedule.measure_start());
+                    if w.end_fsync {
+                        file.sync_all().map_err(sync_err)?;
+                        end = Instant::now();
+                    }
+                    if w.fsync_on_close {
+                        file.sync_all().map_err(sync_err)?;
+                    }
+                    Ok(Some(ThreadOutcome { rec, end }))
+                })
+            })
+            .collect();
+
+        barrier.wait();
+        let gate_result = gate();
+        match &gate_result {
+            Ok(at) => {
+                let instant = match at {
+                    Some(wall_ns) => clock.instant_at(*wall_ns),
+                    None => Instant::now() + Duration::from_millis(1),
+                };
+                start.set(instant).expect("start is set once");
+            }
+            Err(_) => abort.store(true, Ordering::SeqCst),
+        }
+        barrier.wait();
+        let joined: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        gate_result.map(|_| joined)
+    })?;
+
+    let mut threads = Vec::with_capacity(n);
+    let mut recs = Vec::with_capacity(n);
+    for (t, outcome) in outcomes.into_iter().enumerate() {
+        let Some(o) = outcome? else {
+            unreachable!("threads only abort when the gate failed");
+        };
+        threads.push(ThreadStats {
+            thread: t as u32,
+            file: paths[t].display().to_string(),
+            read: o.rec.read,
+            write: o.rec.write,
+            errors: 0,
+            end_ns: clock.wall_ns(o.end),
+        });
+        recs.push(o);
+    }
+
+    let measure_start = *start.get().expect("set") + w.ramp_time.0;
+    let start_ns = clock.wall_ns(measure_start);
+    let end_ns = threads
+        .iter()
+        .map(|t| t.end_ns)
+        .max()
+        .unwrap_or(start_ns)
+        .max(start_ns);
+    Ok(assemble(
+        w,
+        client_id,
+        engine,
+        note,
+        layout_stats,
+        start_ns,
+        end_ns,
+        threads,
+        recs,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    w: &Workload,
+    client_id: u32,
+    engine: IoEngineKind,
+    note: Option<String>,
+    layout: crate::results::LayoutStats,
+    start_ns: u64,
+    end_ns: u64,
+    threads: Vec<ThreadStats>,
+    outcomes: Vec<ThreadOutcome>,
+) -> ClientResult {
+    let mut read = DirectionStats::default();
+    let mut write = DirectionStats::default();
+    let mut read_hist = new_latency_histogram();
+    let mut write_hist = new_latency_histogram();
+    let first_index = outcomes.first().map_or(0, |o| o.rec.first_index());
+    let slots = outcomes
+        .iter()
+        .map(|o| o.rec.bytes.len())
+        .max()
+        .unwrap_or(0);
+    let mut bytes = vec![0u64; slots];
+    let mut ops = vec![0u64; slots];
+    for o in &outcomes {
+        let r = &o.rec;
+        debug_assert_eq!(
+            r.first_index(),
+            first_index,
+            "threads share the measured start"
+        );
+        read.add(r.read);
+        write.add(r.write);
+        read_hist.add(&r.read_hist).expect("same bounds");
+        write_hist.add(&r.write_hist).expect("same bounds");
+        for (i, (b, o)) in r.bytes.iter().zip(&r.ops).enumerate() {
+            bytes[i] += b;
+            ops[i] += o;
+        }
+    }
+    let mut all_hist = read_hist.clone();
+    all_hist.add(&write_hist).expect("same bounds");
+
+    let runtime_s = (end_ns.saturating_sub(start_ns)) as f64 / 1e9;
+    let rate = |x: u64| {
+        if runtime_s > 0.0 {
+            x as f64 / runtime_s
+        } else {
+            0.0
+        }
+    };
+    let direction = |d: DirectionStats, h: &hdrhistogram::Histogram<u64>| {
+        (d.ops > 0).then(|| DirectionSummary {
+            bw_bytes_per_s: rate(d.bytes),
+            iops: rate(d.ops),
+            latency_ns: LatencySummary::of(h),
+        })
+    };
+    let summary = Summary {
+        runtime_s,
+        bw_bytes_per_s: rate(read.bytes + write.bytes),
+        iops: rate(read.ops + write.ops),
+        latency_ns: LatencySummary::of(&all_hist),
+        read: direction(read, &read_hist),
+        write: direction(write, &write_hist),
+    };
+    let mixed = !matches!(w.rw.read_percent(w.rwmixread), 0 | 100);
+    ClientResult {
+        schema_version: SCHEMA_VERSION,
+        iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
+        client_id,
+        host: HostFacts::current(),
+        workload: w.clone(),
+        ioengine_used: engine,
+        ioengine_note: note,
+        start_ns,
+        end_ns,
+        threads,
+        read,
+        write,
+        summary,
+        histograms: Histograms {
+            all: EncodedHistogram::encode(&all_hist),
+            read: mixed.then(|| EncodedHistogram::encode(&read_hist)),
+            write: mixed.then(|| EncodedHistogram::encode(&write_hist)),
+        },
+        intervals: IntervalSeries {
+            interval_ns: w.log_interval.0.as_nanos() as u64,
+            first_index,
+            bytes,
+            ops,
+        },
+        layout,
+    }
+}

@@ -1,0 +1,150 @@
+//! The client result document — the contract between the engine and everything after it.
+//!
+//! `iostudy bench --json` prints it, `iostudy worker` writes it as
+//! `client-<id>.json`, and the runner, aggregation and reports read it. Every field
+//! carries its unit in its name (`_ns`, `_bytes`, `_per_s`). Wall-clock times are
+//! CLOCK_REALTIME nanoseconds since the Unix epoch, so clients on different hosts can
+//! be lined up; the interval series is aligned to wall-clock multiples of its width
+//! for the same reason. The version is bumped on any incompatible change.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{IoEngineKind, Workload};
+use crate::results::histogram::{EncodedHistogram, LatencySummary};
+
+/// Version of this document's layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One client's whole result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientResult {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// Version of the iostudy binary that measured.
+    pub iostudy_version: String,
+    /// Client index within its cell (0 for `bench`).
+    pub client_id: u32,
+    /// Where it ran.
+    pub host: HostFacts,
+    /// The workload, as run.
+    pub workload: Workload,
+    /// The I/O engine that actually ran (differs from the workload's after a fallback).
+    pub ioengine_used: IoEngineKind,
+    /// Why the engine differs from the one asked for, if it does.
+    pub ioengine_note: Option<String>,
+    /// Start of the measured phase (after layout and ramp), wall-clock ns.
+    pub start_ns: u64,
+    /// End of the measured phase (last completion of any thread), wall-clock ns.
+    pub end_ns: u64,
+    /// Per-thread counters.
+    pub threads: Vec<ThreadStats>,
+    /// Reads of all threads in the measured phase.
+    pub read: DirectionStats,
+    /// Writes of all threads in the measured phase.
+    pub write: DirectionStats,
+    /// The headline figures.
+    pub summary: Summary,
+    /// Completion-latency histograms of the measured phase.
+    pub histograms: Histograms,
+    /// Bytes and operations per wall-clock-aligned interval.
+    pub intervals: IntervalSeries,
+    /// What preparing the files cost (not part of any figure).
+    pub layout: LayoutStats,
+}
+
+/// Facts about the host (or guest) the client ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub hostname: String,
+    /// `uname -r`.
+    pub kernel: String,
+    /// `/sys/devices/system/clocksource/clocksource0/current_clocksource`, if readable.
+    pub clock_source: Option<String>,
+    /// CPUs available to the client.
+    pub cpus: u32,
+}
+
+/// Bytes and operations in one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DirectionStats {
+    pub bytes: u64,
+    pub ops: u64,
+}
+
+impl DirectionStats {
+    pub fn add(&mut self, other: DirectionStats) {
+        self.bytes += other.bytes;
+        self.ops += other.ops;
+    }
+}
+
+/// One thread's counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThreadStats {
+    pub thread: u32,
+    pub file: String,
+    pub read: DirectionStats,
+    pub write: DirectionStats,
+    /// Failed I/Os (the run stops at the first one, so this is 0 in a finished result
+    /// unless a later engine continues on errors).
+    pub errors: u64,
+    /// Wall-clock ns of this thread's last completion.
+    pub end_ns: u64,
+}
+
+/// Headline figures of the measured phase.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Length of the measured phase, s.
+    pub runtime_s: f64,
+    /// All bytes moved / runtime.
+    pub bw_bytes_per_s: f64,
+    /// All operations / runtime.
+    pub iops: f64,
+    /// Completion latency of all operations.
+    pub latency_ns: LatencySummary,
+    /// Reads alone (absent when the pattern does not read).
+    pub read: Option<DirectionSummary>,
+    /// Writes alone (absent when the pattern does not write).
+    pub write: Option<DirectionSummary>,
+}
+
+/// Figures of one direction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DirectionSummary {
+    pub bw_bytes_per_s: f64,
+    pub iops: f64,
+    pub latency_ns: LatencySummary,
+}
+
+/// Serialized completion-latency histograms (ns).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histograms {
+    /// Every operation.
+    pub all: EncodedHistogram,
+    /// Reads only, for mixed patterns.
+    pub read: Option<EncodedHistogram>,
+    /// Writes only, for mixed patterns.
+    pub write: Option<EncodedHistogram>,
+}
+
+/// Bytes and operations per interval; interval `i` covers wall-clock
+/// `[(first_index + i) * interval_ns, (first_index + i + 1) * interval_ns)`.
+/// The first and last intervals are usually partial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalSeries {
+    pub interval_ns: u64,
+    pub first_index: u64,
+    pub bytes: Vec<u64>,
+    pub ops: Vec<u64>,
+}
+
+/// Cost of preparing the files.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct LayoutStats {
+    /// Files reused as they were (already the right size).
+    pub files_reused: u32,
+    /// Bytes written to create or extend files.
+    pub bytes_written: u64,
+    pub seconds: f64,
+}
