@@ -106,7 +106,7 @@ pub struct BlockStream {
     seed: u64,
     pass: u64,
     cursor: u64,
-    domain: u64,
+    emitted: u64,
     perm: Permutation,
 }
 
@@ -114,14 +114,13 @@ impl BlockStream {
     pub fn new(order: Order, blocks: u64, seed: u64) -> Self {
         assert!(blocks > 0, "a file has at least one block");
         let bits = 64 - (blocks - 1).leading_zeros();
-        let domain = if bits == 64 { u64::MAX } else { 1u64 << bits };
         Self {
             order,
             blocks,
             seed,
             pass: 0,
             cursor: 0,
-            domain,
+            emitted: 0,
             perm: Permutation::new(bits, pass_key(seed, 0)),
         }
     }
@@ -146,11 +145,13 @@ impl BlockStream {
             Order::Random => loop {
                 let b = self.perm.apply(self.cursor);
                 self.cursor += 1;
-                let in_range = b < self.blocks;
-                if self.cursor == self.domain {
-                    self.end_pass();
-                }
-                if in_range {
+                if b < self.blocks {
+                    self.emitted += 1;
+                    // Every block has been visited once: the rest of the domain maps
+                    // outside the file, so the pass ends here.
+                    if self.emitted == self.blocks {
+                        self.end_pass();
+                    }
                     return b;
                 }
             },
@@ -159,6 +160,7 @@ impl BlockStream {
 
     fn end_pass(&mut self) {
         self.cursor = 0;
+        self.emitted = 0;
         self.pass += 1;
         if self.order == Order::Random {
             self.perm = Permutation::new(self.perm.bits, pass_key(self.seed, self.pass));
