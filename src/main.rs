@@ -12,9 +12,15 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("Error: {err}");
+            let mut shown = err.to_string();
+            eprintln!("Error: {shown}");
+            // Messages often quote their cause already; print each text once.
             for cause in err.chain().skip(1) {
-                eprintln!("caused by: {cause}");
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("caused by: {text}");
+                    shown.push_str(&text);
+                }
             }
             ExitCode::from(iostudy::EXIT_ERROR)
         }

@@ -1,0 +1,4 @@
+//! The one integration-test binary: the real `iostudy` binary driven end to end.
+
+mod bench;
+mod util;
