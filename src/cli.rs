@@ -24,6 +24,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show what a study would run: cells, runtimes, disk footprint, duration, warnings.
+    Plan(PlanArgs),
+    /// Run a study: every cell's clients in their runtime, started together.
+    Run(RunArgs),
+    /// Run a small built-in study with every runtime this host can run.
+    Demo(DemoArgs),
+    /// List the runtimes iostudy knows, whether they are usable here, and the fix if not.
+    Runtimes,
     /// Run one fio-like client on this host and print its figures.
     Bench(BenchArgs),
     /// Run a job file as a study client (used inside containers and VMs).
@@ -113,6 +121,58 @@ impl BenchArgs {
         w.log_interval = self.log_interval;
         w
     }
+}
+
+/// Which part of a study to run, and at what scale.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Selection {
+    /// Only this scenario (repeatable).
+    #[arg(long = "scenario", value_name = "NAME")]
+    pub scenarios: Vec<String>,
+    /// Only this pattern (repeatable).
+    #[arg(long = "pattern", value_name = "RW")]
+    pub patterns: Vec<Pattern>,
+    /// Only this client count (repeatable).
+    #[arg(long = "clients", value_name = "N")]
+    pub clients: Vec<u32>,
+    /// Shrink sizes, runtimes and ramps by this factor (0 < F <= 1) for a rehearsal.
+    #[arg(long, value_name = "F")]
+    pub scale: Option<f64>,
+    /// Replace every runtime with synthetic clients (tests only).
+    #[arg(long, hide = true)]
+    pub mock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The study file (TOML).
+    pub study: PathBuf,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The study file (TOML).
+    pub study: PathBuf,
+    /// Directory for the results (one file per cell).
+    #[arg(short, long, value_name = "RESULTS_DIR")]
+    pub output: PathBuf,
+    /// Continue an interrupted run in RESULTS_DIR: finished cells are kept, the rest run.
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the results (default: ./iostudy-demo-<time>).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Replace every runtime with synthetic clients (tests only).
+    #[arg(long, hide = true)]
+    pub mock: bool,
 }
 
 #[derive(Debug, Args)]

@@ -14,9 +14,13 @@
 //! command line; `main` only prints errors and maps exit codes.
 
 pub mod cli;
+pub mod demo;
 pub mod engine;
 pub mod report;
 pub mod results;
+pub mod runner;
+pub mod runtime;
+pub mod study;
 pub mod worker;
 
 use std::io::Write;
@@ -24,7 +28,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cli::{BenchArgs, Cli, Command};
+use std::io::IsTerminal;
+use std::path::Path;
+
+use crate::cli::{BenchArgs, Cli, Command, DemoArgs, RunArgs, Selection};
+use crate::runner::RunOptions;
+use crate::study::Study;
+use crate::study::plan::{Plan, PlanOptions};
 
 /// Exit code: everything ran.
 pub const EXIT_OK: u8 = 0;
@@ -36,6 +46,18 @@ pub const EXIT_ERROR: u8 = 2;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Plan(args) => {
+            let study = Study::load(&args.study)?;
+            let plan = Plan::build(&study, &plan_options(&args.selection))?;
+            print!("{}", plan.render());
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Command::Run(args) => run_study(&args),
+        Command::Demo(args) => demo(&args),
+        Command::Runtimes => {
+            print!("{}", report::runtimes::render(&runtime::probe_all()));
+            Ok(ExitCode::from(EXIT_OK))
+        }
         Command::Bench(args) => bench(&args),
         Command::Worker(args) => {
             worker::run_job_file(&args.job)?;
@@ -62,4 +84,105 @@ fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     stdout.flush()?;
     Ok(ExitCode::from(EXIT_OK))
+}
+
+fn plan_options(s: &Selection) -> PlanOptions {
+    PlanOptions {
+        scale: s.scale,
+        scenarios: s.scenarios.clone(),
+        patterns: s.patterns.clone(),
+        clients: s.clients.clone(),
+        mock: s.mock,
+    }
+}
+
+fn run_study(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let study = Study::load(&args.study)?;
+    let plan = Plan::build(&study, &plan_options(&args.selection))?;
+    execute(&plan, &args.output, args.resume)
+}
+
+fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let target = demo::scratch_target().context("creating the demo's scratch directory")?;
+    let (text, skipped) = demo::study_text(target.path(), args.mock);
+    let output = args.output.clone().unwrap_or_else(demo::default_output);
+    let study = Study::parse(Path::new("demo.toml"), &text)?;
+    let plan = Plan::build(
+        &study,
+        &PlanOptions {
+            mock: args.mock,
+            ..PlanOptions::default()
+        },
+    )?;
+    eprintln!(
+        "iostudy demo: {} cells ({}), results in {}",
+        plan.cells.len(),
+        plan.scenarios
+            .iter()
+            .map(|s| s.scenario.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        output.display()
+    );
+    for s in &skipped {
+        eprintln!("  left out {s}");
+    }
+    execute(&plan, &output, false)
+}
+
+/// Runs a plan, prints the summary, and maps the outcome to an exit code.
+fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode> {
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    let cancel = runner::cancel_on_signals();
+    let opts = RunOptions {
+        output: output.to_path_buf(),
+        resume,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let outcome = runner::run(plan, &opts, cancel)?;
+    for n in &outcome.notes {
+        eprintln!("note: {n}");
+    }
+    let ids: std::collections::HashSet<&str> = plan.cells.iter().map(|c| c.id.as_str()).collect();
+    let order: std::collections::HashMap<&str, usize> = plan
+        .cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let mut cells: Vec<_> = outcome
+        .cells
+        .iter()
+        .filter(|c| ids.contains(c.cell.id.as_str()))
+        .cloned()
+        .collect();
+    cells.sort_by_key(|c| order[c.cell.id.as_str()]);
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{}", report::summary::render(&cells))?;
+    writeln!(
+        stdout,
+        "\n{} cell(s) run, {} skipped (already done), {} failed; results in {}",
+        outcome.ran,
+        outcome.skipped,
+        outcome.failed,
+        output.display()
+    )?;
+    stdout.flush()?;
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted: finished cells are saved; continue with --resume -o {}",
+            output.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    let failed = cells
+        .iter()
+        .any(|c| c.status == results::store::CellStatus::Failed);
+    Ok(ExitCode::from(if failed {
+        EXIT_CHECK_FAILED
+    } else {
+        EXIT_OK
+    }))
 }

@@ -112,16 +112,8 @@ fn wait_for_go(b: &BarrierSpec, client_id: u32) -> Result<u64, EngineError> {
     let go = go_path(&b.control_dir);
     let deadline = Instant::now() + b.timeout.0;
     loop {
-        match fs::read_to_string(&go) {
-            Ok(text) if !text.trim().is_empty() => {
-                let signal: GoSignal = serde_json::from_str(&text).map_err(|e| {
-                    EngineError::Gate(format!("{} is not a go signal: {e}", go.display()))
-                })?;
-                return Ok(signal.start_ns);
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(gate_err("read", &go, e)),
+        if let Some(start_ns) = read_go(&b.control_dir)? {
+            return Ok(start_ns);
         }
         if Instant::now() >= deadline {
             return Err(EngineError::Gate(format!(
@@ -131,5 +123,24 @@ fn wait_for_go(b: &BarrierSpec, client_id: u32) -> Result<u64, EngineError> {
             )));
         }
         std::thread::sleep(b.poll.0);
+    }
+}
+
+/// Reads the go signal: its start instant once the controller wrote it, else `None`.
+pub fn read_go(control_dir: &Path) -> Result<Option<u64>, EngineError> {
+    let go = go_path(control_dir);
+    match fs::read_to_string(&go) {
+        Ok(text) if !text.trim().is_empty() => {
+            let signal: GoSignal = serde_json::from_str(&text).map_err(|e| {
+                EngineError::Gate(format!("{} is not a go signal: {e}", go.display()))
+            })?;
+            Ok(Some(signal.start_ns))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(EngineError::Gate(format!(
+            "cannot read {}: {e}",
+            go.display()
+        ))),
     }
 }

@@ -4,4 +4,6 @@
 //! every rendering can be snapshot-tested.
 
 pub mod client;
+pub mod runtimes;
+pub mod summary;
 pub mod units;

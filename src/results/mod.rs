@@ -4,9 +4,11 @@
 //! downstream reads it. Files are written atomically ([`write_atomic`]) so a crash or
 //! Ctrl-C never leaves a half-written result that a later `--resume` would trust.
 
+pub mod aggregate;
 pub mod histogram;
 pub mod host;
 pub mod schema;
+pub mod store;
 
 use std::fs;
 use std::io::Write;

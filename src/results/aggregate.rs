@@ -1,0 +1,156 @@
+//! From client results to cell figures, more honestly than summing fio's output.
+//!
+//! * **Window bandwidth**: the window is `[latest client start, earliest client end]`,
+//!   the span in which *all* clients ran. Bytes moved inside it, by all clients, over
+//!   its length: a client that started late or finished early cannot inflate the sum.
+//!   Each client's wall-clock-aligned interval series is clipped to its own measured
+//!   phase and prorated at the window's edges (uniform rate inside an interval).
+//! * **fio-style sum**: the sum of each client's own bytes / own runtime, shown beside
+//!   it and labelled, because that is what summed fio output reports.
+//! * **Latency**: percentiles of the merge of every client's histogram.
+
+use serde::{Deserialize, Serialize};
+
+use crate::results::ClientResult;
+use crate::results::histogram::{LatencySummary, new_latency_histogram};
+
+/// Figures of one cell (one repetition).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CellFigures {
+    pub clients: u32,
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
+    /// Length of the window in which all clients ran, s (0 if they never overlapped).
+    pub window_s: f64,
+    /// All clients' bytes inside the window / window length.
+    pub window_bw_bytes_per_s: f64,
+    /// Σ over clients of their own bytes / own runtime (what summed fio output says).
+    pub sum_bw_bytes_per_s: f64,
+    /// Σ over clients of their own ops / own runtime.
+    pub sum_iops: f64,
+    /// Spread of the clients' measured-phase starts, ns (the barrier's accuracy).
+    pub start_spread_ns: u64,
+    /// Longest client run / window: 1 when all clients ran together.
+    pub window_fraction: f64,
+    /// Merged completion latency.
+    pub latency_ns: LatencySummary,
+}
+
+/// Computes a cell's figures; `None` without clients.
+pub fn cell_figures(clients: &[ClientResult]) -> Option<CellFigures> {
+    let first = clients.first()?;
+    let ws = clients
+        .iter()
+        .map(|c| c.start_ns)
+        .max()
+        .unwrap_or(first.start_ns);
+    let we = clients
+        .iter()
+        .map(|c| c.end_ns)
+        .min()
+        .unwrap_or(first.end_ns);
+    let min_start = clients.iter().map(|c| c.start_ns).min().unwrap_or(ws);
+    let window_ns = we.saturating_sub(ws);
+    let window_bytes: f64 = clients.iter().map(|c| bytes_between(c, ws, we)).sum();
+    let mut merged = new_latency_histogram();
+    let mut sum_bw = 0.0;
+    let mut sum_iops = 0.0;
+    let mut longest = 0u64;
+    for c in clients {
+        if let Ok(h) = c.histograms.all.decode() {
+            merged.add(&h).expect("same bounds");
+        }
+        sum_bw += c.summary.bw_bytes_per_s;
+        sum_iops += c.summary.iops;
+        longest = longest.max(c.end_ns.saturating_sub(c.start_ns));
+    }
+    let window_s = window_ns as f64 / 1e9;
+    Some(CellFigures {
+        clients: clients.len() as u32,
+        window_start_ns: ws,
+        window_end_ns: we.max(ws),
+        window_s,
+        window_bw_bytes_per_s: if window_ns > 0 {
+            window_bytes / window_s
+        } else {
+            0.0
+        },
+        sum_bw_bytes_per_s: sum_bw,
+        sum_iops,
+        start_spread_ns: ws - min_start,
+        window_fraction: if longest > 0 {
+            window_ns as f64 / longest as f64
+        } else {
+            0.0
+        },
+        latency_ns: LatencySummary::of(&merged),
+    })
+}
+
+/// Bytes a client moved in `[from, to)`, from its interval series.
+pub fn bytes_between(c: &ClientResult, from: u64, to: u64) -> f64 {
+    let s = &c.intervals;
+    let mut total = 0.0;
+    for (i, &bytes) in s.bytes.iter().enumerate() {
+        let a = ((s.first_index + i as u64) * s.interval_ns).max(c.start_ns);
+        let b = ((s.first_index + i as u64 + 1) * s.interval_ns).min(c.end_ns.max(c.start_ns + 1));
+        if b <= a || bytes == 0 {
+            continue;
+        }
+        let lo = a.max(from);
+        let hi = b.min(to);
+        if hi > lo {
+            total += bytes as f64 * (hi - lo) as f64 / (b - a) as f64;
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Pattern, Span, Workload};
+    use crate::runtime::mock::synthetic;
+
+    fn client(id: u32, start_ns: u64, runtime_s: u64) -> ClientResult {
+        let mut w = Workload::new(Pattern::Read, 65536, 1 << 30, "/x");
+        w.runtime = Some(Span(std::time::Duration::from_secs(runtime_s)));
+        w.log_interval = Span(std::time::Duration::from_millis(100));
+        synthetic(&w, id, start_ns)
+    }
+
+    #[test]
+    fn window_excludes_a_late_client() {
+        let s0 = 1_000_000_000_000u64;
+        // Two clients run 10 s together; a third starts 5 s late.
+        let a = client(0, s0, 10);
+        let b = client(1, s0, 10);
+        let c = client(2, s0 + 5_000_000_000, 10);
+        let f = cell_figures(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        assert_eq!(f.window_start_ns, s0 + 5_000_000_000);
+        assert_eq!(f.window_end_ns, s0 + 10_000_000_000);
+        assert!((f.window_s - 5.0).abs() < 1e-9);
+        assert_eq!(f.start_spread_ns, 5_000_000_000);
+        assert!((f.window_fraction - 0.5).abs() < 1e-9);
+        // Each client moves ~100 MiB/s per thread; in the window all three run.
+        let per_client = a.summary.bw_bytes_per_s;
+        assert!(
+            (f.window_bw_bytes_per_s / (3.0 * per_client) - 1.0).abs() < 0.02,
+            "{f:?}"
+        );
+        assert!((f.sum_bw_bytes_per_s / (3.0 * per_client) - 1.0).abs() < 1e-9);
+        let h = f.latency_ns;
+        assert_eq!(h.count, 3 * a.histograms.all.decode().unwrap().len());
+    }
+
+    #[test]
+    fn bytes_between_covers_the_whole_run() {
+        let c = client(0, 1_000_000_000_050, 3);
+        let all = bytes_between(&c, 0, u64::MAX);
+        assert!(
+            (all - (c.read.bytes as f64)).abs() < 1.0,
+            "{all} vs {}",
+            c.read.bytes
+        );
+    }
+}

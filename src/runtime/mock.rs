@@ -1,0 +1,152 @@
+//! The `mock` runtime: synthetic, deterministic clients for fast CLI tests.
+//!
+//! A mock client is a thread that speaks the worker's protocol — reads the job, writes
+//! `ready`, waits for `go`, writes `client-<id>.json` — with made-up figures, so the
+//! runner, the result store and the reports are exercised end to end in milliseconds.
+//! It is reachable only through a hidden flag; no study can select it by accident.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::engine::Workload;
+use crate::engine::pattern::SplitMix64;
+use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
+use crate::results::{
+    ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries,
+    LayoutStats, SCHEMA_VERSION, Summary, ThreadStats, write_atomic,
+};
+use crate::runtime::{ClientHandle, Launch};
+use crate::worker::{Job, read_go, ready_path};
+
+pub struct Mock {
+    cancel: Arc<AtomicBool>,
+}
+
+impl Mock {
+    pub fn new(cancel: Arc<AtomicBool>) -> Self {
+        Self { cancel }
+    }
+
+    pub fn launch(&self, l: &Launch) -> ClientHandle {
+        let job_path = l.job_host.clone();
+        let cancel = self.cancel.clone();
+        let handle = std::thread::spawn(move || -> Result<(), String> {
+            let text = std::fs::read_to_string(&job_path).map_err(|e| e.to_string())?;
+            let job: Job = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            let barrier = job.barrier.as_ref().ok_or("mock clients need a barrier")?;
+            let ready = ready_path(&barrier.control_dir, job.client_id);
+            std::fs::create_dir_all(ready.parent().expect("ready has a parent"))
+                .map_err(|e| e.to_string())?;
+            write_atomic(&ready, b"ready\n").map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + barrier.timeout.0;
+            let start_ns = loop {
+                if let Some(go) = read_go(&barrier.control_dir).map_err(|e| e.to_string())? {
+                    break go;
+                }
+                if cancel.load(Ordering::SeqCst) || Instant::now() > deadline {
+                    return Err("no go signal".into());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            let result = synthetic(&job.workload, job.client_id, start_ns);
+            let json = serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?;
+            write_atomic(&job.output, &json).map_err(|e| e.to_string())
+        });
+        ClientHandle::thread(l, handle)
+    }
+}
+
+/// A deterministic result: ~100 MiB/s per thread, latencies spread over 0.1–10 ms.
+pub fn synthetic(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
+    let runtime_ns = w.runtime.map_or(1_000_000_000, |r| r.0.as_nanos() as u64);
+    let bs = w.bs.get();
+    let per_thread_bytes = (100u64 << 20) * runtime_ns / 1_000_000_000 / bs * bs;
+    let mut rng = SplitMix64::new(w.randseed ^ u64::from(client_id));
+    let mut hist = new_latency_histogram();
+    let ops = per_thread_bytes / bs * u64::from(w.numjobs);
+    for _ in 0..ops.min(10_000) {
+        hist.saturating_record(100_000 + rng.next_u64() % 9_900_000);
+    }
+    let reads = w.rw.read_percent(w.rwmixread) > 0;
+    let total = DirectionStats {
+        bytes: per_thread_bytes * u64::from(w.numjobs),
+        ops,
+    };
+    let (read, write) = if reads {
+        (total, DirectionStats::default())
+    } else {
+        (DirectionStats::default(), total)
+    };
+    let secs = runtime_ns as f64 / 1e9;
+    let dir = DirectionSummary {
+        bw_bytes_per_s: total.bytes as f64 / secs,
+        iops: ops as f64 / secs,
+        latency_ns: LatencySummary::of(&hist),
+    };
+    let interval_ns = w.log_interval.0.as_nanos() as u64;
+    let first_index = start_ns / interval_ns;
+    let last_index = (start_ns + runtime_ns) / interval_ns;
+    let n = (last_index - first_index + 1) as usize;
+    let mut bytes = vec![total.bytes / n as u64; n];
+    bytes[0] += total.bytes % n as u64;
+    let mut op_series = vec![ops / n as u64; n];
+    op_series[0] += ops % n as u64;
+    ClientResult {
+        schema_version: SCHEMA_VERSION,
+        iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
+        client_id,
+        host: HostFacts::current(),
+        workload: w.clone(),
+        ioengine_used: w.ioengine,
+        ioengine_note: Some("mock runtime: synthetic figures".into()),
+        start_ns,
+        end_ns: start_ns + runtime_ns,
+        threads: (0..w.numjobs)
+            .map(|t| ThreadStats {
+                thread: t,
+                file: w.file_path(t).display().to_string(),
+                read: if reads {
+                    DirectionStats {
+                        bytes: per_thread_bytes,
+                        ops: per_thread_bytes / bs,
+                    }
+                } else {
+                    DirectionStats::default()
+                },
+                write: if reads {
+                    DirectionStats::default()
+                } else {
+                    DirectionStats {
+                        bytes: per_thread_bytes,
+                        ops: per_thread_bytes / bs,
+                    }
+                },
+                errors: 0,
+                end_ns: start_ns + runtime_ns,
+            })
+            .collect(),
+        read,
+        write,
+        summary: Summary {
+            runtime_s: secs,
+            bw_bytes_per_s: dir.bw_bytes_per_s,
+            iops: dir.iops,
+            latency_ns: dir.latency_ns,
+            read: reads.then_some(dir),
+            write: (!reads).then_some(dir),
+        },
+        histograms: Histograms {
+            all: EncodedHistogram::encode(&hist),
+            read: None,
+            write: None,
+        },
+        intervals: IntervalSeries {
+            interval_ns,
+            first_index,
+            bytes,
+            ops: op_series,
+        },
+        layout: LayoutStats::default(),
+    }
+}

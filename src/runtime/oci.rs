@@ -1,0 +1,410 @@
+//! The `oci` runtime: clients in containers from a generated OCI bundle.
+//!
+//! The rootfs holds nothing but the static `iostudy` binary (and empty mount points):
+//! no image, no registry, no shell. The study target is bind-mounted at `/data`; the
+//! control directory lives under the target, so the barrier and the results cross the
+//! same mount as the I/O does. Any OCI CLI works (`runc`, `crun`, `runsc`, `youki`,
+//! `kata-runtime` 1.x, or a path); each gets a private `--root` under the run's state
+//! dir, so cleanup is `delete --force` per container plus removing one directory.
+//!
+//! Host quirks are detected, not assumed: crun refuses cgroup v1/v2 *hybrid* hosts, so
+//! there it runs in a private mount namespace with the cgroup2 mount hidden; runsc
+//! needs `--network=none` on hosts where it may not touch the root network namespace.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder};
+
+use crate::runtime::binary::worker_binary;
+use crate::runtime::command::{Cmd, which};
+use crate::runtime::{ClientHandle, Launch, Probe, RunContext, RuntimeError};
+
+/// OCI CLIs probed by `iostudy runtimes`.
+pub const KNOWN: &[&str] = &["runc", "crun", "runsc", "youki", "kata-runtime"];
+
+/// Where the study target is mounted inside the container.
+pub const TARGET_IN_CONTAINER: &str = "/data";
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// Which CLI dialect, for the few places they differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Runc,
+    Crun,
+    Runsc,
+    Other,
+}
+
+impl Flavor {
+    pub fn of(name: &str) -> Flavor {
+        let base = Path::new(name)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match base.as_str() {
+            "runc" => Flavor::Runc,
+            "crun" => Flavor::Crun,
+            "runsc" => Flavor::Runsc,
+            _ => Flavor::Other,
+        }
+    }
+}
+
+/// The package (or other source) that provides an OCI CLI.
+pub fn install_hint(name: &str) -> String {
+    match name {
+        "runc" | "crun" | "runsc" => format!("apt-get install {name}"),
+        "youki" => "youki is not packaged for Debian: install a release and give oci_runtime its path".into(),
+        "kata-runtime" => "Kata Containers 1.x is not packaged for Debian: install it and give oci_runtime its path".into(),
+        other => format!("install {other} or give oci_runtime its full path"),
+    }
+}
+
+/// True on hosts with cgroup v1 controllers and a cgroup2 mount beside them.
+pub fn cgroup_hybrid() -> bool {
+    let fs_type = |p: &str| rustix::fs::statfs(p).map(|s| s.f_type).ok();
+    fs_type("/sys/fs/cgroup").is_some_and(|t| t != CGROUP2_SUPER_MAGIC)
+        && fs_type("/sys/fs/cgroup/unified") == Some(CGROUP2_SUPER_MAGIC)
+}
+
+/// Availability of an OCI CLI here.
+pub fn probe(runtime: &str, args: &[String]) -> Probe {
+    let mut p = Probe {
+        runtime: format!("oci/{runtime}"),
+        usable: false,
+        version: None,
+        problem: None,
+        notes: Vec::new(),
+    };
+    let Some(bin) = which(runtime) else {
+        p.problem = Some(format!("{runtime} not found: {}", install_hint(runtime)));
+        return p;
+    };
+    let flavor = Flavor::of(runtime);
+    let out = Cmd::new(&bin).arg("--version").output();
+    p.version = out.ok().and_then(|o| {
+        let text =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string())
+    });
+    if flavor == Flavor::Crun && cgroup_hybrid() {
+        p.notes.push("cgroup v1/v2 hybrid host: crun runs in a private mount namespace with /sys/fs/cgroup/unified hidden".into());
+    }
+    if flavor == Flavor::Runsc {
+        let platform = args
+            .iter()
+            .find_map(|a| a.strip_prefix("--platform="))
+            .unwrap_or("default (ptrace)");
+        p.notes
+            .push(format!("gVisor platform: {platform}; network: none"));
+    }
+    if !rustix::process::geteuid().is_root() {
+        p.problem = Some(format!(
+            "{runtime} needs root here (iostudy does not set up rootless containers): run as root"
+        ));
+        return p;
+    }
+    if let Err(e) = worker_binary() {
+        p.problem = Some(e);
+        return p;
+    }
+    p.usable = true;
+    p
+}
+
+/// A prepared OCI runtime for one run.
+#[derive(Debug)]
+pub struct Oci {
+    pub name: String,
+    pub bin: PathBuf,
+    pub flavor: Flavor,
+    pub args: Vec<String>,
+    pub hybrid_workaround: bool,
+    pub state_root: PathBuf,
+    pub rootfs: PathBuf,
+    pub bundles: PathBuf,
+    pub target: PathBuf,
+}
+
+impl Oci {
+    pub fn prepare(runtime: &str, args: &[String], ctx: &RunContext) -> Result<Oci, RuntimeError> {
+        let probe = probe(runtime, args);
+        if let Some(problem) = probe.problem {
+            return Err(RuntimeError::Unavailable(problem));
+        }
+        let bin = which(runtime)
+            .ok_or_else(|| RuntimeError::Unavailable(format!("{runtime} not found")))?;
+        let worker = worker_binary().map_err(RuntimeError::Unavailable)?;
+        let safe: String = runtime
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let base = ctx.state_dir.join(format!("oci-{safe}"));
+        let oci = Oci {
+            name: runtime.to_string(),
+            flavor: Flavor::of(runtime),
+            bin,
+            args: args.to_vec(),
+            hybrid_workaround: Flavor::of(runtime) == Flavor::Crun && cgroup_hybrid(),
+            state_root: base.join("state"),
+            rootfs: base.join("rootfs"),
+            bundles: base.join("bundles"),
+            target: ctx.target.clone(),
+        };
+        for d in [&oci.state_root, &oci.bundles] {
+            fs::create_dir_all(d).map_err(RuntimeError::io(format!("create {}", d.display())))?;
+        }
+        for d in ["proc", "dev", "sys", "tmp", "data"] {
+            let p = oci.rootfs.join(d);
+            fs::create_dir_all(&p).map_err(RuntimeError::io(format!("create {}", p.display())))?;
+        }
+        fs::copy(&worker, oci.rootfs.join("iostudy")).map_err(RuntimeError::io(format!(
+            "copy the worker {} into the rootfs",
+            worker.display()
+        )))?;
+        Ok(oci)
+    }
+
+    fn global_args(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = vec!["--root".into(), self.state_root.clone().into()];
+        if self.flavor == Flavor::Runsc && !self.args.iter().any(|a| a.starts_with("--network")) {
+            v.push("--network=none".into());
+        }
+        v.extend(self.args.iter().map(OsString::from));
+        v
+    }
+
+    /// `BIN --root STATE [flags] SUBCOMMAND…`, wrapped for crun on hybrid hosts.
+    fn cmd(&self, sub: &[OsString]) -> Cmd {
+        if self.hybrid_workaround {
+            Cmd::new("unshare")
+                .args([
+                    "-m",
+                    "sh",
+                    "-c",
+                    "umount /sys/fs/cgroup/unified && exec \"$0\" \"$@\"",
+                ])
+                .arg(&self.bin)
+                .args(self.global_args())
+                .args(sub.iter().cloned())
+        } else {
+            Cmd::new(&self.bin)
+                .args(self.global_args())
+                .args(sub.iter().cloned())
+        }
+    }
+
+    pub fn run_cmd(&self, bundle: &Path, id: &str) -> Cmd {
+        self.cmd(&["run".into(), "--bundle".into(), bundle.into(), id.into()])
+    }
+
+    pub fn kill_cmd(&self, id: &str) -> Cmd {
+        self.cmd(&["kill".into(), id.into(), "KILL".into()])
+    }
+
+    pub fn delete_cmd(&self, id: &str) -> Cmd {
+        self.cmd(&["delete".into(), "--force".into(), id.into()])
+    }
+
+    /// The bundle's config: the worker as the only process, the target at /data.
+    pub fn spec(&self, job_in_container: &Path, id: &str) -> Result<Spec, RuntimeError> {
+        let err = |e: oci_spec::OciSpecError| {
+            RuntimeError::Setup(format!("cannot build the OCI config: {e}"))
+        };
+        let mut spec = Spec::default();
+        spec.set_hostname(Some(id.chars().take(63).collect()));
+        spec.set_root(Some(
+            RootBuilder::default()
+                .path(&self.rootfs)
+                .readonly(true)
+                .build()
+                .map_err(err)?,
+        ));
+        let process = ProcessBuilder::default()
+            .args(vec![
+                "/iostudy".to_string(),
+                "worker".to_string(),
+                "--job".to_string(),
+                job_in_container.display().to_string(),
+            ])
+            .env(vec!["PATH=/".to_string()])
+            .cwd("/")
+            .terminal(false)
+            .no_new_privileges(true)
+            .user(
+                UserBuilder::default()
+                    .uid(0u32)
+                    .gid(0u32)
+                    .build()
+                    .map_err(err)?,
+            )
+            .build()
+            .map_err(err)?;
+        let mut process = process;
+        if let Some(defaults) = Spec::default().process() {
+            process.set_capabilities(defaults.capabilities().clone());
+            process.set_rlimits(defaults.rlimits().clone());
+        }
+        spec.set_process(Some(process));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.push(
+            MountBuilder::default()
+                .destination(TARGET_IN_CONTAINER)
+                .typ("bind")
+                .source(&self.target)
+                .options(vec!["rbind".to_string(), "rw".to_string()])
+                .build()
+                .map_err(err)?,
+        );
+        spec.set_mounts(Some(mounts));
+        Ok(spec)
+    }
+
+    pub fn launch(&self, l: &Launch) -> Result<ClientHandle, RuntimeError> {
+        let bundle = self.bundles.join(&l.id);
+        fs::create_dir_all(&bundle)
+            .map_err(RuntimeError::io(format!("create {}", bundle.display())))?;
+        let spec = self.spec(&l.job_client, &l.id)?;
+        spec.save(bundle.join("config.json")).map_err(|e| {
+            RuntimeError::Setup(format!(
+                "cannot write {}/config.json: {e}",
+                bundle.display()
+            ))
+        })?;
+        let kill = vec![self.kill_cmd(&l.id)];
+        let teardown = vec![
+            self.delete_cmd(&l.id),
+            Cmd::new("rm").arg("-rf").arg(&bundle),
+        ];
+        ClientHandle::spawn(l, &self.run_cmd(&bundle, &l.id), kill, teardown)
+    }
+
+    /// Removes the rootfs, bundles and the private state root.
+    pub fn cleanup(&self) {
+        if let Some(base) = self.rootfs.parent() {
+            let _ = fs::remove_dir_all(base);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oci(name: &str, hybrid: bool, args: &[&str]) -> Oci {
+        Oci {
+            name: name.into(),
+            bin: PathBuf::from(format!("/usr/bin/{name}")),
+            flavor: Flavor::of(name),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            hybrid_workaround: hybrid,
+            state_root: "/run/x/state".into(),
+            rootfs: "/run/x/rootfs".into(),
+            bundles: "/run/x/bundles".into(),
+            target: "/srv/target".into(),
+        }
+    }
+
+    #[test]
+    fn command_lines() {
+        let b = Path::new("/run/x/bundles/c0");
+        assert_eq!(
+            oci("runc", false, &[]).run_cmd(b, "c0").argv(),
+            [
+                "/usr/bin/runc",
+                "--root",
+                "/run/x/state",
+                "run",
+                "--bundle",
+                "/run/x/bundles/c0",
+                "c0"
+            ]
+        );
+        assert_eq!(
+            oci("runsc", false, &["--platform=ptrace"])
+                .run_cmd(b, "c0")
+                .argv(),
+            [
+                "/usr/bin/runsc",
+                "--root",
+                "/run/x/state",
+                "--network=none",
+                "--platform=ptrace",
+                "run",
+                "--bundle",
+                "/run/x/bundles/c0",
+                "c0"
+            ]
+        );
+        assert_eq!(
+            oci("crun", true, &[]).delete_cmd("c0").argv(),
+            [
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                "umount /sys/fs/cgroup/unified && exec \"$0\" \"$@\"",
+                "/usr/bin/crun",
+                "--root",
+                "/run/x/state",
+                "delete",
+                "--force",
+                "c0"
+            ]
+        );
+        assert_eq!(
+            oci("crun", false, &[]).kill_cmd("c0").argv(),
+            [
+                "/usr/bin/crun",
+                "--root",
+                "/run/x/state",
+                "kill",
+                "c0",
+                "KILL"
+            ]
+        );
+    }
+
+    #[test]
+    fn spec_runs_only_the_worker_with_the_target_mounted() {
+        let spec = oci("runc", false, &[])
+            .spec(Path::new("/data/ctl/job-0.json"), "c0")
+            .unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(
+            p.args().as_ref().unwrap(),
+            &["/iostudy", "worker", "--job", "/data/ctl/job-0.json"]
+        );
+        assert!(!p.terminal().unwrap());
+        let root = spec.root().as_ref().unwrap();
+        assert_eq!(root.path(), Path::new("/run/x/rootfs"));
+        assert_eq!(root.readonly(), Some(true));
+        let data = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/data"))
+            .unwrap();
+        assert_eq!(data.source().as_deref(), Some(Path::new("/srv/target")));
+        assert_eq!(data.options().as_ref().unwrap(), &["rbind", "rw"]);
+        let rl = p.rlimits().as_ref().unwrap();
+        assert!(
+            rl.iter().all(|r| r.hard() <= 20_000),
+            "within this host's hard nofile limit"
+        );
+    }
+
+    #[test]
+    fn missing_runtime_names_the_package() {
+        let p = probe("/nonexistent/runsc", &[]);
+        assert!(!p.usable);
+        assert!(p.problem.unwrap().contains("not found"));
+        assert_eq!(install_hint("runsc"), "apt-get install runsc");
+    }
+}
