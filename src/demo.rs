@@ -15,11 +15,7 @@ pub fn study_text(target: &Path, mock: bool) -> (String, Vec<String>) {
     let mut scenarios = vec!["\"bare\"".to_string()];
     let mut skipped = Vec::new();
     for (name, runtime) in CANDIDATES {
-        let probe = RuntimeSpec::Oci {
-            runtime: runtime.to_string(),
-            args: Vec::new(),
-        }
-        .probe();
+        let probe = RuntimeSpec::Oci { runtime: runtime.to_string(), args: Vec::new() }.probe();
         match probe.problem {
             Some(why) if !mock => skipped.push(format!("{name}: {why}")),
             _ => scenarios.push(format!("\"{name}\"")),
@@ -52,23 +48,13 @@ patterns = ["read", "randread", "write", "randwrite"]
 /// A scratch target: tmpfs when there is one (the main disk's page cache may be
 /// dropped from outside), else the system temp dir. Removed when dropped.
 pub fn scratch_target() -> std::io::Result<tempfile::TempDir> {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    tempfile::Builder::new()
-        .prefix("iostudy-demo.")
-        .tempdir_in(base)
+    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    tempfile::Builder::new().prefix("iostudy-demo.").tempdir_in(base)
 }
 
 /// Default results directory name.
 pub fn default_output() -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let compact: String = stamp.chars().filter(|c| c.is_ascii_digit()).collect();
-    PathBuf::from(format!(
-        "iostudy-demo-{}-{}",
-        &compact[..8],
-        &compact[8..14]
-    ))
+    PathBuf::from(format!("iostudy-demo-{}-{}", &compact[..8], &compact[8..14]))
 }

@@ -107,21 +107,11 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let (text, skipped) = demo::study_text(target.path(), args.mock);
     let output = args.output.clone().unwrap_or_else(demo::default_output);
     let study = Study::parse(Path::new("demo.toml"), &text)?;
-    let plan = Plan::build(
-        &study,
-        &PlanOptions {
-            mock: args.mock,
-            ..PlanOptions::default()
-        },
-    )?;
+    let plan = Plan::build(&study, &PlanOptions { mock: args.mock, ..PlanOptions::default() })?;
     eprintln!(
         "iostudy demo: {} cells ({}), results in {}",
         plan.cells.len(),
-        plan.scenarios
-            .iter()
-            .map(|s| s.scenario.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        plan.scenarios.iter().map(|s| s.scenario.name.as_str()).collect::<Vec<_>>().join(", "),
         output.display()
     );
     for s in &skipped {
@@ -136,28 +126,15 @@ fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode>
         eprintln!("warning: {w}");
     }
     let cancel = runner::cancel_on_signals();
-    let opts = RunOptions {
-        output: output.to_path_buf(),
-        resume,
-        progress: std::io::stderr().is_terminal(),
-    };
+    let opts = RunOptions { output: output.to_path_buf(), resume, progress: std::io::stderr().is_terminal() };
     let outcome = runner::run(plan, &opts, cancel)?;
     for n in &outcome.notes {
         eprintln!("note: {n}");
     }
     let ids: std::collections::HashSet<&str> = plan.cells.iter().map(|c| c.id.as_str()).collect();
-    let order: std::collections::HashMap<&str, usize> = plan
-        .cells
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.id.as_str(), i))
-        .collect();
-    let mut cells: Vec<_> = outcome
-        .cells
-        .iter()
-        .filter(|c| ids.contains(c.cell.id.as_str()))
-        .cloned()
-        .collect();
+    let order: std::collections::HashMap<&str, usize> =
+        plan.cells.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect();
+    let mut cells: Vec<_> = outcome.cells.iter().filter(|c| ids.contains(c.cell.id.as_str())).cloned().collect();
     cells.sort_by_key(|c| order[c.cell.id.as_str()]);
     let mut stdout = std::io::stdout().lock();
     write!(stdout, "{}", report::summary::render(&cells))?;
@@ -171,18 +148,9 @@ fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode>
     )?;
     stdout.flush()?;
     if outcome.interrupted {
-        eprintln!(
-            "interrupted: finished cells are saved; continue with --resume -o {}",
-            output.display()
-        );
+        eprintln!("interrupted: finished cells are saved; continue with --resume -o {}", output.display());
         return Ok(ExitCode::from(130));
     }
-    let failed = cells
-        .iter()
-        .any(|c| c.status == results::store::CellStatus::Failed);
-    Ok(ExitCode::from(if failed {
-        EXIT_CHECK_FAILED
-    } else {
-        EXIT_OK
-    }))
+    let failed = cells.iter().any(|c| c.status == results::store::CellStatus::Failed);
+    Ok(ExitCode::from(if failed { EXIT_CHECK_FAILED } else { EXIT_OK }))
 }

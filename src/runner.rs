@@ -25,9 +25,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::engine::Span;
 use crate::report::units::bandwidth;
 use crate::results::aggregate::cell_figures;
-use crate::results::store::{
-    CELL_SCHEMA_VERSION, CellResult, CellStatus, ClientFailure, RunInfo, Store, StoreError,
-};
+use crate::results::store::{CELL_SCHEMA_VERSION, CellResult, CellStatus, ClientFailure, RunInfo, Store, StoreError};
 use crate::results::{ClientResult, HostFacts, write_atomic};
 use crate::runtime::{Backend, ClientHandle, Exit, Launch, RunContext, RuntimeError};
 use crate::study::plan::{Cell, Plan};
@@ -41,16 +39,9 @@ pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("scenario `{scenario}`: {source}")]
-    Runtime {
-        scenario: String,
-        source: RuntimeError,
-    },
+    Runtime { scenario: String, source: RuntimeError },
     #[error("cannot {what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
@@ -100,9 +91,7 @@ impl Drop for Scratch {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Installs SIGINT/SIGTERM handlers that set `flag`.
@@ -115,11 +104,7 @@ pub fn cancel_on_signals() -> Arc<AtomicBool> {
 }
 
 /// Runs every pending cell of `plan`.
-pub fn run(
-    plan: &Plan,
-    opts: &RunOptions,
-    cancel: Arc<AtomicBool>,
-) -> Result<RunOutcome, RunError> {
+pub fn run(plan: &Plan, opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcome, RunError> {
     let blockers = plan.blockers();
     if !blockers.is_empty() {
         return Err(RunError::Blocked(blockers));
@@ -134,16 +119,8 @@ pub fn run(
 
     let target = plan.study.target.clone();
     fs::create_dir_all(&target).map_err(io_err("create the target", &target))?;
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        now_ns() / 1_000_000 % 100_000_000
-    );
-    let state_base = if root {
-        PathBuf::from("/run/iostudy")
-    } else {
-        std::env::temp_dir().join("iostudy")
-    };
+    let run_id = format!("{}-{}", std::process::id(), now_ns() / 1_000_000 % 100_000_000);
+    let state_base = if root { PathBuf::from("/run/iostudy") } else { std::env::temp_dir().join("iostudy") };
     let mut scratch = Scratch {
         state_dir: state_base.join(&run_id),
         control_dir: target.join(".iostudy-control").join(&run_id),
@@ -152,12 +129,8 @@ pub fn run(
     fs::create_dir_all(&scratch.state_dir).map_err(io_err("create", &scratch.state_dir))?;
     fs::create_dir_all(&scratch.control_dir).map_err(io_err("create", &scratch.control_dir))?;
 
-    let pending: Vec<(usize, &Cell)> = plan
-        .cells
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| !(opts.resume && store.finished(&c.id)))
-        .collect();
+    let pending: Vec<(usize, &Cell)> =
+        plan.cells.iter().enumerate().filter(|(_, c)| !(opts.resume && store.finished(&c.id))).collect();
     let skipped = plan.cells.len() - pending.len();
 
     let ctx = RunContext {
@@ -169,12 +142,8 @@ pub fn run(
     for (_, cell) in &pending {
         if !scratch.backends.contains_key(&cell.scenario) {
             let sp = plan.scenario(&cell.scenario);
-            let backend = Backend::prepare(&sp.scenario.runtime, &ctx).map_err(|source| {
-                RunError::Runtime {
-                    scenario: cell.scenario.clone(),
-                    source,
-                }
-            })?;
+            let backend = Backend::prepare(&sp.scenario.runtime, &ctx)
+                .map_err(|source| RunError::Runtime { scenario: cell.scenario.clone(), source })?;
             scratch.backends.insert(cell.scenario.clone(), backend);
         }
     }
@@ -183,11 +152,7 @@ pub fn run(
         study_name: plan.study.name.clone(),
         host: HostFacts::current(),
         scale: plan.scale,
-        probes: plan
-            .scenarios
-            .iter()
-            .map(|s| (s.scenario.name.clone(), s.probe.clone()))
-            .collect(),
+        probes: plan.scenarios.iter().map(|s| (s.scenario.name.clone(), s.probe.clone())).collect(),
     })?;
 
     let bar = progress_bar(pending.len() as u64, opts.progress);
@@ -197,10 +162,7 @@ pub fn run(
             interrupted = true;
             break;
         }
-        bar.set_message(format!(
-            "{} {} c={}",
-            cell.scenario, cell.pattern, cell.clients
-        ));
+        bar.set_message(format!("{} {} c={}", cell.scenario, cell.pattern, cell.clients));
         let backend = &scratch.backends[&cell.scenario];
         let cx = CellRun {
             plan,
@@ -222,11 +184,7 @@ pub fn run(
         ran += 1;
         if result.status == CellStatus::Failed {
             failed += 1;
-            bar.println(format!(
-                "cell {} failed: {}",
-                cell.id,
-                result.failure.as_deref().unwrap_or("?")
-            ));
+            bar.println(format!("cell {} failed: {}", cell.id, result.failure.as_deref().unwrap_or("?")));
         } else if let Some(f) = cell_figures(&result.clients) {
             bar.set_message(format!(
                 "last: {} {} c={} {}",
@@ -240,14 +198,7 @@ pub fn run(
     }
     bar.finish_and_clear();
     drop(scratch);
-    Ok(RunOutcome {
-        ran,
-        skipped,
-        failed,
-        interrupted,
-        cells: store.cells()?,
-        notes,
-    })
+    Ok(RunOutcome { ran, skipped, failed, interrupted, cells: store.cells()?, notes })
 }
 
 fn progress_bar(len: u64, enabled: bool) -> ProgressBar {
@@ -258,8 +209,7 @@ fn progress_bar(len: u64, enabled: bool) -> ProgressBar {
     };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     bar.set_style(
-        ProgressStyle::with_template("cell {pos}/{len} [{elapsed_precise}, ETA {eta}] {msg}")
-            .expect("static template"),
+        ProgressStyle::with_template("cell {pos}/{len} [{elapsed_precise}, ETA {eta}] {msg}").expect("static template"),
     );
     bar
 }
@@ -328,18 +278,14 @@ impl CellRun<'_> {
         // Jobs, with paths as the clients see them.
         let host_target = &self.ctx.target;
         let client_target = self.backend.target_in_client(host_target);
-        let rel_control = self
-            .control
-            .strip_prefix(host_target)
-            .expect("control lives under the target");
+        let rel_control = self.control.strip_prefix(host_target).expect("control lives under the target");
         let client_control = client_target.join(rel_control);
         let barrier_timeout = self.plan.study.barrier_timeout;
         let mut launches = Vec::new();
         for k in 0..n {
             let data_rel = Path::new("iostudy-data").join(format!("client-{k}"));
             let host_data = host_target.join(&data_rel);
-            fs::create_dir_all(&host_data)
-                .map_err(|e| format!("cannot create {}: {e}", host_data.display()))?;
+            fs::create_dir_all(&host_data).map_err(|e| format!("cannot create {}: {e}", host_data.display()))?;
             let mut workload = cell.workload.clone();
             workload.directory = client_target.join(&data_rel);
             let job = Job {
@@ -354,11 +300,8 @@ impl CellRun<'_> {
                 }),
             };
             let job_host = self.control.join(format!("job-{k}.json"));
-            write_atomic(
-                &job_host,
-                &serde_json::to_vec_pretty(&job).expect("job serializes"),
-            )
-            .map_err(|e| format!("cannot write {}: {e}", job_host.display()))?;
+            write_atomic(&job_host, &serde_json::to_vec_pretty(&job).expect("job serializes"))
+                .map_err(|e| format!("cannot write {}: {e}", job_host.display()))?;
             launches.push(Launch {
                 id: format!("iostudy-{}-{}-{k}", self.ctx.run_id, self.index),
                 client: k,
@@ -372,21 +315,14 @@ impl CellRun<'_> {
         let started = Instant::now();
         let mut handles: Vec<ClientHandle> = Vec::with_capacity(n as usize);
         for l in &launches {
-            let h = self
-                .backend
-                .launch(l)
-                .map_err(|e| format!("cannot launch client {}: {e}", l.client))?;
+            let h = self.backend.launch(l).map_err(|e| format!("cannot launch client {}: {e}", l.client))?;
             handles.push(h);
         }
 
         // Barrier: all ready, then go.
         let ready_deadline = started + barrier_timeout;
-        let outcome = self.wait(
-            &mut handles,
-            ready_deadline,
-            |_| (0..n).all(|k| ready_path(&self.control, k).exists()),
-            "ready",
-        );
+        let outcome =
+            self.wait(&mut handles, ready_deadline, |_| (0..n).all(|k| ready_path(&self.control, k).exists()), "ready");
         if let Wait::Failed(msg) = outcome {
             return Err(self.fail(&mut handles, result, msg));
         }
@@ -394,8 +330,7 @@ impl CellRun<'_> {
         let lead = Duration::from_millis(100 + 5 * u64::from(n));
         let start_ns = now_ns() + lead.as_nanos() as u64;
         let go = serde_json::to_vec(&GoSignal { start_ns }).expect("go serializes");
-        write_atomic(&go_path(&self.control), &go)
-            .map_err(|e| format!("cannot write the go signal: {e}"))?;
+        write_atomic(&go_path(&self.control), &go).map_err(|e| format!("cannot write the go signal: {e}"))?;
         result.start_ns = Some(start_ns);
 
         // Run: every client exits successfully before the deadline.
@@ -407,12 +342,7 @@ impl CellRun<'_> {
                 Instant::now() + lead + active + (active / 2).max(Duration::from_secs(30))
             }
         };
-        let outcome = self.wait(
-            &mut handles,
-            deadline,
-            |hs| hs.iter_mut().all(|h| h.poll().is_some()),
-            "finished",
-        );
+        let outcome = self.wait(&mut handles, deadline, |hs| hs.iter_mut().all(|h| h.poll().is_some()), "finished");
         if let Wait::Failed(msg) = outcome {
             return Err(self.fail(&mut handles, result, msg));
         }
@@ -422,9 +352,9 @@ impl CellRun<'_> {
 
         for k in 0..n {
             let path = self.control.join(format!("client-{k}.json"));
-            let parsed = fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<ClientResult>(&b).map_err(|e| e.to_string())
-            });
+            let parsed = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<ClientResult>(&b).map_err(|e| e.to_string()));
             match parsed {
                 Ok(r) => result.clients.push(r),
                 Err(e) => {
@@ -439,10 +369,7 @@ impl CellRun<'_> {
             }
         }
         if !result.client_failures.is_empty() {
-            return Err(format!(
-                "{} client(s) left no result",
-                result.client_failures.len()
-            ));
+            return Err(format!("{} client(s) left no result", result.client_failures.len()));
         }
         Ok(())
     }
@@ -462,9 +389,7 @@ impl CellRun<'_> {
                     Some(Exit::Failed(why)) => {
                         return Wait::Failed(format!("client {client} {why}"));
                     }
-                    Some(Exit::Success)
-                        if what == "ready" && !ready_path(&self.control, client).exists() =>
-                    {
+                    Some(Exit::Success) if what == "ready" && !ready_path(&self.control, client).exists() => {
                         return Wait::Failed(format!("client {client} exited before it was ready"));
                     }
                     _ => {}
@@ -482,10 +407,7 @@ impl CellRun<'_> {
                     .filter_map(|h| h.poll().is_none().then_some(h))
                     .map(|h| h.client.to_string())
                     .collect();
-                return Wait::Failed(format!(
-                    "client(s) {} not {what} before the deadline (hung?)",
-                    late.join(", ")
-                ));
+                return Wait::Failed(format!("client(s) {} not {what} before the deadline (hung?)", late.join(", ")));
             }
             std::thread::sleep(Duration::from_millis(5));
         }

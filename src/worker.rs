@@ -70,10 +70,9 @@ pub fn go_path(control_dir: &Path) -> PathBuf {
 
 /// Runs a job file and writes its result; returns the result too.
 pub fn run_job_file(path: &Path) -> anyhow::Result<ClientResult> {
-    let text = fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read job file {}: {e}", path.display()))?;
-    let job: Job = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("job file {} is invalid: {e}", path.display()))?;
+    let text = fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read job file {}: {e}", path.display()))?;
+    let job: Job =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("job file {} is invalid: {e}", path.display()))?;
     if job.schema_version != JOB_SCHEMA_VERSION {
         anyhow::bail!(
             "job file {} has schema version {}, this worker reads {JOB_SCHEMA_VERSION}: use the same iostudy binary as the controller",
@@ -101,9 +100,8 @@ pub fn run_job(job: &Job) -> anyhow::Result<ClientResult> {
 }
 
 fn wait_for_go(b: &BarrierSpec, client_id: u32) -> Result<u64, EngineError> {
-    let gate_err = |what: &str, p: &Path, e: std::io::Error| {
-        EngineError::Gate(format!("cannot {what} {}: {e}", p.display()))
-    };
+    let gate_err =
+        |what: &str, p: &Path, e: std::io::Error| EngineError::Gate(format!("cannot {what} {}: {e}", p.display()));
     let ready = ready_path(&b.control_dir, client_id);
     if let Some(dir) = ready.parent() {
         fs::create_dir_all(dir).map_err(|e| gate_err("create", dir, e))?;
@@ -131,16 +129,12 @@ pub fn read_go(control_dir: &Path) -> Result<Option<u64>, EngineError> {
     let go = go_path(control_dir);
     match fs::read_to_string(&go) {
         Ok(text) if !text.trim().is_empty() => {
-            let signal: GoSignal = serde_json::from_str(&text).map_err(|e| {
-                EngineError::Gate(format!("{} is not a go signal: {e}", go.display()))
-            })?;
+            let signal: GoSignal = serde_json::from_str(&text)
+                .map_err(|e| EngineError::Gate(format!("{} is not a go signal: {e}", go.display())))?;
             Ok(Some(signal.start_ns))
         }
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(EngineError::Gate(format!(
-            "cannot read {}: {e}",
-            go.display()
-        ))),
+        Err(e) => Err(EngineError::Gate(format!("cannot read {}: {e}", go.display()))),
     }
 }

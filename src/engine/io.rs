@@ -42,11 +42,7 @@ pub struct Schedule {
 impl Schedule {
     pub fn new(w: &Workload, thread: u32, ramp_start: Instant) -> Self {
         let seed = w.randseed ^ (u64::from(thread) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let order = if w.rw.is_random() {
-            Order::Random
-        } else {
-            Order::Sequential
-        };
+        let order = if w.rw.is_random() { Order::Random } else { Order::Sequential };
         let measure_start = ramp_start + w.ramp_time.0;
         Self {
             stream: BlockStream::new(order, w.blocks(), seed),
@@ -54,11 +50,7 @@ impl Schedule {
             bs: w.bs.get(),
             measure_start,
             deadline: w.runtime.map(|r| measure_start + r.0),
-            remaining: if w.runtime.is_some() {
-                None
-            } else {
-                Some(w.blocks())
-            },
+            remaining: if w.runtime.is_some() { None } else { Some(w.blocks()) },
         }
     }
 
@@ -84,11 +76,7 @@ impl Schedule {
             }
         }
         let offset = self.stream.next_block() * self.bs;
-        Some(Op {
-            offset,
-            is_read: self.mix.is_read(),
-            measured,
-        })
+        Some(Op { offset, is_read: self.mix.is_read(), measured })
     }
 }
 
@@ -102,21 +90,27 @@ pub struct ThreadIo<'a> {
 }
 
 impl IoEngineKind {
-    /// Checks that this engine can run here, before any file is touched.
+    /// Checks that this engine can run here, before any file is touched. For io_uring
+    /// that means a ring *and* the read/write opcodes: gVisor, for one, sets up rings
+    /// but answers EINVAL to IORING_OP_READ.
     pub fn probe(self) -> Result<(), std::io::Error> {
         match self {
             IoEngineKind::Psync => Ok(()),
-            IoEngineKind::IoUring => IoUring::new(2).map(drop),
+            IoEngineKind::IoUring => {
+                let ring = IoUring::new(2)?;
+                let mut probe = io_uring::Probe::new();
+                ring.submitter().register_probe(&mut probe)?;
+                if probe.is_supported(opcode::Read::CODE) && probe.is_supported(opcode::Write::CODE) {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("the kernel's io_uring lacks IORING_OP_READ/IORING_OP_WRITE"))
+                }
+            }
         }
     }
 
     /// Runs one thread's I/O until the schedule says stop.
-    pub fn run_thread(
-        self,
-        io: ThreadIo<'_>,
-        schedule: &mut Schedule,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
+    pub fn run_thread(self, io: ThreadIo<'_>, schedule: &mut Schedule, rec: &mut Recorder) -> Result<(), EngineError> {
         match self {
             IoEngineKind::Psync => psync(io, schedule, rec),
             IoEngineKind::IoUring => uring(io, schedule, rec),
@@ -126,22 +120,13 @@ impl IoEngineKind {
 
 fn io_error(io: &ThreadIo<'_>, op: Op, source: std::io::Error) -> EngineError {
     EngineError::Io {
-        what: format!(
-            "{} {} bytes at offset {} of",
-            if op.is_read { "read" } else { "write" },
-            io.bs,
-            op.offset
-        ),
+        what: format!("{} {} bytes at offset {} of", if op.is_read { "read" } else { "write" }, io.bs, op.offset),
         path: io.path.to_path_buf(),
         source,
     }
 }
 
-fn psync(
-    mut io: ThreadIo<'_>,
-    schedule: &mut Schedule,
-    rec: &mut Recorder,
-) -> Result<(), EngineError> {
+fn psync(mut io: ThreadIo<'_>, schedule: &mut Schedule, rec: &mut Recorder) -> Result<(), EngineError> {
     let mut buf = AlignedBuf::random(io.bs, &mut io.rng);
     let len = io.bs as u64;
     let mut now = Instant::now();
@@ -170,22 +155,13 @@ struct Slot {
     submit: Instant,
 }
 
-fn uring(
-    mut io: ThreadIo<'_>,
-    schedule: &mut Schedule,
-    rec: &mut Recorder,
-) -> Result<(), EngineError> {
+fn uring(mut io: ThreadIo<'_>, schedule: &mut Schedule, rec: &mut Recorder) -> Result<(), EngineError> {
     let depth = io.iodepth.max(1);
     // Declared before the ring so the ring (and any I/O it still owns) goes first.
     let mut slots: Vec<Slot> = (0..depth)
-        .map(|_| Slot {
-            buf: AlignedBuf::random(io.bs, &mut io.rng),
-            op: None,
-            submit: Instant::now(),
-        })
+        .map(|_| Slot { buf: AlignedBuf::random(io.bs, &mut io.rng), op: None, submit: Instant::now() })
         .collect();
-    let mut ring =
-        IoUring::new(depth.next_power_of_two()).map_err(EngineError::uring_unavailable)?;
+    let mut ring = IoUring::new(depth.next_power_of_two()).map_err(EngineError::uring_unavailable)?;
     let fd = types::Fd(io.file.as_raw_fd());
     let len = io.bs as u64;
     let mut free: Vec<usize> = (0..depth as usize).rev().collect();
@@ -202,14 +178,10 @@ fn uring(
             let slot = &mut slots[i];
             let ptr = slot.buf.as_mut_ptr();
             let entry = if op.is_read {
-                opcode::Read::new(fd, ptr, io.bs as u32)
-                    .offset(op.offset)
-                    .build()
+                opcode::Read::new(fd, ptr, io.bs as u32).offset(op.offset).build()
             } else {
                 slot.buf.scramble(&mut io.rng);
-                opcode::Write::new(fd, ptr, io.bs as u32)
-                    .offset(op.offset)
-                    .build()
+                opcode::Write::new(fd, ptr, io.bs as u32).offset(op.offset).build()
             };
             slot.op = Some(op);
             slot.submit = now;
@@ -222,8 +194,7 @@ fn uring(
         if in_flight == 0 {
             return Ok(());
         }
-        ring.submit_and_wait(1)
-            .map_err(EngineError::uring_unavailable)?;
+        ring.submit_and_wait(1).map_err(EngineError::uring_unavailable)?;
         let now = Instant::now();
         let mut failure = None;
         for cqe in ring.completion() {

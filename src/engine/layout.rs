@@ -55,19 +55,11 @@ pub fn prepare(w: &Workload) -> Result<LayoutStats, EngineError> {
             }
             Err(e) if e.kind() == ErrorKind::NotFound => (false, 0),
             Err(source) => {
-                return Err(EngineError::Io {
-                    what: "inspect".into(),
-                    path,
-                    source,
-                });
+                return Err(EngineError::Io { what: "inspect".into(), path, source });
             }
         };
         needed += size.saturating_sub(current_len);
-        plans.push(FilePlan {
-            path,
-            existed,
-            current_len,
-        });
+        plans.push(FilePlan { path, existed, current_len });
     }
 
     if needed > 0 {
@@ -78,11 +70,7 @@ pub fn prepare(w: &Workload) -> Result<LayoutStats, EngineError> {
         })?;
         let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
         if needed > available {
-            return Err(EngineError::NoSpace {
-                dir: dir.clone(),
-                needed,
-                available,
-            });
+            return Err(EngineError::NoSpace { dir: dir.clone(), needed, available });
         }
     }
 
@@ -118,11 +106,7 @@ fn check_directory(dir: &Path) -> Result<(), EngineError> {
             return Err(EngineError::DirectoryMissing(dir.to_path_buf()));
         }
         Err(source) => {
-            return Err(EngineError::Io {
-                what: "inspect".into(),
-                path: dir.to_path_buf(),
-                source,
-            });
+            return Err(EngineError::Io { what: "inspect".into(), path: dir.to_path_buf(), source });
         }
     }
     if let Ok(vfs) = rustix::fs::statvfs(dir)
@@ -130,14 +114,8 @@ fn check_directory(dir: &Path) -> Result<(), EngineError> {
     {
         return Err(EngineError::ReadOnly(dir.to_path_buf()));
     }
-    if let Err(e) = rustix::fs::access(
-        dir,
-        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
-    ) {
-        return Err(EngineError::NotWritable {
-            dir: dir.to_path_buf(),
-            source: e.into(),
-        });
+    if let Err(e) = rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK) {
+        return Err(EngineError::NotWritable { dir: dir.to_path_buf(), source: e.into() });
     }
     Ok(())
 }
@@ -162,19 +140,10 @@ fn check_direct(w: &Workload) -> Result<(), EngineError> {
             return Err(EngineError::DirectUnsupported(w.directory.clone()));
         }
         Err(source) => {
-            return Err(EngineError::Io {
-                what: "create".into(),
-                path,
-                source,
-            });
+            return Err(EngineError::Io { what: "create".into(), path, source });
         }
     };
-    let align = match rustix::fs::statx(
-        &file,
-        "",
-        rustix::fs::AtFlags::EMPTY_PATH,
-        StatxFlags::DIOALIGN,
-    ) {
+    let align = match rustix::fs::statx(&file, "", rustix::fs::AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) {
         Ok(sx) if StatxFlags::from_bits_retain(sx.stx_mask).contains(StatxFlags::DIOALIGN) => {
             if sx.stx_dio_offset_align == 0 {
                 drop(file);
@@ -193,26 +162,13 @@ fn check_direct(w: &Workload) -> Result<(), EngineError> {
     }
     let bs = w.bs.get();
     if bs % align != 0 || align as usize > BUFFER_ALIGN {
-        return Err(EngineError::DirectMisaligned {
-            bs,
-            align,
-            dir: w.directory.clone(),
-        });
+        return Err(EngineError::DirectMisaligned { bs, align, dir: w.directory.clone() });
     }
     Ok(())
 }
 
-fn write_file(
-    plan: &FilePlan,
-    size: u64,
-    buf: &mut AlignedBuf,
-    rng: &mut SplitMix64,
-) -> std::io::Result<u64> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&plan.path)?;
+fn write_file(plan: &FilePlan, size: u64, buf: &mut AlignedBuf, rng: &mut SplitMix64) -> std::io::Result<u64> {
+    let file = OpenOptions::new().write(true).create(true).truncate(false).open(&plan.path)?;
     if plan.current_len > size {
         file.set_len(size)?;
         file.sync_all()?;
@@ -242,20 +198,10 @@ fn undo(plan: &FilePlan, size: u64) {
 
 fn map_write_error(e: std::io::Error, dir: &Path, path: &Path, needed: u64) -> EngineError {
     if e.kind() == ErrorKind::StorageFull || e.kind() == ErrorKind::QuotaExceeded {
-        let available = rustix::fs::statvfs(dir)
-            .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
-            .unwrap_or(0);
-        return EngineError::NoSpace {
-            dir: dir.to_path_buf(),
-            needed,
-            available,
-        };
+        let available = rustix::fs::statvfs(dir).map(|v| v.f_bavail.saturating_mul(v.f_frsize)).unwrap_or(0);
+        return EngineError::NoSpace { dir: dir.to_path_buf(), needed, available };
     }
-    EngineError::Io {
-        what: "lay out".into(),
-        path: path.to_path_buf(),
-        source: e,
-    }
+    EngineError::Io { what: "lay out".into(), path: path.to_path_buf(), source: e }
 }
 
 /// Opens a laid-out file for the measured phase.
@@ -265,11 +211,7 @@ pub fn open_for_run(w: &Workload, path: &Path) -> Result<File, EngineError> {
     if w.direct {
         opts.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
     }
-    opts.open(path).map_err(|source| EngineError::Io {
-        what: "open".into(),
-        path: path.to_path_buf(),
-        source,
-    })
+    opts.open(path).map_err(|source| EngineError::Io { what: "open".into(), path: path.to_path_buf(), source })
 }
 
 /// Drops a file's cached pages (fio's `invalidate`), so reads measure storage.

@@ -24,9 +24,7 @@ pub struct WallClock {
 impl WallClock {
     pub fn now() -> Self {
         let mono0 = Instant::now();
-        let wall0_ns = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let wall0_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         Self { mono0, wall0_ns }
     }
 
@@ -135,12 +133,7 @@ mod tests {
         let first_boundary = clock.instant_at((r.first_index() + 1) * 100_000_000);
         r.record(true, 10, start, start);
         r.record(true, 10, first_boundary, first_boundary);
-        r.record(
-            false,
-            5,
-            first_boundary,
-            first_boundary + Duration::from_millis(250),
-        );
+        r.record(false, 5, first_boundary, first_boundary + Duration::from_millis(250));
         assert_eq!(r.bytes, vec![10, 10, 0, 5]);
         assert_eq!(r.ops, vec![1, 1, 0, 1]);
         assert_eq!(r.read, DirectionStats { bytes: 20, ops: 2 });

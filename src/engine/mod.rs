@@ -26,8 +26,8 @@ use crate::engine::measure::{Recorder, WallClock};
 use crate::engine::pattern::SplitMix64;
 use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
 use crate::results::{
-    ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries,
-    SCHEMA_VERSION, Summary, ThreadStats,
+    ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries, SCHEMA_VERSION, Summary,
+    ThreadStats,
 };
 
 /// Why a client could not run. Each message names the value and the fix.
@@ -42,19 +42,12 @@ pub enum EngineError {
     #[error("directory {} is on a read-only filesystem: choose a writable directory", .0.display())]
     ReadOnly(PathBuf),
     #[error("directory {} is not writable ({source}): fix its permissions or choose another directory", dir.display())]
-    NotWritable {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
+    NotWritable { dir: PathBuf, source: std::io::Error },
     #[error(
         "not enough space in {}: the files need {} more, {} is free: lower size or numjobs, or free space",
         dir.display(), human_bytes(*needed), human_bytes(*available)
     )]
-    NoSpace {
-        dir: PathBuf,
-        needed: u64,
-        available: u64,
-    },
+    NoSpace { dir: PathBuf, needed: u64, available: u64 },
     #[error("the filesystem of {} does not support O_DIRECT: set direct = false or choose another directory", .0.display())]
     DirectUnsupported(PathBuf),
     #[error(
@@ -67,11 +60,7 @@ pub enum EngineError {
     )]
     UringUnavailable(std::io::Error),
     #[error("cannot {what} {}: {source}", path.display())]
-    Io {
-        what: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { what: String, path: PathBuf, source: std::io::Error },
     #[error("start barrier: {0}")]
     Gate(String),
 }
@@ -106,10 +95,7 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
 
     let layout_stats = layout::prepare(w)?;
     let paths: Vec<PathBuf> = (0..w.numjobs).map(|t| w.file_path(t)).collect();
-    let files = paths
-        .iter()
-        .map(|p| layout::open_for_run(w, p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let files = paths.iter().map(|p| layout::open_for_run(w, p)).collect::<Result<Vec<_>, _>>()?;
     if w.invalidate {
         for (f, p) in files.iter().zip(&paths) {
             layout::invalidate(f, p)?;
@@ -149,14 +135,8 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
                         rng: SplitMix64::new(w.randseed.wrapping_add(t as u64 + 1)),
                     };
                     engine.run_thread(io, &mut schedule, &mut rec)?;
-                    let sync_err = |source| EngineError::Io {
-                        what: "fsync".into(),
-                        path: path.clone(),
-                        source,
-                    };
-                    let mut end = rec
-                        .last_completion
-                        .unwrap_or_else(|| schedule.measure_start());
+                    let sync_err = |source| EngineError::Io { what: "fsync".into(), path: path.clone(), source };
+                    let mut end = rec.last_completion.unwrap_or_else(|| schedule.measure_start());
                     if w.end_fsync {
                         file.sync_all().map_err(sync_err)?;
                         end = Instant::now();
@@ -182,10 +162,8 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
             Err(_) => abort.store(true, Ordering::SeqCst),
         }
         barrier.wait();
-        let joined: Vec<_> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect();
+        let joined: Vec<_> =
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
         gate_result.map(|_| joined)
     })?;
 
@@ -208,23 +186,8 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
 
     let measure_start = *start.get().expect("set") + w.ramp_time.0;
     let start_ns = clock.wall_ns(measure_start);
-    let end_ns = threads
-        .iter()
-        .map(|t| t.end_ns)
-        .max()
-        .unwrap_or(start_ns)
-        .max(start_ns);
-    Ok(assemble(
-        w,
-        client_id,
-        engine,
-        note,
-        layout_stats,
-        start_ns,
-        end_ns,
-        threads,
-        recs,
-    ))
+    let end_ns = threads.iter().map(|t| t.end_ns).max().unwrap_or(start_ns).max(start_ns);
+    Ok(assemble(w, client_id, engine, note, layout_stats, start_ns, end_ns, threads, recs))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -244,20 +207,12 @@ fn assemble(
     let mut read_hist = new_latency_histogram();
     let mut write_hist = new_latency_histogram();
     let first_index = outcomes.first().map_or(0, |o| o.rec.first_index());
-    let slots = outcomes
-        .iter()
-        .map(|o| o.rec.bytes.len())
-        .max()
-        .unwrap_or(0);
+    let slots = outcomes.iter().map(|o| o.rec.bytes.len()).max().unwrap_or(0);
     let mut bytes = vec![0u64; slots];
     let mut ops = vec![0u64; slots];
     for o in &outcomes {
         let r = &o.rec;
-        debug_assert_eq!(
-            r.first_index(),
-            first_index,
-            "threads share the measured start"
-        );
+        debug_assert_eq!(r.first_index(), first_index, "threads share the measured start");
         read.add(r.read);
         write.add(r.write);
         read_hist.add(&r.read_hist).expect("same bounds");
@@ -272,11 +227,7 @@ fn assemble(
 
     let runtime_s = (end_ns.saturating_sub(start_ns)) as f64 / 1e9;
     let rate = |x: u64| {
-        if runtime_s > 0.0 {
-            x as f64 / runtime_s
-        } else {
-            0.0
-        }
+        if runtime_s > 0.0 { x as f64 / runtime_s } else { 0.0 }
     };
     let direction = |d: DirectionStats, h: &hdrhistogram::Histogram<u64>| {
         (d.ops > 0).then(|| DirectionSummary {
@@ -313,12 +264,7 @@ fn assemble(
             read: mixed.then(|| EncodedHistogram::encode(&read_hist)),
             write: mixed.then(|| EncodedHistogram::encode(&write_hist)),
         },
-        intervals: IntervalSeries {
-            interval_ns: w.log_interval.0.as_nanos() as u64,
-            first_index,
-            bytes,
-            ops,
-        },
+        intervals: IntervalSeries { interval_ns: w.log_interval.0.as_nanos() as u64, first_index, bytes, ops },
         layout,
     }
 }

@@ -27,14 +27,8 @@ pub enum Pattern {
 }
 
 impl Pattern {
-    pub const ALL: [Pattern; 6] = [
-        Pattern::Read,
-        Pattern::Write,
-        Pattern::Randread,
-        Pattern::Randwrite,
-        Pattern::Readwrite,
-        Pattern::Randrw,
-    ];
+    pub const ALL: [Pattern; 6] =
+        [Pattern::Read, Pattern::Write, Pattern::Randread, Pattern::Randwrite, Pattern::Readwrite, Pattern::Randrw];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,10 +42,7 @@ impl Pattern {
     }
 
     pub fn is_random(self) -> bool {
-        matches!(
-            self,
-            Pattern::Randread | Pattern::Randwrite | Pattern::Randrw
-        )
+        matches!(self, Pattern::Randread | Pattern::Randwrite | Pattern::Randrw)
     }
 
     /// Share of I/Os that are reads, in percent, given fio's `rwmixread`.
@@ -122,9 +113,7 @@ impl FromStr for IoEngineKind {
         match s {
             "psync" => Ok(IoEngineKind::Psync),
             "io_uring" | "io-uring" | "uring" => Ok(IoEngineKind::IoUring),
-            _ => Err(format!(
-                "unknown ioengine `{s}`: expected psync or io_uring"
-            )),
+            _ => Err(format!("unknown ioengine `{s}`: expected psync or io_uring")),
         }
     }
 }
@@ -354,8 +343,7 @@ impl Workload {
 
     /// Path of thread `thread`'s file.
     pub fn file_path(&self, thread: u32) -> PathBuf {
-        self.directory
-            .join(format!("{}.{thread}.dat", self.filename_prefix))
+        self.directory.join(format!("{}.{thread}.dat", self.filename_prefix))
     }
 
     /// Checks what can be checked without touching the directory.
@@ -379,10 +367,7 @@ impl Workload {
             return Err(format!("iodepth {} is out of range 1..=4096", self.iodepth));
         }
         if self.rwmixread > 100 {
-            return Err(format!(
-                "rwmixread {} is a percentage: 0..=100",
-                self.rwmixread
-            ));
+            return Err(format!("rwmixread {} is a percentage: 0..=100", self.rwmixread));
         }
         if self.runtime.is_some_and(|r| r.0.is_zero()) {
             return Err("runtime must be greater than zero, or absent for one full pass".into());
@@ -413,20 +398,13 @@ mod tests {
         assert_eq!(parse_bytes("1MiB").unwrap(), 1 << 20);
         assert_eq!(parse_bytes("32G").unwrap(), 32 << 30);
         assert_eq!(parse_bytes("512").unwrap(), 512);
-        assert!(
-            parse_bytes("lots")
-                .unwrap_err()
-                .contains("cannot parse size `lots`")
-        );
+        assert!(parse_bytes("lots").unwrap_err().contains("cannot parse size `lots`"));
     }
 
     #[test]
     fn durations_accept_bare_seconds() {
         assert_eq!("10".parse::<Span>().unwrap().0, Duration::from_secs(10));
-        assert_eq!(
-            "500ms".parse::<Span>().unwrap().0,
-            Duration::from_millis(500)
-        );
+        assert_eq!("500ms".parse::<Span>().unwrap().0, Duration::from_millis(500));
         assert!("soon".parse::<Span>().is_err());
     }
 
@@ -442,17 +420,9 @@ mod tests {
         let mut w = Workload::new(Pattern::Read, 65536, 4096, "/tmp");
         assert!(w.validate().unwrap_err().contains("smaller than bs"));
         w.size = Bytes(0);
-        assert!(
-            w.validate()
-                .unwrap_err()
-                .contains("size must be greater than zero")
-        );
+        assert!(w.validate().unwrap_err().contains("size must be greater than zero"));
         w.size = Bytes(1 << 20);
         w.bs = Bytes(0);
-        assert!(
-            w.validate()
-                .unwrap_err()
-                .contains("bs must be greater than zero")
-        );
+        assert!(w.validate().unwrap_err().contains("bs must be greater than zero"));
     }
 }

@@ -52,19 +52,10 @@ pub struct Permutation {
 impl Permutation {
     pub fn new(bits: u32, key: u64) -> Self {
         assert!(bits <= 64, "permutation domain is at most 2^64");
-        let mask = if bits == 64 {
-            u64::MAX
-        } else {
-            (1u64 << bits) - 1
-        };
+        let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
         let mut rng = SplitMix64::new(key);
         // Multipliers must be odd to be invertible modulo 2^bits.
-        let keys = [
-            rng.next_u64() | 1,
-            rng.next_u64(),
-            rng.next_u64() | 1,
-            rng.next_u64(),
-        ];
+        let keys = [rng.next_u64() | 1, rng.next_u64(), rng.next_u64() | 1, rng.next_u64()];
         Self { bits, mask, keys }
     }
 
@@ -114,15 +105,7 @@ impl BlockStream {
     pub fn new(order: Order, blocks: u64, seed: u64) -> Self {
         assert!(blocks > 0, "a file has at least one block");
         let bits = 64 - (blocks - 1).leading_zeros();
-        Self {
-            order,
-            blocks,
-            seed,
-            pass: 0,
-            cursor: 0,
-            emitted: 0,
-            perm: Permutation::new(bits, pass_key(seed, 0)),
-        }
+        Self { order, blocks, seed, pass: 0, cursor: 0, emitted: 0, perm: Permutation::new(bits, pass_key(seed, 0)) }
     }
 
     /// Completed passes so far.
@@ -181,10 +164,7 @@ pub struct Mix {
 
 impl Mix {
     pub fn new(read_percent: u32, seed: u64) -> Self {
-        Self {
-            read_percent: read_percent.min(100),
-            rng: SplitMix64::new(seed ^ 0x005E_ED0F_0B1E),
-        }
+        Self { read_percent: read_percent.min(100), rng: SplitMix64::new(seed ^ 0x005E_ED0F_0B1E) }
     }
 
     #[inline]

@@ -18,11 +18,7 @@ pub fn render(r: &ClientResult) -> String {
         w.size,
         w.numjobs,
         r.ioengine_used,
-        if r.ioengine_used == crate::engine::IoEngineKind::Psync {
-            1
-        } else {
-            w.iodepth
-        },
+        if r.ioengine_used == crate::engine::IoEngineKind::Psync { 1 } else { w.iodepth },
         u8::from(w.direct),
         match w.runtime {
             Some(t) => format!("runtime={t}"),
@@ -33,21 +29,13 @@ pub fn render(r: &ClientResult) -> String {
         let _ = writeln!(out, "  note: {note}");
     }
     let s = &r.summary;
-    for (name, d, bytes) in [
-        ("read", &s.read, r.read.bytes),
-        ("write", &s.write, r.write.bytes),
-    ] {
+    for (name, d, bytes) in [("read", &s.read, r.read.bytes), ("write", &s.write, r.write.bytes)] {
         if let Some(d) = d {
             direction(&mut out, name, d, bytes, s.runtime_s);
         }
     }
     if s.read.is_some() && s.write.is_some() {
-        let _ = writeln!(
-            out,
-            "  total: IOPS={}, BW={}",
-            count(s.iops),
-            bandwidth(s.bw_bytes_per_s)
-        );
+        let _ = writeln!(out, "  total: IOPS={}, BW={}", count(s.iops), bandwidth(s.bw_bytes_per_s));
     }
     let l = &r.layout;
     let _ = writeln!(

@@ -11,28 +11,13 @@ use crate::results::store::{CellResult, CellStatus};
 /// Renders the summary of `cells` (in the order given).
 pub fn render(cells: &[CellResult]) -> String {
     let mut rows: Vec<[String; 9]> = vec![
-        [
-            "scenario",
-            "pattern",
-            "clients",
-            "options",
-            "rep",
-            "bw (window)",
-            "bw (fio sum)",
-            "p50 µs",
-            "p99 µs",
-        ]
-        .map(String::from),
+        ["scenario", "pattern", "clients", "options", "rep", "bw (window)", "bw (fio sum)", "p50 µs", "p99 µs"]
+            .map(String::from),
     ];
     let mut failures = Vec::new();
     for c in cells {
         let cell = &c.cell;
-        let opts = cell
-            .options
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let opts = cell.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         let base = [
             c.scenario_label.clone(),
             cell.pattern.to_string(),
@@ -48,11 +33,7 @@ pub fn render(cells: &[CellResult]) -> String {
                 format!("{:.0}", f.latency_ns.p99 as f64 / 1e3),
             ],
             _ => {
-                failures.push(format!(
-                    "{}: {}",
-                    cell.id,
-                    c.failure.as_deref().unwrap_or("no result")
-                ));
+                failures.push(format!("{}: {}", cell.id, c.failure.as_deref().unwrap_or("no result")));
                 ["FAILED".into(), "-".into(), "-".into(), "-".into()]
             }
         };
@@ -60,9 +41,7 @@ pub fn render(cells: &[CellResult]) -> String {
         let [f, g, h, i] = figures;
         rows.push([a, b, c2, d, e, f, g, h, i]);
     }
-    let widths: Vec<usize> = (0..9)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..9).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     let show_opts = rows.iter().skip(1).any(|r| !r[3].is_empty());
     let mut out = String::new();
     for r in &rows {

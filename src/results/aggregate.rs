@@ -39,16 +39,8 @@ pub struct CellFigures {
 /// Computes a cell's figures; `None` without clients.
 pub fn cell_figures(clients: &[ClientResult]) -> Option<CellFigures> {
     let first = clients.first()?;
-    let ws = clients
-        .iter()
-        .map(|c| c.start_ns)
-        .max()
-        .unwrap_or(first.start_ns);
-    let we = clients
-        .iter()
-        .map(|c| c.end_ns)
-        .min()
-        .unwrap_or(first.end_ns);
+    let ws = clients.iter().map(|c| c.start_ns).max().unwrap_or(first.start_ns);
+    let we = clients.iter().map(|c| c.end_ns).min().unwrap_or(first.end_ns);
     let min_start = clients.iter().map(|c| c.start_ns).min().unwrap_or(ws);
     let window_ns = we.saturating_sub(ws);
     let window_bytes: f64 = clients.iter().map(|c| bytes_between(c, ws, we)).sum();
@@ -70,19 +62,11 @@ pub fn cell_figures(clients: &[ClientResult]) -> Option<CellFigures> {
         window_start_ns: ws,
         window_end_ns: we.max(ws),
         window_s,
-        window_bw_bytes_per_s: if window_ns > 0 {
-            window_bytes / window_s
-        } else {
-            0.0
-        },
+        window_bw_bytes_per_s: if window_ns > 0 { window_bytes / window_s } else { 0.0 },
         sum_bw_bytes_per_s: sum_bw,
         sum_iops,
         start_spread_ns: ws - min_start,
-        window_fraction: if longest > 0 {
-            window_ns as f64 / longest as f64
-        } else {
-            0.0
-        },
+        window_fraction: if longest > 0 { window_ns as f64 / longest as f64 } else { 0.0 },
         latency_ns: LatencySummary::of(&merged),
     })
 }
@@ -134,10 +118,7 @@ mod tests {
         assert!((f.window_fraction - 0.5).abs() < 1e-9);
         // Each client moves ~100 MiB/s per thread; in the window all three run.
         let per_client = a.summary.bw_bytes_per_s;
-        assert!(
-            (f.window_bw_bytes_per_s / (3.0 * per_client) - 1.0).abs() < 0.02,
-            "{f:?}"
-        );
+        assert!((f.window_bw_bytes_per_s / (3.0 * per_client) - 1.0).abs() < 0.02, "{f:?}");
         assert!((f.sum_bw_bytes_per_s / (3.0 * per_client) - 1.0).abs() < 1e-9);
         let h = f.latency_ns;
         assert_eq!(h.count, 3 * a.histograms.all.decode().unwrap().len());
@@ -147,10 +128,6 @@ mod tests {
     fn bytes_between_covers_the_whole_run() {
         let c = client(0, 1_000_000_000_050, 3);
         let all = bytes_between(&c, 0, u64::MAX);
-        assert!(
-            (all - (c.read.bytes as f64)).abs() < 1.0,
-            "{all} vs {}",
-            c.read.bytes
-        );
+        assert!((all - (c.read.bytes as f64)).abs() < 1.0, "{all} vs {}", c.read.bytes);
     }
 }

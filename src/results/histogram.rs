@@ -18,8 +18,7 @@ pub const SIGFIG: u8 = 3;
 
 /// A new, empty latency histogram with iostudy's bounds.
 pub fn new_latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_NS, SIGFIG)
-        .expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, SIGFIG).expect("constant histogram bounds are valid")
 }
 
 /// A histogram serialized for JSON: base64 of HdrHistogram V2 + DEFLATE.
@@ -30,9 +29,7 @@ pub struct EncodedHistogram(pub String);
 impl EncodedHistogram {
     pub fn encode(h: &Histogram<u64>) -> Self {
         let mut bytes = Vec::new();
-        V2DeflateSerializer::new()
-            .serialize(h, &mut bytes)
-            .expect("serializing into a Vec cannot fail");
+        V2DeflateSerializer::new().serialize(h, &mut bytes).expect("serializing into a Vec cannot fail");
         Self(base64::engine::general_purpose::STANDARD.encode(bytes))
     }
 
@@ -45,8 +42,7 @@ impl EncodedHistogram {
             .map_err(|e| format!("latency histogram cannot be decoded: {e:?}"))?;
         // Re-home into the standard bounds so merges never fail on range.
         let mut out = new_latency_histogram();
-        out.add(&h)
-            .map_err(|e| format!("latency histogram out of range: {e:?}"))?;
+        out.add(&h).map_err(|e| format!("latency histogram out of range: {e:?}"))?;
         Ok(out)
     }
 }

@@ -9,12 +9,10 @@ impl HostFacts {
     /// Facts about the machine this process runs on.
     pub fn current() -> Self {
         let uts = rustix::system::uname();
-        let clock_source = std::fs::read_to_string(
-            "/sys/devices/system/clocksource/clocksource0/current_clocksource",
-        )
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+        let clock_source = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
         Self {
             hostname: uts.nodename().to_string_lossy().into_owned(),
             kernel: uts.release().to_string_lossy().into_owned(),

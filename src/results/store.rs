@@ -91,11 +91,7 @@ pub enum StoreError {
     )]
     StudyChanged(PathBuf),
     #[error("cannot {what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{} is not a cell result: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
 }
@@ -109,9 +105,7 @@ pub struct Store {
 impl Store {
     /// Opens `root` for a run of `study_source`; refuses to mix runs.
     pub fn create(root: &Path, study_source: &str, resume: bool) -> Result<Store, StoreError> {
-        let store = Store {
-            root: root.to_path_buf(),
-        };
+        let store = Store { root: root.to_path_buf() };
         let io = |what, path: &Path| {
             let path = path.to_path_buf();
             move |source| StoreError::Io { what, path, source }
@@ -135,9 +129,7 @@ impl Store {
 
     /// Opens an existing results directory for reading.
     pub fn open(root: &Path) -> Store {
-        Store {
-            root: root.to_path_buf(),
-        }
+        Store { root: root.to_path_buf() }
     }
 
     pub fn root(&self) -> &Path {
@@ -158,51 +150,33 @@ impl Store {
 
     /// True when the cell finished successfully in an earlier run.
     pub fn finished(&self, id: &str) -> bool {
-        self.read_cell(&self.cell_path(id))
-            .is_ok_and(|c| c.status == CellStatus::Ok)
+        self.read_cell(&self.cell_path(id)).is_ok_and(|c| c.status == CellStatus::Ok)
     }
 
     pub fn write_run_info(&self, info: &RunInfo) -> Result<(), StoreError> {
         let path = self.root.join("run.json");
         let json = serde_json::to_vec_pretty(info).expect("run info serializes");
-        write_atomic(&path, &json).map_err(|source| StoreError::Io {
-            what: "write",
-            path,
-            source,
-        })
+        write_atomic(&path, &json).map_err(|source| StoreError::Io { what: "write", path, source })
     }
 
     pub fn write_cell(&self, cell: &CellResult) -> Result<(), StoreError> {
         let path = self.cell_path(&cell.cell.id);
         let json = serde_json::to_vec(cell).expect("cell result serializes");
-        write_atomic(&path, &json).map_err(|source| StoreError::Io {
-            what: "write",
-            path,
-            source,
-        })
+        write_atomic(&path, &json).map_err(|source| StoreError::Io { what: "write", path, source })
     }
 
     pub fn read_cell(&self, path: &Path) -> Result<CellResult, StoreError> {
-        let bytes = fs::read(path).map_err(|source| StoreError::Io {
-            what: "read",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        let bytes =
+            fs::read(path).map_err(|source| StoreError::Io { what: "read", path: path.to_path_buf(), source })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// Every cell result in the store, sorted by id.
     pub fn cells(&self) -> Result<Vec<CellResult>, StoreError> {
         let dir = self.cells_dir();
         let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
-            .map_err(|source| StoreError::Io {
-                what: "list",
-                path: dir.clone(),
-                source,
-            })?
+            .map_err(|source| StoreError::Io { what: "list", path: dir.clone(), source })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();

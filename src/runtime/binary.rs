@@ -22,8 +22,7 @@ pub fn worker_binary() -> Result<PathBuf, String> {
             Err(e) => Err(format!("IOSTUDY_WORKER={}: {e}", p.display())),
         };
     }
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the iostudy executable: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the iostudy executable: {e}"))?;
     if is_static(&exe).unwrap_or(false) {
         return Ok(exe);
     }

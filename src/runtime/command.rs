@@ -16,10 +16,7 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new(program: impl Into<PathBuf>) -> Self {
-        Self {
-            program: program.into(),
-            args: Vec::new(),
-        }
+        Self { program: program.into(), args: Vec::new() }
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
@@ -58,9 +55,7 @@ impl Cmd {
 
     /// Runs to completion; an error carries the command and its stderr.
     pub fn run_checked(&self) -> Result<Output, String> {
-        let out = self
-            .output()
-            .map_err(|e| format!("cannot run `{}`: {e}", self.argv().join(" ")))?;
+        let out = self.output().map_err(|e| format!("cannot run `{}`: {e}", self.argv().join(" ")))?;
         if !out.status.success() {
             return Err(format!(
                 "`{}` failed ({}): {}",
@@ -81,9 +76,7 @@ pub fn which(name: &str) -> Option<PathBuf> {
     }
     let path = std::env::var_os("PATH")
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -13,8 +13,8 @@ use crate::engine::Workload;
 use crate::engine::pattern::SplitMix64;
 use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
 use crate::results::{
-    ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries,
-    LayoutStats, SCHEMA_VERSION, Summary, ThreadStats, write_atomic,
+    ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries, LayoutStats, SCHEMA_VERSION,
+    Summary, ThreadStats, write_atomic,
 };
 use crate::runtime::{ClientHandle, Launch};
 use crate::worker::{Job, read_go, ready_path};
@@ -36,8 +36,7 @@ impl Mock {
             let job: Job = serde_json::from_str(&text).map_err(|e| e.to_string())?;
             let barrier = job.barrier.as_ref().ok_or("mock clients need a barrier")?;
             let ready = ready_path(&barrier.control_dir, job.client_id);
-            std::fs::create_dir_all(ready.parent().expect("ready has a parent"))
-                .map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(ready.parent().expect("ready has a parent")).map_err(|e| e.to_string())?;
             write_atomic(&ready, b"ready\n").map_err(|e| e.to_string())?;
             let deadline = Instant::now() + barrier.timeout.0;
             let start_ns = loop {
@@ -69,15 +68,8 @@ pub fn synthetic(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
         hist.saturating_record(100_000 + rng.next_u64() % 9_900_000);
     }
     let reads = w.rw.read_percent(w.rwmixread) > 0;
-    let total = DirectionStats {
-        bytes: per_thread_bytes * u64::from(w.numjobs),
-        ops,
-    };
-    let (read, write) = if reads {
-        (total, DirectionStats::default())
-    } else {
-        (DirectionStats::default(), total)
-    };
+    let total = DirectionStats { bytes: per_thread_bytes * u64::from(w.numjobs), ops };
+    let (read, write) = if reads { (total, DirectionStats::default()) } else { (DirectionStats::default(), total) };
     let secs = runtime_ns as f64 / 1e9;
     let dir = DirectionSummary {
         bw_bytes_per_s: total.bytes as f64 / secs,
@@ -107,20 +99,14 @@ pub fn synthetic(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
                 thread: t,
                 file: w.file_path(t).display().to_string(),
                 read: if reads {
-                    DirectionStats {
-                        bytes: per_thread_bytes,
-                        ops: per_thread_bytes / bs,
-                    }
+                    DirectionStats { bytes: per_thread_bytes, ops: per_thread_bytes / bs }
                 } else {
                     DirectionStats::default()
                 },
                 write: if reads {
                     DirectionStats::default()
                 } else {
-                    DirectionStats {
-                        bytes: per_thread_bytes,
-                        ops: per_thread_bytes / bs,
-                    }
+                    DirectionStats { bytes: per_thread_bytes, ops: per_thread_bytes / bs }
                 },
                 errors: 0,
                 end_ns: start_ns + runtime_ns,
@@ -136,17 +122,8 @@ pub fn synthetic(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
             read: reads.then_some(dir),
             write: (!reads).then_some(dir),
         },
-        histograms: Histograms {
-            all: EncodedHistogram::encode(&hist),
-            read: None,
-            write: None,
-        },
-        intervals: IntervalSeries {
-            interval_ns,
-            first_index,
-            bytes,
-            ops: op_series,
-        },
+        histograms: Histograms { all: EncodedHistogram::encode(&hist), read: None, write: None },
+        intervals: IntervalSeries { interval_ns, first_index, bytes, ops: op_series },
         layout: LayoutStats::default(),
     }
 }

@@ -91,10 +91,7 @@ pub enum RuntimeError {
     #[error("{0}")]
     Unavailable(String),
     #[error("cannot {what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
     #[error("{0}")]
     Setup(String),
 }
@@ -145,13 +142,10 @@ impl Backend {
     pub fn prepare(spec: &RuntimeSpec, ctx: &RunContext) -> Result<Backend, RuntimeError> {
         match spec {
             RuntimeSpec::Process => {
-                let exe = binary::process_worker()
-                    .map_err(RuntimeError::io("find the iostudy executable"))?;
+                let exe = binary::process_worker().map_err(RuntimeError::io("find the iostudy executable"))?;
                 Ok(Backend::Process { exe })
             }
-            RuntimeSpec::Oci { runtime, args } => {
-                Ok(Backend::Oci(oci::Oci::prepare(runtime, args, ctx)?))
-            }
+            RuntimeSpec::Oci { runtime, args } => Ok(Backend::Oci(oci::Oci::prepare(runtime, args, ctx)?)),
             RuntimeSpec::Mock => Ok(Backend::Mock(mock::Mock::new(ctx.cancel.clone()))),
         }
     }
@@ -211,25 +205,15 @@ pub struct ClientHandle {
 
 impl ClientHandle {
     /// Spawns `cmd` with output to the launch's log files.
-    pub fn spawn(
-        l: &Launch,
-        cmd: &Cmd,
-        kill: Vec<Cmd>,
-        teardown: Vec<Cmd>,
-    ) -> Result<ClientHandle, RuntimeError> {
-        let out = File::create(&l.stdout)
-            .map_err(RuntimeError::io(format!("create {}", l.stdout.display())))?;
-        let err = File::create(&l.stderr)
-            .map_err(RuntimeError::io(format!("create {}", l.stderr.display())))?;
+    pub fn spawn(l: &Launch, cmd: &Cmd, kill: Vec<Cmd>, teardown: Vec<Cmd>) -> Result<ClientHandle, RuntimeError> {
+        let out = File::create(&l.stdout).map_err(RuntimeError::io(format!("create {}", l.stdout.display())))?;
+        let err = File::create(&l.stderr).map_err(RuntimeError::io(format!("create {}", l.stderr.display())))?;
         let child = cmd
             .command()
             .stdout(out)
             .stderr(err)
             .spawn()
-            .map_err(RuntimeError::io(format!(
-                "start `{}`",
-                cmd.argv().join(" ")
-            )))?;
+            .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
         Ok(ClientHandle {
             client: l.client,
             id: l.id.clone(),
@@ -332,13 +316,7 @@ fn describe_status(st: std::process::ExitStatus) -> String {
 pub fn probe_all() -> Vec<Probe> {
     let mut v = vec![RuntimeSpec::Process.probe()];
     for name in oci::KNOWN {
-        v.push(
-            RuntimeSpec::Oci {
-                runtime: name.to_string(),
-                args: Vec::new(),
-            }
-            .probe(),
-        );
+        v.push(RuntimeSpec::Oci { runtime: name.to_string(), args: Vec::new() }.probe());
     }
     v
 }

@@ -40,10 +40,7 @@ pub enum Flavor {
 
 impl Flavor {
     pub fn of(name: &str) -> Flavor {
-        let base = Path::new(name)
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let base = Path::new(name).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         match base.as_str() {
             "runc" => Flavor::Runc,
             "crun" => Flavor::Crun,
@@ -58,7 +55,9 @@ pub fn install_hint(name: &str) -> String {
     match name {
         "runc" | "crun" | "runsc" => format!("apt-get install {name}"),
         "youki" => "youki is not packaged for Debian: install a release and give oci_runtime its path".into(),
-        "kata-runtime" => "Kata Containers 1.x is not packaged for Debian: install it and give oci_runtime its path".into(),
+        "kata-runtime" => {
+            "Kata Containers 1.x is not packaged for Debian: install it and give oci_runtime its path".into()
+        }
         other => format!("install {other} or give oci_runtime its full path"),
     }
 }
@@ -72,13 +71,8 @@ pub fn cgroup_hybrid() -> bool {
 
 /// Availability of an OCI CLI here.
 pub fn probe(runtime: &str, args: &[String]) -> Probe {
-    let mut p = Probe {
-        runtime: format!("oci/{runtime}"),
-        usable: false,
-        version: None,
-        problem: None,
-        notes: Vec::new(),
-    };
+    let mut p =
+        Probe { runtime: format!("oci/{runtime}"), usable: false, version: None, problem: None, notes: Vec::new() };
     let Some(bin) = which(runtime) else {
         p.problem = Some(format!("{runtime} not found: {}", install_hint(runtime)));
         return p;
@@ -86,27 +80,22 @@ pub fn probe(runtime: &str, args: &[String]) -> Probe {
     let flavor = Flavor::of(runtime);
     let out = Cmd::new(&bin).arg("--version").output();
     p.version = out.ok().and_then(|o| {
-        let text =
-            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-        text.lines()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().to_string())
+        let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
     });
     if flavor == Flavor::Crun && cgroup_hybrid() {
-        p.notes.push("cgroup v1/v2 hybrid host: crun runs in a private mount namespace with /sys/fs/cgroup/unified hidden".into());
+        p.notes.push(
+            "cgroup v1/v2 hybrid host: crun runs in a private mount namespace with /sys/fs/cgroup/unified hidden"
+                .into(),
+        );
     }
     if flavor == Flavor::Runsc {
-        let platform = args
-            .iter()
-            .find_map(|a| a.strip_prefix("--platform="))
-            .unwrap_or("default (ptrace)");
-        p.notes
-            .push(format!("gVisor platform: {platform}; network: none"));
+        let platform = args.iter().find_map(|a| a.strip_prefix("--platform=")).unwrap_or("default (ptrace)");
+        p.notes.push(format!("gVisor platform: {platform}; network: none"));
     }
     if !rustix::process::geteuid().is_root() {
-        p.problem = Some(format!(
-            "{runtime} needs root here (iostudy does not set up rootless containers): run as root"
-        ));
+        p.problem =
+            Some(format!("{runtime} needs root here (iostudy does not set up rootless containers): run as root"));
         return p;
     }
     if let Err(e) = worker_binary() {
@@ -137,13 +126,9 @@ impl Oci {
         if let Some(problem) = probe.problem {
             return Err(RuntimeError::Unavailable(problem));
         }
-        let bin = which(runtime)
-            .ok_or_else(|| RuntimeError::Unavailable(format!("{runtime} not found")))?;
+        let bin = which(runtime).ok_or_else(|| RuntimeError::Unavailable(format!("{runtime} not found")))?;
         let worker = worker_binary().map_err(RuntimeError::Unavailable)?;
-        let safe: String = runtime
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        let safe: String = runtime.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         let base = ctx.state_dir.join(format!("oci-{safe}"));
         let oci = Oci {
             name: runtime.to_string(),
@@ -163,10 +148,8 @@ impl Oci {
             let p = oci.rootfs.join(d);
             fs::create_dir_all(&p).map_err(RuntimeError::io(format!("create {}", p.display())))?;
         }
-        fs::copy(&worker, oci.rootfs.join("iostudy")).map_err(RuntimeError::io(format!(
-            "copy the worker {} into the rootfs",
-            worker.display()
-        )))?;
+        fs::copy(&worker, oci.rootfs.join("iostudy"))
+            .map_err(RuntimeError::io(format!("copy the worker {} into the rootfs", worker.display())))?;
         Ok(oci)
     }
 
@@ -183,19 +166,12 @@ impl Oci {
     fn cmd(&self, sub: &[OsString]) -> Cmd {
         if self.hybrid_workaround {
             Cmd::new("unshare")
-                .args([
-                    "-m",
-                    "sh",
-                    "-c",
-                    "umount /sys/fs/cgroup/unified && exec \"$0\" \"$@\"",
-                ])
+                .args(["-m", "sh", "-c", "umount /sys/fs/cgroup/unified && exec \"$0\" \"$@\""])
                 .arg(&self.bin)
                 .args(self.global_args())
                 .args(sub.iter().cloned())
         } else {
-            Cmd::new(&self.bin)
-                .args(self.global_args())
-                .args(sub.iter().cloned())
+            Cmd::new(&self.bin).args(self.global_args()).args(sub.iter().cloned())
         }
     }
 
@@ -213,18 +189,10 @@ impl Oci {
 
     /// The bundle's config: the worker as the only process, the target at /data.
     pub fn spec(&self, job_in_container: &Path, id: &str) -> Result<Spec, RuntimeError> {
-        let err = |e: oci_spec::OciSpecError| {
-            RuntimeError::Setup(format!("cannot build the OCI config: {e}"))
-        };
+        let err = |e: oci_spec::OciSpecError| RuntimeError::Setup(format!("cannot build the OCI config: {e}"));
         let mut spec = Spec::default();
         spec.set_hostname(Some(id.chars().take(63).collect()));
-        spec.set_root(Some(
-            RootBuilder::default()
-                .path(&self.rootfs)
-                .readonly(true)
-                .build()
-                .map_err(err)?,
-        ));
+        spec.set_root(Some(RootBuilder::default().path(&self.rootfs).readonly(true).build().map_err(err)?));
         let process = ProcessBuilder::default()
             .args(vec![
                 "/iostudy".to_string(),
@@ -236,13 +204,7 @@ impl Oci {
             .cwd("/")
             .terminal(false)
             .no_new_privileges(true)
-            .user(
-                UserBuilder::default()
-                    .uid(0u32)
-                    .gid(0u32)
-                    .build()
-                    .map_err(err)?,
-            )
+            .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(err)?)
             .build()
             .map_err(err)?;
         let mut process = process;
@@ -267,20 +229,12 @@ impl Oci {
 
     pub fn launch(&self, l: &Launch) -> Result<ClientHandle, RuntimeError> {
         let bundle = self.bundles.join(&l.id);
-        fs::create_dir_all(&bundle)
-            .map_err(RuntimeError::io(format!("create {}", bundle.display())))?;
+        fs::create_dir_all(&bundle).map_err(RuntimeError::io(format!("create {}", bundle.display())))?;
         let spec = self.spec(&l.job_client, &l.id)?;
-        spec.save(bundle.join("config.json")).map_err(|e| {
-            RuntimeError::Setup(format!(
-                "cannot write {}/config.json: {e}",
-                bundle.display()
-            ))
-        })?;
+        spec.save(bundle.join("config.json"))
+            .map_err(|e| RuntimeError::Setup(format!("cannot write {}/config.json: {e}", bundle.display())))?;
         let kill = vec![self.kill_cmd(&l.id)];
-        let teardown = vec![
-            self.delete_cmd(&l.id),
-            Cmd::new("rm").arg("-rf").arg(&bundle),
-        ];
+        let teardown = vec![self.delete_cmd(&l.id), Cmd::new("rm").arg("-rf").arg(&bundle)];
         ClientHandle::spawn(l, &self.run_cmd(&bundle, &l.id), kill, teardown)
     }
 
@@ -315,20 +269,10 @@ mod tests {
         let b = Path::new("/run/x/bundles/c0");
         assert_eq!(
             oci("runc", false, &[]).run_cmd(b, "c0").argv(),
-            [
-                "/usr/bin/runc",
-                "--root",
-                "/run/x/state",
-                "run",
-                "--bundle",
-                "/run/x/bundles/c0",
-                "c0"
-            ]
+            ["/usr/bin/runc", "--root", "/run/x/state", "run", "--bundle", "/run/x/bundles/c0", "c0"]
         );
         assert_eq!(
-            oci("runsc", false, &["--platform=ptrace"])
-                .run_cmd(b, "c0")
-                .argv(),
+            oci("runsc", false, &["--platform=ptrace"]).run_cmd(b, "c0").argv(),
             [
                 "/usr/bin/runsc",
                 "--root",
@@ -359,45 +303,24 @@ mod tests {
         );
         assert_eq!(
             oci("crun", false, &[]).kill_cmd("c0").argv(),
-            [
-                "/usr/bin/crun",
-                "--root",
-                "/run/x/state",
-                "kill",
-                "c0",
-                "KILL"
-            ]
+            ["/usr/bin/crun", "--root", "/run/x/state", "kill", "c0", "KILL"]
         );
     }
 
     #[test]
     fn spec_runs_only_the_worker_with_the_target_mounted() {
-        let spec = oci("runc", false, &[])
-            .spec(Path::new("/data/ctl/job-0.json"), "c0")
-            .unwrap();
+        let spec = oci("runc", false, &[]).spec(Path::new("/data/ctl/job-0.json"), "c0").unwrap();
         let p = spec.process().as_ref().unwrap();
-        assert_eq!(
-            p.args().as_ref().unwrap(),
-            &["/iostudy", "worker", "--job", "/data/ctl/job-0.json"]
-        );
+        assert_eq!(p.args().as_ref().unwrap(), &["/iostudy", "worker", "--job", "/data/ctl/job-0.json"]);
         assert!(!p.terminal().unwrap());
         let root = spec.root().as_ref().unwrap();
         assert_eq!(root.path(), Path::new("/run/x/rootfs"));
         assert_eq!(root.readonly(), Some(true));
-        let data = spec
-            .mounts()
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|m| m.destination() == Path::new("/data"))
-            .unwrap();
+        let data = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/data")).unwrap();
         assert_eq!(data.source().as_deref(), Some(Path::new("/srv/target")));
         assert_eq!(data.options().as_ref().unwrap(), &["rbind", "rw"]);
         let rl = p.rlimits().as_ref().unwrap();
-        assert!(
-            rl.iter().all(|r| r.hard() <= 20_000),
-            "within this host's hard nofile limit"
-        );
+        assert!(rl.iter().all(|r| r.hard() <= 20_000), "within this host's hard nofile limit");
     }
 
     #[test]

@@ -23,18 +23,9 @@ use file::{ScenarioSection, StudyFile};
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
     #[error("cannot read study file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{}", format_at(path, *line, *col, message, hint.as_deref()))]
-    At {
-        path: PathBuf,
-        line: usize,
-        col: usize,
-        message: String,
-        hint: Option<String>,
-    },
+    At { path: PathBuf, line: usize, col: usize, message: String, hint: Option<String> },
 }
 
 fn format_at(path: &Path, line: usize, col: usize, message: &str, hint: Option<&str>) -> String {
@@ -105,10 +96,8 @@ pub struct Study {
 impl Study {
     /// Reads and validates a study file.
     pub fn load(path: &Path) -> Result<Study, StudyError> {
-        let source = std::fs::read_to_string(path).map_err(|source| StudyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let source =
+            std::fs::read_to_string(path).map_err(|source| StudyError::Read { path: path.to_path_buf(), source })?;
         Study::parse(path, &source)
     }
 
@@ -116,13 +105,7 @@ impl Study {
     pub fn parse(path: &Path, source: &str) -> Result<Study, StudyError> {
         let at = |span: Range<usize>, message: String, hint: Option<String>| {
             let (line, col) = line_col(source, span.start);
-            StudyError::At {
-                path: path.to_path_buf(),
-                line,
-                col,
-                message,
-                hint,
-            }
+            StudyError::At { path: path.to_path_buf(), line, col, message, hint }
         };
         let file: StudyFile = toml::from_str(source).map_err(|e| {
             let message = e.message().trim().to_string();
@@ -135,14 +118,12 @@ impl Study {
         let mut seen = BTreeSet::new();
         for name in file.matrix.scenarios.get_ref() {
             if !seen.insert(name.get_ref().clone()) {
-                return Err(at(
-                    name.span(),
-                    format!("scenario `{}` is listed twice", name.get_ref()),
-                    None,
-                ));
+                return Err(at(name.span(), format!("scenario `{}` is listed twice", name.get_ref()), None));
             }
             let scenario = match file.scenarios.get(name.get_ref()) {
-                Some(section) => resolve_scenario(name.get_ref(), section).map_err(|(span, msg, hint)| at(span, msg, hint))?,
+                Some(section) => {
+                    resolve_scenario(name.get_ref(), section).map_err(|(span, msg, hint)| at(span, msg, hint))?
+                }
                 None => builtin_scenario(name.get_ref()).ok_or_else(|| {
                     at(
                         name.span(),
@@ -169,20 +150,12 @@ impl Study {
                 return Err(at(
                     section.span(),
                     format!("scenario `{name}` is defined but not listed in matrix.scenarios"),
-                    Some(format!(
-                        "add \"{name}\" to matrix.scenarios or remove [scenarios.{name}]"
-                    )),
+                    Some(format!("add \"{name}\" to matrix.scenarios or remove [scenarios.{name}]")),
                 ));
             }
         }
 
-        let clients: Vec<u32> = file
-            .matrix
-            .clients
-            .get_ref()
-            .iter()
-            .map(|c| *c.get_ref())
-            .collect();
+        let clients: Vec<u32> = file.matrix.clients.get_ref().iter().map(|c| *c.get_ref()).collect();
         if clients.is_empty() {
             return Err(at(
                 file.matrix.clients.span(),
@@ -190,26 +163,10 @@ impl Study {
                 Some("e.g. clients = [1, 8, 64]".into()),
             ));
         }
-        if let Some(zero) = file
-            .matrix
-            .clients
-            .get_ref()
-            .iter()
-            .find(|c| *c.get_ref() == 0)
-        {
-            return Err(at(
-                zero.span(),
-                "a cell needs at least one client".into(),
-                None,
-            ));
+        if let Some(zero) = file.matrix.clients.get_ref().iter().find(|c| *c.get_ref() == 0) {
+            return Err(at(zero.span(), "a cell needs at least one client".into(), None));
         }
-        let patterns: Vec<Pattern> = file
-            .matrix
-            .patterns
-            .get_ref()
-            .iter()
-            .map(|p| *p.get_ref())
-            .collect();
+        let patterns: Vec<Pattern> = file.matrix.patterns.get_ref().iter().map(|p| *p.get_ref()).collect();
         if patterns.is_empty() {
             return Err(at(
                 file.matrix.patterns.span(),
@@ -225,17 +182,15 @@ impl Study {
             if !WORKLOAD_KEYS.contains(&key.as_str()) {
                 let hint = match key.as_str() {
                     "rw" => "patterns are a matrix axis: set matrix.patterns".to_string(),
-                    "directory" => "files live under study.target; the runner gives each client its own directory".to_string(),
+                    "directory" => {
+                        "files live under study.target; the runner gives each client its own directory".to_string()
+                    }
                     _ => match closest(key, WORKLOAD_KEYS) {
                         Some(c) => format!("did you mean `{c}`? known options: {}", WORKLOAD_KEYS.join(", ")),
                         None => format!("known options: {}", WORKLOAD_KEYS.join(", ")),
                     },
                 };
-                return Err(at(
-                    value.span(),
-                    format!("unknown workload option `{key}`"),
-                    Some(hint),
-                ));
+                return Err(at(value.span(), format!("unknown workload option `{key}`"), Some(hint)));
             }
             let values = match value.get_ref() {
                 toml::Value::Array(items) => {
@@ -251,16 +206,12 @@ impl Study {
                 v => vec![v.clone()],
             };
             for v in &values {
-                check_option(key, v)
-                    .map_err(|msg| at(value.span(), format!("workload.{key}: {msg}"), None))?;
+                check_option(key, v).map_err(|msg| at(value.span(), format!("workload.{key}: {msg}"), None))?;
             }
             if values.len() == 1 {
                 fixed.insert(key.clone(), values[0].clone());
             } else {
-                axes.push(Axis {
-                    key: key.clone(),
-                    values,
-                });
+                axes.push(Axis { key: key.clone(), values });
             }
         }
         for key in ["bs", "size"] {
@@ -268,10 +219,7 @@ impl Study {
                 return Err(at(
                     file.workload.span(),
                     format!("workload.{key} is required"),
-                    Some(format!(
-                        "e.g. {key} = \"{}\"",
-                        if key == "bs" { "64K" } else { "1G" }
-                    )),
+                    Some(format!("e.g. {key} = \"{}\"", if key == "bs" { "64K" } else { "1G" })),
                 ));
             }
         }
@@ -290,11 +238,7 @@ impl Study {
             None => scenarios[0].name.clone(),
         };
         if *file.study.repetitions.get_ref() == 0 {
-            return Err(at(
-                file.study.repetitions.span(),
-                "repetitions must be at least 1".into(),
-                None,
-            ));
+            return Err(at(file.study.repetitions.span(), "repetitions must be at least 1".into(), None));
         }
 
         let study = Study {
@@ -306,10 +250,7 @@ impl Study {
             repetitions: *file.study.repetitions.get_ref(),
             baseline,
             cell_timeout: file.study.cell_timeout.map(|t| t.get_ref().0),
-            barrier_timeout: file
-                .study
-                .barrier_timeout
-                .map_or(Duration::from_secs(600), |t| t.get_ref().0),
+            barrier_timeout: file.study.barrier_timeout.map_or(Duration::from_secs(600), |t| t.get_ref().0),
             drop_caches: file.study.drop_caches,
             scenarios,
             clients,
@@ -319,28 +260,15 @@ impl Study {
         };
         // Every combination must make a valid workload.
         for combo in study.combinations() {
-            if let Err(msg) = study
-                .workload(Pattern::Read, &combo)
-                .and_then(|w| w.validate())
-            {
-                return Err(at(
-                    file.workload.span(),
-                    format!("workload {}: {msg}", describe(&combo)),
-                    None,
-                ));
+            if let Err(msg) = study.workload(Pattern::Read, &combo).and_then(|w| w.validate()) {
+                return Err(at(file.workload.span(), format!("workload {}: {msg}", describe(&combo)), None));
             }
         }
         if !study.target.is_absolute() {
             return Err(at(
                 file.study.target.span(),
-                format!(
-                    "study.target `{}` must be an absolute path",
-                    study.target.display()
-                ),
-                Some(
-                    "containers and VMs see the target through a mount; give its full host path"
-                        .into(),
-                ),
+                format!("study.target `{}` must be an absolute path", study.target.display()),
+                Some("containers and VMs see the target through a mount; give its full host path".into()),
             ));
         }
         Ok(study)
@@ -365,19 +293,14 @@ impl Study {
 
     /// The workload of one pattern and axis combination; the directory is a
     /// placeholder the runner replaces per client.
-    pub fn workload(
-        &self,
-        pattern: Pattern,
-        combo: &[(String, toml::Value)],
-    ) -> Result<Workload, String> {
+    pub fn workload(&self, pattern: Pattern, combo: &[(String, toml::Value)]) -> Result<Workload, String> {
         let mut t = self.fixed.clone();
         for (k, v) in combo {
             t.insert(k.clone(), v.clone());
         }
         t.insert("rw".into(), toml::Value::String(pattern.name().into()));
         t.insert("directory".into(), toml::Value::String("/".into()));
-        t.entry("log_interval")
-            .or_insert_with(|| toml::Value::String("100ms".into()));
+        t.entry("log_interval").or_insert_with(|| toml::Value::String("100ms".into()));
         Workload::deserialize_table(t)
     }
 }
@@ -405,11 +328,7 @@ pub fn describe(combo: &[(String, toml::Value)]) -> String {
     if combo.is_empty() {
         return "(base)".into();
     }
-    combo
-        .iter()
-        .map(|(k, v)| format!("{k}={}", value_text(v)))
-        .collect::<Vec<_>>()
-        .join(" ")
+    combo.iter().map(|(k, v)| format!("{k}={}", value_text(v))).collect::<Vec<_>>().join(" ")
 }
 
 /// A TOML value as plain text (strings without quotes).
@@ -426,83 +345,54 @@ pub const BUILTIN_SCENARIOS: &[&str] = &["bare", "runc", "crun", "runsc", "gviso
 fn builtin_scenario(name: &str) -> Option<Scenario> {
     let runtime = match name {
         "bare" => RuntimeSpec::Process,
-        "runc" | "crun" | "runsc" | "youki" => RuntimeSpec::Oci {
-            runtime: name.to_string(),
-            args: Vec::new(),
-        },
-        "gvisor" => RuntimeSpec::Oci {
-            runtime: "runsc".to_string(),
-            args: Vec::new(),
-        },
+        "runc" | "crun" | "runsc" | "youki" => RuntimeSpec::Oci { runtime: name.to_string(), args: Vec::new() },
+        "gvisor" => RuntimeSpec::Oci { runtime: "runsc".to_string(), args: Vec::new() },
         _ => return None,
     };
-    Some(Scenario {
-        name: name.to_string(),
-        label: name.to_string(),
-        runtime,
-    })
+    Some(Scenario { name: name.to_string(), label: name.to_string(), runtime })
 }
 
 type SpannedError = (Range<usize>, String, Option<String>);
 
-fn resolve_scenario(
-    name: &str,
-    section: &Spanned<ScenarioSection>,
-) -> Result<Scenario, SpannedError> {
+fn resolve_scenario(name: &str, section: &Spanned<ScenarioSection>) -> Result<Scenario, SpannedError> {
     let s = section.get_ref();
     let runtime = match s.runtime.get_ref().as_str() {
         "process" => RuntimeSpec::Process,
         "mock" => RuntimeSpec::Mock,
         "oci" => {
             let rt = s.oci_runtime.as_ref().ok_or_else(|| {
-                (section.span(), format!("scenario `{name}` uses runtime `oci` but names no oci_runtime"), Some("add oci_runtime = \"runc\" (or crun, runsc, youki, kata-runtime, or a path)".to_string()))
+                (
+                    section.span(),
+                    format!("scenario `{name}` uses runtime `oci` but names no oci_runtime"),
+                    Some("add oci_runtime = \"runc\" (or crun, runsc, youki, kata-runtime, or a path)".to_string()),
+                )
             })?;
-            RuntimeSpec::Oci {
-                runtime: rt.get_ref().clone(),
-                args: s.runtime_args.clone(),
-            }
+            RuntimeSpec::Oci { runtime: rt.get_ref().clone(), args: s.runtime_args.clone() }
         }
         other => {
             let hint = match other {
                 "microvm" | "containerd" | "kubernetes" | "ssh" => {
-                    format!(
-                        "the `{other}` runtime is not available in this version of iostudy; runtimes: process, oci"
-                    )
+                    format!("the `{other}` runtime is not available in this version of iostudy; runtimes: process, oci")
                 }
                 _ => "runtimes: process, oci".to_string(),
             };
-            return Err((
-                s.runtime.span(),
-                format!("unknown runtime `{other}` in scenario `{name}`"),
-                Some(hint),
-            ));
+            return Err((s.runtime.span(), format!("unknown runtime `{other}` in scenario `{name}`"), Some(hint)));
         }
     };
     if !matches!(runtime, RuntimeSpec::Oci { .. }) {
         if let Some(rt) = &s.oci_runtime {
             return Err((
                 rt.span(),
-                format!(
-                    "oci_runtime is only for runtime = \"oci\" (scenario `{name}` uses `{}`)",
-                    s.runtime.get_ref()
-                ),
+                format!("oci_runtime is only for runtime = \"oci\" (scenario `{name}` uses `{}`)", s.runtime.get_ref()),
                 None,
             ));
         }
     }
-    Ok(Scenario {
-        name: name.to_string(),
-        label: s.label.clone().unwrap_or_else(|| name.to_string()),
-        runtime,
-    })
+    Ok(Scenario { name: name.to_string(), label: s.label.clone().unwrap_or_else(|| name.to_string()), runtime })
 }
 
 fn names(scenarios: &[Scenario]) -> String {
-    scenarios
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn unknown_field_hint(message: &str) -> Option<String> {
@@ -537,11 +427,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
     }

@@ -45,10 +45,7 @@ pub struct ScenarioPlan {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Warning {
     /// Buffered reads over a working set that fits in RAM measure the page cache.
-    FitsInPageCache {
-        working_set_bytes: u64,
-        ram_bytes: u64,
-    },
+    FitsInPageCache { working_set_bytes: u64, ram_bytes: u64 },
     /// Not root: the host page cache cannot be dropped between cells.
     CannotDropCaches,
     /// The files do not fit on the target.
@@ -143,10 +140,7 @@ impl Plan {
         }
         for c in &opts.clients {
             if !study.clients.contains(c) {
-                return Err(PlanError::UnknownClients(
-                    *c,
-                    list(study.clients.iter().map(|x| x.to_string()).collect()),
-                ));
+                return Err(PlanError::UnknownClients(*c, list(study.clients.iter().map(|x| x.to_string()).collect())));
             }
         }
         if let Some(s) = opts.scale
@@ -172,23 +166,17 @@ impl Plan {
         let mut cells = Vec::new();
         for rep in 1..=study.repetitions {
             for &clients in study.clients.iter().filter(|&&c| keep(&opts.clients, c)) {
-                for &pattern in study
-                    .patterns
-                    .iter()
-                    .filter(|p| opts.patterns.is_empty() || opts.patterns.contains(p))
+                for &pattern in study.patterns.iter().filter(|p| opts.patterns.is_empty() || opts.patterns.contains(p))
                 {
                     for combo in study.combinations() {
                         for sp in &scenarios {
-                            let mut workload = study
-                                .workload(pattern, &combo)
-                                .expect("validated when the study was loaded");
+                            let mut workload =
+                                study.workload(pattern, &combo).expect("validated when the study was loaded");
                             if let Some(f) = opts.scale {
                                 scale_workload(&mut workload, f);
                             }
-                            let options: Vec<(String, String)> = combo
-                                .iter()
-                                .map(|(k, v)| (k.clone(), value_text(v)))
-                                .collect();
+                            let options: Vec<(String, String)> =
+                                combo.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
                             let mut id = format!("{}.{}.c{}", sp.scenario.name, pattern, clients);
                             for (k, v) in &options {
                                 id.push_str(&format!(".{k}={v}"));
@@ -214,16 +202,11 @@ impl Plan {
         }
 
         let max_clients = cells.iter().map(|c| c.clients).max().unwrap_or(1);
-        let per_client = cells
-            .iter()
-            .map(|c| c.workload.size.get() * u64::from(c.workload.numjobs))
-            .max()
-            .unwrap_or(0);
+        let per_client = cells.iter().map(|c| c.workload.size.get() * u64::from(c.workload.numjobs)).max().unwrap_or(0);
         let footprint_bytes = per_client * u64::from(max_clients);
         let free_bytes = free_space(&study.target);
 
-        let mut estimate =
-            Duration::from_secs_f64(footprint_bytes as f64 / (ASSUMED_THREAD_BW * 4.0));
+        let mut estimate = Duration::from_secs_f64(footprint_bytes as f64 / (ASSUMED_THREAD_BW * 4.0));
         for c in &cells {
             let probe = &scenarios
                 .iter()
@@ -240,14 +223,9 @@ impl Plan {
 
         let mut warnings = Vec::new();
         let ram = ram_bytes();
-        let reads = cells
-            .iter()
-            .any(|c| !c.workload.direct && c.workload.rw.read_percent(c.workload.rwmixread) > 0);
+        let reads = cells.iter().any(|c| !c.workload.direct && c.workload.rw.read_percent(c.workload.rwmixread) > 0);
         if reads && ram > 0 && footprint_bytes <= ram {
-            warnings.push(Warning::FitsInPageCache {
-                working_set_bytes: footprint_bytes,
-                ram_bytes: ram,
-            });
+            warnings.push(Warning::FitsInPageCache { working_set_bytes: footprint_bytes, ram_bytes: ram });
         }
         if study.drop_caches && !rustix::process::geteuid().is_root() {
             warnings.push(Warning::CannotDropCaches);
@@ -255,10 +233,7 @@ impl Plan {
         if let Some(free) = free_bytes
             && footprint_bytes > free
         {
-            warnings.push(Warning::NotEnoughSpace {
-                needed_bytes: footprint_bytes,
-                free_bytes: free,
-            });
+            warnings.push(Warning::NotEnoughSpace { needed_bytes: footprint_bytes, free_bytes: free });
         }
 
         Ok(Plan {
@@ -275,10 +250,7 @@ impl Plan {
 
     /// The scenario plan of a cell.
     pub fn scenario(&self, name: &str) -> &ScenarioPlan {
-        self.scenarios
-            .iter()
-            .find(|s| s.scenario.name == name)
-            .expect("cells name planned scenarios")
+        self.scenarios.iter().find(|s| s.scenario.name == name).expect("cells name planned scenarios")
     }
 
     /// Problems that stop the study before its first cell.
@@ -288,10 +260,7 @@ impl Plan {
             .iter()
             .filter_map(|s| {
                 s.probe.problem.as_ref().map(|p| {
-                    format!(
-                        "scenario `{}` cannot run here: {p} (or drop it with --scenario filters)",
-                        s.scenario.name
-                    )
+                    format!("scenario `{}` cannot run here: {p} (or drop it with --scenario filters)", s.scenario.name)
                 })
             })
             .collect();
@@ -314,10 +283,7 @@ impl Plan {
         let _ = writeln!(out, "file: {}", s.path.display());
         let _ = writeln!(out, "target: {}", s.target.display());
         if let Some(f) = self.scale {
-            let _ = writeln!(
-                out,
-                "scale: {f} (sizes, runtimes and ramps shrunk for a rehearsal)"
-            );
+            let _ = writeln!(out, "scale: {f} (sizes, runtimes and ramps shrunk for a rehearsal)");
         }
         let options: usize = s.combinations().len();
         let _ = writeln!(
@@ -325,42 +291,20 @@ impl Plan {
             "cells: {} ({} scenario(s) × {} client count(s) × {} pattern(s){} × {} repetition(s))",
             self.cells.len(),
             self.scenarios.len(),
-            self.cells
-                .iter()
-                .map(|c| c.clients)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len(),
-            self.cells
-                .iter()
-                .map(|c| c.pattern)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len(),
-            if options > 1 {
-                format!(" × {options} option combination(s)")
-            } else {
-                String::new()
-            },
+            self.cells.iter().map(|c| c.clients).collect::<std::collections::BTreeSet<_>>().len(),
+            self.cells.iter().map(|c| c.pattern).collect::<std::collections::BTreeSet<_>>().len(),
+            if options > 1 { format!(" × {options} option combination(s)") } else { String::new() },
             s.repetitions
         );
         let _ = writeln!(out, "\nscenarios:");
-        let width = self
-            .scenarios
-            .iter()
-            .map(|x| x.scenario.name.len())
-            .max()
-            .unwrap_or(0);
+        let width = self.scenarios.iter().map(|x| x.scenario.name.len()).max().unwrap_or(0);
         for sp in &self.scenarios {
             let status = match (&sp.probe.problem, &sp.probe.version) {
                 (Some(p), _) => format!("UNAVAILABLE: {p}"),
                 (None, Some(v)) => format!("ok ({v})"),
                 (None, None) => "ok".into(),
             };
-            let _ = writeln!(
-                out,
-                "  {:width$}  {:<18} {status}",
-                sp.scenario.name,
-                sp.scenario.runtime.to_string()
-            );
+            let _ = writeln!(out, "  {:width$}  {:<18} {status}", sp.scenario.name, sp.scenario.runtime.to_string());
             for n in &sp.probe.notes {
                 let _ = writeln!(out, "  {:width$}  note: {n}", "");
             }
@@ -376,33 +320,19 @@ impl Plan {
             w.ioengine,
             w.iodepth,
             u8::from(w.direct),
-            w.runtime
-                .map_or("one pass".to_string(), |r| format!("runtime={r}")),
-            if w.ramp_time.0.is_zero() {
-                String::new()
-            } else {
-                format!(" ramp_time={}", w.ramp_time)
-            }
+            w.runtime.map_or("one pass".to_string(), |r| format!("runtime={r}")),
+            if w.ramp_time.0.is_zero() { String::new() } else { format!(" ramp_time={}", w.ramp_time) }
         );
         for axis in &s.axes {
             let _ = writeln!(
                 out,
                 "  {} varies: {}",
                 axis.key,
-                axis.values
-                    .iter()
-                    .map(value_text)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                axis.values.iter().map(value_text).collect::<Vec<_>>().join(", ")
             );
         }
         let free = self.free_bytes.map_or("unknown".to_string(), human_bytes);
-        let _ = writeln!(
-            out,
-            "\ndisk footprint: {} on the target ({} free)",
-            human_bytes(self.footprint_bytes),
-            free
-        );
+        let _ = writeln!(out, "\ndisk footprint: {} on the target ({} free)", human_bytes(self.footprint_bytes), free);
         let _ = writeln!(
             out,
             "estimated duration: {} (one-pass cells and layout assume {}/s per thread)",
@@ -411,11 +341,7 @@ impl Plan {
         );
         let _ = writeln!(out, "\ncells (run order):");
         for (i, c) in self.cells.iter().enumerate() {
-            let opts = if c.options.is_empty() {
-                String::new()
-            } else {
-                format!("  {}", describe_options(&c.options))
-            };
+            let opts = if c.options.is_empty() { String::new() } else { format!("  {}", describe_options(&c.options)) };
             let _ = writeln!(
                 out,
                 "  {:>4}  {:width$}  {:<9}  clients={:<3} rep={}{opts}",
@@ -434,11 +360,7 @@ impl Plan {
         }
         let blockers = self.blockers();
         if blockers.is_empty() {
-            let _ = writeln!(
-                out,
-                "\nready to run: iostudy run {} -o RESULTS_DIR",
-                s.path.display()
-            );
+            let _ = writeln!(out, "\nready to run: iostudy run {} -o RESULTS_DIR", s.path.display());
         } else {
             let _ = writeln!(out, "\nnot runnable here as is:");
             for b in blockers {
@@ -450,12 +372,7 @@ impl Plan {
 }
 
 fn describe_options(options: &[(String, String)]) -> String {
-    describe(
-        &options
-            .iter()
-            .map(|(k, v)| (k.clone(), toml::Value::String(v.clone())))
-            .collect::<Vec<_>>(),
-    )
+    describe(&options.iter().map(|(k, v)| (k.clone(), toml::Value::String(v.clone()))).collect::<Vec<_>>())
 }
 
 fn scale_workload(w: &mut Workload, f: f64) {
@@ -480,9 +397,7 @@ fn startup_estimate(runtime: &RuntimeSpec) -> Duration {
 /// Free bytes on the filesystem holding `path` (or its nearest existing ancestor).
 pub fn free_space(path: &Path) -> Option<u64> {
     let existing = path.ancestors().find(|p| p.exists())?;
-    rustix::fs::statvfs(existing)
-        .ok()
-        .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+    rustix::fs::statvfs(existing).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize))
 }
 
 fn ram_bytes() -> u64 {

@@ -1,1 +1,150 @@
+//! Study-file validation: exact messages with file:line:col and hints, and expansion.
 
+use std::path::Path;
+
+use super::plan::{Plan, PlanOptions};
+use super::*;
+
+const BASE: &str = r#"[study]
+name = "t"
+target = "/srv/t"
+
+[workload]
+bs = "64K"
+size = "1M"
+numjobs = 2
+
+[matrix]
+scenarios = ["bare"]
+clients = [1, 2]
+patterns = ["read", "randwrite"]
+"#;
+
+fn err(text: &str) -> String {
+    Study::parse(Path::new("s.toml"), text).unwrap_err().to_string()
+}
+
+#[test]
+fn base_study_expands_to_cells() {
+    let s = Study::parse(Path::new("s.toml"), BASE).unwrap();
+    let plan = Plan::build(&s, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.cells.len(), 4);
+    let ids: Vec<&str> = plan.cells.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["bare.read.c1.r1", "bare.randwrite.c1.r1", "bare.read.c2.r1", "bare.randwrite.c2.r1"]);
+    assert_eq!(plan.cells[0].workload.bs.get(), 65536);
+    assert_eq!(plan.cells[0].workload.numjobs, 2);
+    assert_eq!(plan.footprint_bytes, 2 * 2 * (1 << 20));
+}
+
+#[test]
+fn list_valued_options_join_the_matrix() {
+    let text = BASE
+        .replace("bs = \"64K\"", "bs = [\"4k\", \"64K\"]")
+        .replace("scenarios = [\"bare\"]", "scenarios = [\"bare\", \"runc\"]");
+    let s = Study::parse(Path::new("s.toml"), &text).unwrap();
+    let plan = Plan::build(&s, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.cells.len(), 2 * 2 * 2 * 2);
+    // Scenarios interleave: the two scenarios of one combination are adjacent.
+    assert_eq!(plan.cells[0].id, "bare.read.c1.bs=4k.r1");
+    assert_eq!(plan.cells[1].id, "runc.read.c1.bs=4k.r1");
+    assert_eq!(plan.cells[2].id, "bare.read.c1.bs=64K.r1");
+    assert_eq!(plan.cells[2].workload.bs.get(), 65536);
+}
+
+#[test]
+fn filters_and_scale() {
+    let s = Study::parse(Path::new("s.toml"), BASE).unwrap();
+    let opts = PlanOptions { clients: vec![2], patterns: vec![Pattern::Read], scale: Some(0.25), ..Default::default() };
+    let plan = Plan::build(&s, &opts).unwrap();
+    assert_eq!(plan.cells.len(), 1);
+    assert_eq!(plan.cells[0].workload.size.get(), 256 * 1024);
+    let bad = PlanOptions { scenarios: vec!["gvisor".into()], ..Default::default() };
+    assert_eq!(
+        Plan::build(&s, &bad).unwrap_err().to_string(),
+        "--scenario gvisor: not a scenario of this study (it has: bare)"
+    );
+}
+
+#[test]
+fn unknown_workload_option_suggests_the_right_one() {
+    let text = BASE.replace("numjobs = 2", "numjob = 2");
+    assert_eq!(
+        err(&text),
+        "s.toml:8:10: unknown workload option `numjob` (hint: did you mean `numjobs`? known options: bs, size, numjobs, direct, ioengine, iodepth, runtime, ramp_time, rwmixread, randseed, end_fsync, fsync_on_close, invalidate, uring_fallback, log_interval)"
+    );
+}
+
+#[test]
+fn unknown_study_key_suggests_the_right_one() {
+    let text = BASE.replace("name = \"t\"", "name = \"t\"\nrepetition = 3");
+    let e = err(&text);
+    assert!(e.starts_with("s.toml:3:1: unknown field `repetition`"), "{e}");
+    assert!(e.ends_with("(hint: did you mean `repetitions`?)"), "{e}");
+}
+
+#[test]
+fn bad_size_points_at_the_value() {
+    let text = BASE.replace("size = \"1M\"", "size = \"lots\"");
+    assert_eq!(
+        err(&text),
+        "s.toml:7:8: workload.size: cannot parse size `lots`: invalid digit found in string (examples: 4k, 64K, 1m, 32GiB)"
+    );
+}
+
+#[test]
+fn undefined_scenario_gets_a_hint() {
+    let text = BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"bare\", \"kata\"]");
+    assert_eq!(
+        err(&text),
+        "s.toml:11:22: scenario `kata` is not defined (hint: add a [scenarios.kata] table with a runtime, or use a built-in scenario: bare, runc, crun, runsc, gvisor, youki)"
+    );
+}
+
+#[test]
+fn size_smaller_than_bs_is_caught_before_running() {
+    let text = BASE.replace("size = \"1M\"", "size = \"4k\"");
+    assert_eq!(
+        err(&text),
+        "s.toml:5:1: workload (base): size 4KiB is smaller than bs 64KiB: each file needs at least one block"
+    );
+}
+
+#[test]
+fn unknown_pattern_and_runtime() {
+    let text = BASE.replace("\"randwrite\"", "\"seqread\"");
+    let e = err(&text);
+    assert!(e.starts_with("s.toml:13:21: unknown variant `seqread`"), "{e}");
+
+    let text =
+        BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"vm\"]") + "\n[scenarios.vm]\nruntime = \"microvm\"\n";
+    assert_eq!(
+        err(&text),
+        "s.toml:16:11: unknown runtime `microvm` in scenario `vm` (hint: the `microvm` runtime is not available in this version of iostudy; runtimes: process, oci)"
+    );
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let text = BASE.replace("bs = \"64K\"", "bs = \"64K");
+    let e = err(&text);
+    assert!(e.starts_with("s.toml:6:10: invalid basic string"), "{e}");
+}
+
+#[test]
+fn pattern_and_directory_belong_elsewhere() {
+    let text = BASE.replace("numjobs = 2", "rw = \"read\"");
+    assert!(err(&text).ends_with("(hint: patterns are a matrix axis: set matrix.patterns)"));
+    let text = BASE.replace("target = \"/srv/t\"", "target = \"relative\"");
+    assert!(err(&text).contains("study.target `relative` must be an absolute path"));
+}
+
+#[test]
+fn the_seed_study_is_valid() {
+    let s = Study::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/stackhpc-kata-2019.toml"))).unwrap();
+    let plan = Plan::build(&s, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.cells.len(), 36);
+    let w = &plan.cells[0].workload;
+    assert_eq!((w.bs.get(), w.numjobs, w.size.get(), w.direct), (65536, 4, 32 << 30, false));
+    assert_eq!(plan.footprint_bytes, 64 * 4 * (32u64 << 30));
+    assert_eq!(s.baseline, "bare");
+}

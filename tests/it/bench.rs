@@ -13,18 +13,12 @@ const BS: u64 = 4096;
 fn check_one_pass(r: &ClientResult, pattern: Pattern, numjobs: u64) {
     let blocks = SIZE / BS * numjobs;
     let ops = r.read.ops + r.write.ops;
-    assert_eq!(
-        ops, blocks,
-        "{pattern}: one pass = every block once per thread"
-    );
+    assert_eq!(ops, blocks, "{pattern}: one pass = every block once per thread");
     assert_eq!(r.read.bytes + r.write.bytes, SIZE * numjobs, "{pattern}");
     match pattern.read_percent(50) {
         100 => assert_eq!(r.write.ops, 0, "{pattern}"),
         0 => assert_eq!(r.read.ops, 0, "{pattern}"),
-        _ => assert!(
-            r.read.ops > 0 && r.write.ops > 0,
-            "{pattern}: both directions"
-        ),
+        _ => assert!(r.read.ops > 0 && r.write.ops > 0, "{pattern}: both directions"),
     }
     assert_eq!(r.threads.len() as u64, numjobs);
     for t in &r.threads {
@@ -42,10 +36,7 @@ fn check_one_pass(r: &ClientResult, pattern: Pattern, numjobs: u64) {
     assert_eq!(r.intervals.bytes.iter().sum::<u64>(), SIZE * numjobs);
     assert_eq!(r.intervals.ops.iter().sum::<u64>(), ops);
     assert_eq!(r.intervals.interval_ns, 1_000_000_000);
-    assert_eq!(
-        r.intervals.first_index,
-        r.start_ns / r.intervals.interval_ns
-    );
+    assert_eq!(r.intervals.first_index, r.start_ns / r.intervals.interval_ns);
     assert_eq!(r.schema_version, iostudy::results::SCHEMA_VERSION);
     assert!(!r.host.kernel.is_empty() && r.host.cpus > 0);
     if pattern.read_percent(50) % 100 != 0 {
@@ -86,18 +77,7 @@ fn psync_and_io_uring_move_the_same_bytes() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
     for pattern in ["randread", "randwrite", "randrw"] {
-        let common = [
-            "--directory",
-            d,
-            "--rw",
-            pattern,
-            "--bs",
-            "16k",
-            "--size",
-            "4m",
-            "--randseed",
-            "42",
-        ];
+        let common = ["--directory", d, "--rw", pattern, "--bs", "16k", "--size", "4m", "--randseed", "42"];
         let p = bench_json(&[&common[..], &["--ioengine", "psync"]].concat());
         let u = bench_json(&[&common[..], &["--ioengine", "io_uring", "--iodepth", "32"]].concat());
         assert_eq!(p.read, u.read, "{pattern}: same seed, same reads");
@@ -109,37 +89,12 @@ fn psync_and_io_uring_move_the_same_bytes() {
 fn time_based_runs_go_pass_after_pass_and_ramp_is_excluded() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
-    let r = bench_json(&[
-        "--directory",
-        d,
-        "--rw",
-        "randread",
-        "--bs",
-        "4k",
-        "--size",
-        "256k",
-        "--runtime",
-        "300ms",
-    ]);
-    assert!(
-        r.read.bytes > 256 * 1024,
-        "a time-based run wraps around the file"
-    );
+    let r = bench_json(&["--directory", d, "--rw", "randread", "--bs", "4k", "--size", "256k", "--runtime", "300ms"]);
+    assert!(r.read.bytes > 256 * 1024, "a time-based run wraps around the file");
     assert_eq!(r.workload.runtime.unwrap().0, Duration::from_millis(300));
 
     // Size-based with a ramp: the ramp's I/O is not counted, the measured pass is whole.
-    let r = bench_json(&[
-        "--directory",
-        d,
-        "--rw",
-        "read",
-        "--bs",
-        "4k",
-        "--size",
-        "1m",
-        "--ramp-time",
-        "200ms",
-    ]);
+    let r = bench_json(&["--directory", d, "--rw", "read", "--bs", "4k", "--size", "1m", "--ramp-time", "200ms"]);
     assert_eq!(r.read.bytes, 1 << 20);
     assert_eq!(r.summary.latency_ns.count, 256);
 }
@@ -148,41 +103,13 @@ fn time_based_runs_go_pass_after_pass_and_ramp_is_excluded() {
 fn files_are_reused_when_their_size_matches() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
-    let first = bench_json(&[
-        "--directory",
-        d,
-        "--rw",
-        "read",
-        "--size",
-        "1m",
-        "--numjobs",
-        "2",
-    ]);
+    let first = bench_json(&["--directory", d, "--rw", "read", "--size", "1m", "--numjobs", "2"]);
     assert_eq!(first.layout.bytes_written, 2 << 20);
-    let again = bench_json(&[
-        "--directory",
-        d,
-        "--rw",
-        "read",
-        "--size",
-        "1m",
-        "--numjobs",
-        "2",
-    ]);
+    let again = bench_json(&["--directory", d, "--rw", "read", "--size", "1m", "--numjobs", "2"]);
     assert_eq!(again.layout.files_reused, 2);
     assert_eq!(again.layout.bytes_written, 0);
     // --unlink removes them afterwards.
-    bench_json(&[
-        "--directory",
-        d,
-        "--rw",
-        "read",
-        "--size",
-        "1m",
-        "--numjobs",
-        "2",
-        "--unlink",
-    ]);
+    bench_json(&["--directory", d, "--rw", "read", "--size", "1m", "--numjobs", "2", "--unlink"]);
     assert!(entries(dir.path()).is_empty());
 }
 
@@ -190,16 +117,7 @@ fn files_are_reused_when_their_size_matches() {
 fn written_data_is_incompressible() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
-    bench_json(&[
-        "--directory",
-        d,
-        "--rw",
-        "write",
-        "--bs",
-        "64k",
-        "--size",
-        "1m",
-    ]);
+    bench_json(&["--directory", d, "--rw", "write", "--bs", "64k", "--size", "1m"]);
     let data = std::fs::read(dir.path().join("iostudy.0.dat")).unwrap();
     assert_eq!(data.len(), 1 << 20);
     // No two 512-byte sectors are alike (no dedup), and bytes are spread evenly.
@@ -210,37 +128,17 @@ fn written_data_is_incompressible() {
     let mut freq = [0u64; 256];
     data.iter().for_each(|&b| freq[b as usize] += 1);
     let expected = data.len() as f64 / 256.0;
-    assert!(
-        freq.iter()
-            .all(|&f| (f as f64 - expected).abs() < expected * 0.2)
-    );
+    assert!(freq.iter().all(|&f| (f as f64 - expected).abs() < expected * 0.2));
 }
 
 #[test]
 fn human_summary_reads_like_fio() {
     let dir = scratch();
-    let o = iostudy(&[
-        "bench",
-        "--directory",
-        dir.path().to_str().unwrap(),
-        "--rw=randrw",
-        "--bs=4k",
-        "--size=1m",
-    ]);
+    let o = iostudy(&["bench", "--directory", dir.path().to_str().unwrap(), "--rw=randrw", "--bs=4k", "--size=1m"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(
-        out.starts_with("randrw: bs=4KiB, size=1MiB, numjobs=1, ioengine=psync"),
-        "{out}"
-    );
-    for needle in [
-        "  read: IOPS=",
-        "  write: IOPS=",
-        "p50=",
-        "p99.9=",
-        "  total: IOPS=",
-        "layout:",
-    ] {
+    assert!(out.starts_with("randrw: bs=4KiB, size=1MiB, numjobs=1, ioengine=psync"), "{out}");
+    for needle in ["  read: IOPS=", "  write: IOPS=", "p50=", "p99.9=", "  total: IOPS=", "layout:"] {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }
 }
@@ -249,83 +147,37 @@ fn assert_one_line_error(args: &[&str], expected: &str) {
     let o = iostudy(args);
     assert_eq!(o.status.code(), Some(2), "{args:?} should fail with exit 2");
     let err = stderr(&o);
-    assert!(
-        err.contains(expected),
-        "{args:?}: expected {expected:?} in {err:?}"
-    );
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one-line error, got {err:?}"
-    );
+    assert!(err.contains(expected), "{args:?}: expected {expected:?} in {err:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error, got {err:?}");
 }
 
 #[test]
 fn bad_input_is_a_clear_error_and_leaves_nothing() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
-    assert_one_line_error(
-        &["bench", "--directory", d, "--size", "0"],
-        "size must be greater than zero",
-    );
-    assert_one_line_error(
-        &["bench", "--directory", d, "--size", "1m", "--bs", "0"],
-        "bs must be greater than zero",
-    );
+    assert_one_line_error(&["bench", "--directory", d, "--size", "0"], "size must be greater than zero");
+    assert_one_line_error(&["bench", "--directory", d, "--size", "1m", "--bs", "0"], "bs must be greater than zero");
     let o = iostudy(&["bench", "--directory", d, "--size", "lots"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("cannot parse size `lots`"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("cannot parse size `lots`"), "{}", stderr(&o));
     assert_one_line_error(
         &["bench", "--directory", d, "--size", "2k", "--bs", "4k"],
         "size 2KiB is smaller than bs 4KiB",
     );
     let missing = dir.path().join("nope");
     assert_one_line_error(
-        &[
-            "bench",
-            "--directory",
-            missing.to_str().unwrap(),
-            "--size",
-            "1m",
-        ],
+        &["bench", "--directory", missing.to_str().unwrap(), "--size", "1m"],
         "does not exist: create it (mkdir -p",
     );
     assert_one_line_error(
-        &[
-            "bench",
-            "--directory",
-            d,
-            "--size",
-            "1m",
-            "--bs",
-            "1000",
-            "--direct",
-        ],
+        &["bench", "--directory", d, "--size", "1m", "--bs", "1000", "--direct"],
         "needs I/O aligned to 512 bytes, but bs is 1000",
     );
     assert_one_line_error(
-        &[
-            "bench",
-            "--directory",
-            d,
-            "--size",
-            "1m",
-            "--rwmixread",
-            "150",
-            "--rw",
-            "randrw",
-        ],
+        &["bench", "--directory", d, "--size", "1m", "--rwmixread", "150", "--rw", "randrw"],
         "rwmixread 150",
     );
-    assert!(
-        entries(dir.path()).is_empty(),
-        "nothing left behind: {:?}",
-        entries(dir.path())
-    );
+    assert!(entries(dir.path()).is_empty(), "nothing left behind: {:?}", entries(dir.path()));
 }
 
 #[test]
@@ -335,45 +187,21 @@ fn read_only_and_full_filesystems_are_refused_before_writing() {
     }
     let ro = TmpMount::new("ro,size=8m");
     assert_one_line_error(
-        &[
-            "bench",
-            "--directory",
-            ro.path().to_str().unwrap(),
-            "--size",
-            "1m",
-        ],
+        &["bench", "--directory", ro.path().to_str().unwrap(), "--size", "1m"],
         "is on a read-only filesystem: choose a writable directory",
     );
 
     let small = TmpMount::new("size=8m");
     let d = small.path().to_str().unwrap();
-    assert_one_line_error(
-        &["bench", "--directory", d, "--size", "3m", "--numjobs", "4"],
-        "not enough space in",
-    );
-    assert!(
-        entries(small.path()).is_empty(),
-        "nothing half-written: {:?}",
-        entries(small.path())
-    );
+    assert_one_line_error(&["bench", "--directory", d, "--size", "3m", "--numjobs", "4"], "not enough space in");
+    assert!(entries(small.path()).is_empty(), "nothing half-written: {:?}", entries(small.path()));
     // What fits still runs there.
-    let r = bench_json(&[
-        "--directory",
-        d,
-        "--size",
-        "3m",
-        "--numjobs",
-        "2",
-        "--unlink",
-    ]);
+    let r = bench_json(&["--directory", d, "--size", "3m", "--numjobs", "2", "--unlink"]);
     assert_eq!(r.read.bytes, 6 << 20);
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
 fn write_job(dir: &std::path::Path, barrier_timeout: &str) -> std::path::PathBuf {
@@ -394,46 +222,23 @@ fn write_job(dir: &std::path::Path, barrier_timeout: &str) -> std::path::PathBuf
 fn worker_waits_for_go_and_writes_its_result() {
     let dir = scratch();
     let job = write_job(dir.path(), "30s");
-    let mut child = std::process::Command::new(bin())
-        .args(["worker", "--job", job.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut child = std::process::Command::new(bin()).args(["worker", "--job", job.to_str().unwrap()]).spawn().unwrap();
     let ready = dir.path().join("control/ready/3");
     let waited = std::time::Instant::now();
     while !ready.exists() {
-        assert!(
-            waited.elapsed() < Duration::from_secs(20),
-            "worker never became ready"
-        );
+        assert!(waited.elapsed() < Duration::from_secs(20), "worker never became ready");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(
-        !dir.path().join("client-3.json").exists(),
-        "no result before go"
-    );
+    assert!(!dir.path().join("client-3.json").exists(), "no result before go");
     let start_ns = now_ns() + 300_000_000;
-    std::fs::write(
-        dir.path().join("control/go"),
-        format!("{{\"start_ns\": {start_ns}}}"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("control/go"), format!("{{\"start_ns\": {start_ns}}}")).unwrap();
     assert!(child.wait().unwrap().success());
-    let r: ClientResult =
-        serde_json::from_slice(&std::fs::read(dir.path().join("client-3.json")).unwrap()).unwrap();
+    let r: ClientResult = serde_json::from_slice(&std::fs::read(dir.path().join("client-3.json")).unwrap()).unwrap();
     assert_eq!(r.client_id, 3);
-    assert!(
-        r.start_ns >= start_ns,
-        "measured phase starts at the go instant, not before"
-    );
+    assert!(r.start_ns >= start_ns, "measured phase starts at the go instant, not before");
     assert_eq!(r.read.bytes, 1 << 20);
-    let leftovers: Vec<_> = entries(dir.path())
-        .into_iter()
-        .filter(|e| e.contains(".tmp"))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "atomic write leaves no temp file: {leftovers:?}"
-    );
+    let leftovers: Vec<_> = entries(dir.path()).into_iter().filter(|e| e.contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "atomic write leaves no temp file: {leftovers:?}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
 //! The one integration-test binary: the real `iostudy` binary driven end to end.
 
 mod bench;
+mod study;
 mod util;

@@ -15,10 +15,7 @@ pub fn bin() -> PathBuf {
 
 /// Runs iostudy with `args`.
 pub fn iostudy(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .output()
-        .expect("iostudy runs")
+    Command::new(bin()).args(args).output().expect("iostudy runs")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -40,17 +37,12 @@ pub fn bench_json(args: &[&str]) -> ClientResult {
 
 /// A scratch directory on tmpfs (the main disk's page cache is dropped from outside).
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("iostudy-test.")
-        .tempdir_in("/dev/shm")
-        .expect("a scratch dir on /dev/shm")
+    tempfile::Builder::new().prefix("iostudy-test.").tempdir_in("/dev/shm").expect("a scratch dir on /dev/shm")
 }
 
 pub fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -83,10 +75,7 @@ pub struct TmpMount {
 
 impl TmpMount {
     pub fn new(options: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("iostudy-mnt.")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("iostudy-mnt.").tempdir().unwrap();
         let st = Command::new("mount")
             .args(["-t", "tmpfs", "-o", options, "iostudy-test"])
             .arg(dir.path())

@@ -1,0 +1,411 @@
+//! `iostudy plan`, `run`, `demo` and `runtimes`, end to end: real runtimes, real
+//! faults (a client killed, a client stopped), Ctrl-C and `--resume`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use iostudy::results::store::{CellResult, CellStatus, Store};
+
+use crate::util::*;
+
+/// A study file in `dir`, targeting `dir/target`.
+fn study(dir: &Path, scenarios: &str, extra_workload: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[study]
+name = "it"
+target = "{target}"
+{extra}
+
+[workload]
+bs = "64K"
+size = "4M"
+numjobs = 2
+{extra_workload}
+
+[matrix]
+scenarios = [{scenarios}]
+clients = [2]
+patterns = ["randread", "write"]
+"#,
+        target = dir.join("target").display()
+    );
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn cells(results: &Path) -> Vec<CellResult> {
+    Store::open(results).cells().unwrap()
+}
+
+fn static_worker() -> bool {
+    let exe = bin();
+    let p = exe.parent().unwrap().parent().unwrap().join("x86_64-unknown-linux-gnu/dist/iostudy");
+    iostudy::runtime::binary::is_static(&p).unwrap_or(false)
+}
+
+fn have(tool: &str) -> bool {
+    iostudy::runtime::command::which(tool).is_some()
+}
+
+/// Pids of processes whose command line mentions `marker`.
+fn processes_mentioning(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+        })
+        .collect()
+}
+
+/// No process, control dir or runtime state of the run `run_pid` in `dir` is left.
+fn assert_nothing_left(dir: &Path, run_pid: u32) {
+    let marker = dir.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_mentioning(marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(processes_mentioning(marker), Vec::<u32>::new(), "no client process survives");
+    let control = dir.join("target/.iostudy-control");
+    assert!(!control.exists() || entries(&control).is_empty(), "control dirs removed: {:?}", entries(&control));
+    // The run's private runtime state (bundles, rootfs, --root dirs) is gone.
+    for base in [PathBuf::from("/run/iostudy"), std::env::temp_dir().join("iostudy")] {
+        if base.exists() {
+            let mine: Vec<String> =
+                entries(&base).into_iter().filter(|e| e.starts_with(&format!("{run_pid}-"))).collect();
+            assert!(mine.is_empty(), "state dirs left in {}: {mine:?}", base.display());
+        }
+    }
+}
+
+/// Runs `iostudy run` to completion; returns (exit code, stdout, stderr, pid).
+fn run_study(study: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String, String, u32) {
+    let child = spawn_run(study, out, extra);
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), stdout(&o), stderr(&o), pid)
+}
+
+fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("iostudy run did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn_run(study: &Path, out: &Path, extra: &[&str]) -> Child {
+    Command::new(bin())
+        .args(["run", study.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn plan_shows_the_seed_study() {
+    let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/stackhpc-kata-2019.toml");
+    let o = iostudy(&["plan", seed]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "study: stackhpc-kata-2019",
+        "cells: 36 (3 scenario(s) × 3 client count(s) × 4 pattern(s) × 1 repetition(s))",
+        "bs=64KiB size=32GiB numjobs=4 ioengine=psync iodepth=1 direct=0 one pass",
+        "disk footprint: 8TiB on the target",
+        "kata-runtime not found: Kata Containers 1.x is not packaged for Debian",
+        "estimated duration:",
+        "    36  Kata  randwrite  clients=64  rep=1",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+}
+
+#[test]
+fn mock_study_runs_and_resumes() {
+    let dir = scratch();
+    let s = study(dir.path(), "\"bare\", \"runc\"", "runtime = \"1s\"", "");
+    let out = dir.path().join("results");
+    let o = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap(), "--mock"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("4 cell(s) run, 0 skipped (already done), 0 failed"), "{text}");
+    // Snapshot: mock figures are deterministic.
+    let table = text.split("\n\n").next().unwrap();
+    assert_eq!(
+        table,
+        "scenario  pattern   clients  rep  bw (window)  bw (fio sum)  p50 µs  p99 µs\n\
+         bare      randread  2        1       400MiB/s      400MiB/s    5046    9912\n\
+         runc      randread  2        1       400MiB/s      400MiB/s    5046    9912\n\
+         bare      write     2        1       400MiB/s      400MiB/s    5046    9912\n\
+         runc      write     2        1       400MiB/s      400MiB/s    5046    9912"
+    );
+    let all = cells(&out);
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().all(|c| c.status == CellStatus::Ok && c.clients.len() == 2));
+    assert_eq!(std::fs::read_to_string(out.join("study.toml")).unwrap(), std::fs::read_to_string(&s).unwrap());
+
+    // The same directory again: refused without --resume, nothing to do with it.
+    let again = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap(), "--mock"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(stderr(&again).contains("already holds results of a run: add --resume"), "{}", stderr(&again));
+    let resumed = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap(), "--mock", "--resume"]);
+    assert!(resumed.status.success());
+    assert!(stdout(&resumed).contains("0 cell(s) run, 4 skipped (already done), 0 failed"));
+    // A changed study cannot resume these results.
+    std::fs::write(&s, std::fs::read_to_string(&s).unwrap().replace("4M", "8M")).unwrap();
+    let changed = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap(), "--mock", "--resume"]);
+    assert_eq!(changed.status.code(), Some(2));
+    assert!(stderr(&changed).contains("was written by a different study file"));
+}
+
+#[test]
+fn study_file_errors_are_located() {
+    let dir = scratch();
+    let s = study(dir.path(), "\"bare\", \"kata\"", "", "");
+    let o = iostudy(&["plan", s.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "{}:13:22: scenario `kata` is not defined (hint: add a [scenarios.kata] table",
+            s.display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_runtime_fails_before_the_first_cell() {
+    let dir = scratch();
+    let s = study(
+        dir.path(),
+        "\"bare\", \"mine\"",
+        "",
+        "\n[scenarios.mine]\nruntime = \"oci\"\noci_runtime = \"/nonexistent/runc\"\n",
+    )
+    .to_path_buf();
+    // The scenarios table must come after the matrix; rewrite in order.
+    let text = std::fs::read_to_string(&s).unwrap();
+    let (head, table) = text.split_once("\n[scenarios.mine]").unwrap();
+    let (table, rest) = table.split_once("\n\n").unwrap();
+    std::fs::write(&s, format!("{head}{rest}\n[scenarios.mine]{table}\n")).unwrap();
+    let out = dir.path().join("results");
+    let o = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("scenario `mine` cannot run here: /nonexistent/runc not found: install /nonexistent/runc or give oci_runtime its full path"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists(), "nothing written before the first cell");
+}
+
+#[test]
+fn real_study_through_bare_runc_crun_and_gvisor() {
+    let ok = need(is_root(), "root (containers)")
+        && need(static_worker(), "the static worker (scripts/build-static)")
+        && need(
+            have("runc") && have("crun") && have("runsc"),
+            "runc, crun and runsc (apt-get install runc crun runsc)",
+        );
+    if !ok {
+        return;
+    }
+    let dir = scratch();
+    let s = study(dir.path(), "\"bare\", \"runc\", \"crun\", \"gvisor\"", "runtime = \"1s\"", "");
+    let out = dir.path().join("results");
+    let (code, so, se, pid) = run_study(&s, &out, &[]);
+    assert_eq!(code, Some(0), "stdout:\n{so}\nstderr:\n{se}");
+    let all = cells(&out);
+    assert_eq!(all.len(), 8);
+    for c in &all {
+        assert_eq!(c.status, CellStatus::Ok, "{}: {:?}", c.cell.id, c.failure);
+        assert_eq!(c.clients.len(), 2, "{}: every client's result", c.cell.id);
+        let go = c.start_ns.unwrap();
+        let starts: Vec<u64> = c.clients.iter().map(|r| r.start_ns).collect();
+        assert!(starts.iter().all(|&s| s >= go), "{}: no client starts before go", c.cell.id);
+        let spread = starts.iter().max().unwrap() - starts.iter().min().unwrap();
+        assert!(spread < 100_000_000, "{}: the barrier held (spread {spread} ns)", c.cell.id);
+        assert!(c.clients.iter().all(|r| r.read.bytes + r.write.bytes > 0));
+    }
+    // Inside gVisor the kernel is gVisor's: the result says so.
+    let gv = all.iter().find(|c| c.cell.scenario == "gvisor").unwrap();
+    assert_ne!(
+        gv.clients[0].host.kernel,
+        all.iter().find(|c| c.cell.scenario == "bare").unwrap().clients[0].host.kernel
+    );
+    assert_nothing_left(dir.path(), pid);
+    let runc_list = Command::new("runc").arg("list").arg("-q").output().unwrap();
+    assert!(!String::from_utf8_lossy(&runc_list.stdout).contains("iostudy-"), "runc list is clean");
+    let runsc_list = Command::new("runsc").args(["--network=none", "list", "-quiet"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&runsc_list.stdout).contains("iostudy-"), "runsc list is clean");
+}
+
+#[test]
+fn io_uring_refused_in_gvisor_fails_only_that_cell() {
+    let ok = need(is_root(), "root (containers)")
+        && need(static_worker(), "the static worker (scripts/build-static)")
+        && need(have("runsc"), "runsc (apt-get install runsc)");
+    if !ok {
+        return;
+    }
+    let dir = scratch();
+    let s = study(dir.path(), "\"bare\", \"gvisor\"", "runtime = \"500ms\"\nioengine = \"io_uring\"\niodepth = 4", "");
+    let out = dir.path().join("results");
+    let (code, so, se, pid) = run_study(&s, &out, &["--pattern", "randread"]);
+    assert_eq!(code, Some(1), "a failed cell: exit 1\n{se}");
+    let all = cells(&out);
+    let bare = all.iter().find(|c| c.cell.scenario == "bare").unwrap();
+    let gv = all.iter().find(|c| c.cell.scenario == "gvisor").unwrap();
+    assert_eq!(bare.status, CellStatus::Ok);
+    assert_eq!(gv.status, CellStatus::Failed);
+    let why = gv.failure.as_deref().unwrap();
+    assert!(why.contains("io_uring is unavailable here"), "{why}");
+    assert!(so.contains("failed cells:"), "{so}");
+    assert_nothing_left(dir.path(), pid);
+}
+
+/// Waits until cell `cell`'s clients were told to go, and returns the pids of
+/// the worker running job `job`.
+fn worker_pid(dir: &Path, job: &str) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pids: Vec<u32> = processes_mentioning(job)
+            .into_iter()
+            .filter(|p| processes_mentioning(dir.to_str().unwrap()).contains(p))
+            .collect();
+        let go_written = std::fs::read_dir(dir.join("target/.iostudy-control"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|run| run.path().join("cell-0/go").exists());
+        if go_written && !pids.is_empty() {
+            return pids[0];
+        }
+        assert!(Instant::now() < deadline, "worker for {job} never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_crashing_client_fails_its_cell_and_the_study_goes_on() {
+    let dir = scratch();
+    let s = study(dir.path(), "\"bare\"", "runtime = \"3s\"", "");
+    let out = dir.path().join("results");
+    let mut run = spawn_run(&s, &out, &[]);
+    let run_pid = run.id();
+    let pid = worker_pid(dir.path(), "cell-0/job-1.json");
+    std::thread::sleep(Duration::from_millis(500));
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::KILL)
+        .unwrap();
+    let st = wait_for(&mut run, Duration::from_secs(60));
+    assert_eq!(st.code(), Some(1));
+    let all = cells(&out);
+    assert_eq!(all.len(), 2, "the study went on to its next cell");
+    let first = all.iter().find(|c| c.cell.pattern.name() == "randread").unwrap();
+    assert_eq!(first.status, CellStatus::Failed);
+    assert_eq!(first.failure.as_deref().unwrap(), "client 1 killed by signal 9");
+    assert!(first.client_failures.iter().any(|f| f.client == 1));
+    assert_eq!(all.iter().find(|c| c.cell.pattern.name() == "write").unwrap().status, CellStatus::Ok);
+    assert_nothing_left(dir.path(), run_pid);
+}
+
+#[test]
+fn a_hanging_client_is_killed_at_the_deadline() {
+    let dir = scratch();
+    let s = study(dir.path(), "\"bare\"", "runtime = \"1s\"", "cell_timeout = \"5s\"");
+    let out = dir.path().join("results");
+    let mut run = spawn_run(&s, &out, &["--pattern", "randread"]);
+    let run_pid = run.id();
+    let pid = worker_pid(dir.path(), "cell-0/job-0.json");
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::STOP)
+        .unwrap();
+    let st = wait_for(&mut run, Duration::from_secs(60));
+    assert_eq!(st.code(), Some(1));
+    let all = cells(&out);
+    assert_eq!(all[0].status, CellStatus::Failed);
+    assert_eq!(all[0].failure.as_deref().unwrap(), "client(s) 0 not finished before the deadline (hung?)");
+    assert_nothing_left(dir.path(), run_pid);
+}
+
+#[test]
+fn interrupt_then_resume_completes_the_study() {
+    let dir = scratch();
+    let s = study(dir.path(), "\"bare\"", "runtime = \"1s\"", "");
+    std::fs::write(&s, std::fs::read_to_string(&s).unwrap().replace("clients = [2]", "clients = [1, 2]")).unwrap();
+    let out = dir.path().join("results");
+    let mut run = spawn_run(&s, &out, &[]);
+    let run_pid = run.id();
+    let cells_dir = out.join("cells");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cells_dir.exists() || entries(&cells_dir).iter().filter(|e| e.ends_with(".json")).count() < 1 {
+        assert!(Instant::now() < deadline, "no cell finished");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // into the next cell
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(run.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let st = wait_for(&mut run, Duration::from_secs(30));
+    assert_eq!(st.code(), Some(130));
+    let mut err = String::new();
+    std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("interrupted: finished cells are saved; continue with --resume"), "{err}");
+    assert_nothing_left(dir.path(), run_pid);
+    let done: Vec<(String, Vec<u8>)> = entries(&cells_dir)
+        .into_iter()
+        .filter(|e| e.ends_with(".json"))
+        .map(|e| (e.clone(), std::fs::read(cells_dir.join(&e)).unwrap()))
+        .collect();
+    assert!(!done.is_empty() && done.len() < 4, "interrupted part-way: {}", done.len());
+
+    let (code, so, se, pid) = run_study(&s, &out, &["--resume"]);
+    assert_eq!(code, Some(0), "{se}");
+    assert!(
+        so.contains(&format!("{} cell(s) run, {} skipped (already done), 0 failed", 4 - done.len(), done.len())),
+        "{so}"
+    );
+    for (name, bytes) in done {
+        assert_eq!(std::fs::read(cells_dir.join(&name)).unwrap(), bytes, "{name} untouched by the resume");
+    }
+    assert_eq!(cells(&out).len(), 4);
+    assert_nothing_left(dir.path(), pid);
+}
+
+#[test]
+fn runtimes_lists_what_is_usable() {
+    let o = iostudy(&["runtimes"]);
+    assert!(o.status.success());
+    let out = stdout(&o);
+    assert!(out.starts_with("process "), "{out}");
+    for rt in ["oci/runc", "oci/crun", "oci/runsc", "oci/youki", "oci/kata-runtime"] {
+        assert!(out.contains(rt), "{rt} in\n{out}");
+    }
+    assert!(out.contains("youki not found"));
+}
+
+#[test]
+fn demo_runs_with_mock_clients() {
+    let dir = scratch();
+    let out = dir.path().join("demo");
+    let o = iostudy(&["demo", "--mock", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("32 cell(s) run"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("iostudy demo: 32 cells (bare, runc, crun, gvisor)"), "{}", stderr(&o));
+}
