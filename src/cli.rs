@@ -28,6 +28,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a study: every cell's clients in their runtime, started together.
     Run(RunArgs),
+    /// Turn a results directory into charts, tables and an HTML report.
+    Report(ReportArgs),
+    /// Compare two results directories cell by cell (exit 1 on a regression).
+    Compare(CompareArgs),
     /// Run a small built-in study with every runtime this host can run.
     Demo(DemoArgs),
     /// List the runtimes iostudy knows, whether they are usable here, and the fix if not.
@@ -163,6 +167,26 @@ pub struct RunArgs {
     pub resume: bool,
     #[command(flatten)]
     pub selection: Selection,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A directory written by `iostudy run`.
+    pub results: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The reference results directory.
+    pub a: PathBuf,
+    /// The results directory compared to it.
+    pub b: PathBuf,
+    /// Smallest relative change that counts (0.05 = 5 %).
+    #[arg(long, default_value_t = 0.05)]
+    pub threshold: f64,
+    /// Also write the comparison as a self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -54,6 +54,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => run_study(&args),
         Command::Demo(args) => demo(&args),
+        Command::Report(args) => {
+            let model = report::model::Report::load(&args.results)?;
+            anyhow::ensure!(
+                !model.groups.is_empty(),
+                "{} holds no cell results: run a study into it first (iostudy run STUDY -o {})",
+                args.results.display(),
+                args.results.display()
+            );
+            let dir = report::write_all(&model, &args.results)?;
+            print!("{}", report::terminal(&model));
+            println!("\nreport: {}", dir.join("report.html").display());
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Command::Compare(args) => compare(&args),
         Command::Runtimes => {
             print!("{}", report::runtimes::render(&runtime::probe_all()));
             Ok(ExitCode::from(EXIT_OK))
@@ -84,6 +98,30 @@ fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     stdout.flush()?;
     Ok(ExitCode::from(EXIT_OK))
+}
+
+fn compare(args: &cli::CompareArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.threshold >= 0.0 && args.threshold < 1.0,
+        "--threshold {} must be a fraction in [0, 1), e.g. 0.05 for 5 %",
+        args.threshold
+    );
+    let a = report::model::Report::load(&args.a)?;
+    let b = report::model::Report::load(&args.b)?;
+    let c =
+        report::compare::compare(&a, &b, &args.a.display().to_string(), &args.b.display().to_string(), args.threshold);
+    anyhow::ensure!(
+        !c.changes.is_empty(),
+        "{} and {} have no cell in common (same scenario, pattern, clients and options)",
+        args.a.display(),
+        args.b.display()
+    );
+    print!("{}", report::compare::text(&c));
+    if let Some(path) = &args.html {
+        let page = report::compare::html(&c).map_err(anyhow::Error::msg)?;
+        results::write_atomic(path, page.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::from(if c.regressions() > 0 { EXIT_CHECK_FAILED } else { EXIT_OK }))
 }
 
 fn plan_options(s: &Selection) -> PlanOptions {
@@ -146,6 +184,13 @@ fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode>
         outcome.failed,
         output.display()
     )?;
+    if !cells.is_empty() {
+        let model = report::model::Report::load(output)?;
+        match report::write_all(&model, output) {
+            Ok(dir) => writeln!(stdout, "report: {}", dir.join("report.html").display())?,
+            Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
+        }
+    }
     stdout.flush()?;
     if outcome.interrupted {
         eprintln!("interrupted: finished cells are saved; continue with --resume -o {}", output.display());

@@ -153,6 +153,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<Ru
         host: HostFacts::current(),
         scale: plan.scale,
         probes: plan.scenarios.iter().map(|s| (s.scenario.name.clone(), s.probe.clone())).collect(),
+        warnings: plan.warnings.iter().map(ToString::to_string).collect(),
     })?;
 
     let bar = progress_bar(pending.len() as u64, opts.progress);

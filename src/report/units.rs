@@ -1,10 +1,23 @@
 //! Human units for figures: bandwidth, rates and latencies, chosen the way fio does.
 
-use crate::engine::human_bytes;
-
-/// Bandwidth in binary units per second (`1.5GiB/s`).
+/// Bandwidth in binary units per second with 3–4 significant digits
+/// (`1.50GiB/s`, `12.7GiB/s`, `720MiB/s`).
 pub fn bandwidth(bytes_per_s: f64) -> String {
-    format!("{}/s", human_bytes(bytes_per_s.round() as u64))
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes_per_s.max(0.0);
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    let digits = if v >= 100.0 || unit == 0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{v:.digits$}{}/s", UNITS[unit])
 }
 
 /// A count with SI suffix (`401k`, `2.5M`), as fio prints IOPS.
@@ -39,7 +52,9 @@ mod tests {
 
     #[test]
     fn units() {
-        assert_eq!(bandwidth(1024.0 * 1024.0 * 1536.0), "1.5GiB/s");
+        assert_eq!(bandwidth(1024.0 * 1024.0 * 1536.0), "1.50GiB/s");
+        assert_eq!(bandwidth(720.0 * 1048576.0 + 0.3), "720MiB/s");
+        assert_eq!(bandwidth(12.66 * 1073741824.0), "12.7GiB/s");
         assert_eq!(count(401_234.0), "401k");
         assert_eq!(count(2_500_000.0), "2.50M");
         assert_eq!(count(999.0), "999");

@@ -9,6 +9,7 @@
 //!   it and labelled, because that is what summed fio output reports.
 //! * **Latency**: percentiles of the merge of every client's histogram.
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::results::ClientResult;
@@ -38,6 +39,11 @@ pub struct CellFigures {
 
 /// Computes a cell's figures; `None` without clients.
 pub fn cell_figures(clients: &[ClientResult]) -> Option<CellFigures> {
+    cell_figures_and_histogram(clients).map(|(f, _)| f)
+}
+
+/// A cell's figures and the merge of its clients' latency histograms.
+pub fn cell_figures_and_histogram(clients: &[ClientResult]) -> Option<(CellFigures, Histogram<u64>)> {
     let first = clients.first()?;
     let ws = clients.iter().map(|c| c.start_ns).max().unwrap_or(first.start_ns);
     let we = clients.iter().map(|c| c.end_ns).min().unwrap_or(first.end_ns);
@@ -57,7 +63,7 @@ pub fn cell_figures(clients: &[ClientResult]) -> Option<CellFigures> {
         longest = longest.max(c.end_ns.saturating_sub(c.start_ns));
     }
     let window_s = window_ns as f64 / 1e9;
-    Some(CellFigures {
+    let figures = CellFigures {
         clients: clients.len() as u32,
         window_start_ns: ws,
         window_end_ns: we.max(ws),
@@ -68,7 +74,8 @@ pub fn cell_figures(clients: &[ClientResult]) -> Option<CellFigures> {
         start_spread_ns: ws - min_start,
         window_fraction: if longest > 0 { window_ns as f64 / longest as f64 } else { 0.0 },
         latency_ns: LatencySummary::of(&merged),
-    })
+    };
+    Some((figures, merged))
 }
 
 /// Bytes a client moved in `[from, to)`, from its interval series.

@@ -109,6 +109,33 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn merged_percentiles_match_pooled_samples_within_precision(
+            parts in proptest::collection::vec(
+                proptest::collection::vec(1_000u64..20_000_000_000, 1..300), 1..8),
+            q in 0.01f64..0.999,
+        ) {
+            let mut merged = new_latency_histogram();
+            let mut pooled: Vec<u64> = Vec::new();
+            for part in &parts {
+                let mut h = new_latency_histogram();
+                for &v in part {
+                    h.record(v).unwrap();
+                }
+                merged.add(EncodedHistogram::encode(&h).decode().unwrap()).unwrap();
+                pooled.extend(part);
+            }
+            pooled.sort_unstable();
+            // The sample of rank ceil(q·n), as HdrHistogram defines the quantile.
+            let rank = ((q * pooled.len() as f64).ceil() as usize).clamp(1, pooled.len());
+            let exact = pooled[rank - 1] as f64;
+            let got = merged.value_at_quantile(q) as f64;
+            // 3 significant digits: within 0.1 % of the exact sample.
+            prop_assert!((got - exact).abs() <= exact * 1e-3 + 1.0, "q={q} exact={exact} got={got}");
+        }
+    }
+
     #[test]
     fn summary_of_known_values() {
         let mut h = new_latency_histogram();

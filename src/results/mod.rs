@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod histogram;
 pub mod host;
 pub mod schema;
+pub mod stats;
 pub mod store;
 
 use std::fs;

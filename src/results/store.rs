@@ -75,6 +75,9 @@ pub struct RunInfo {
     pub host: HostFacts,
     pub scale: Option<f64>,
     pub probes: Vec<(String, Probe)>,
+    /// The plan's warnings, carried into every report.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Why the store cannot be used.

@@ -78,7 +78,7 @@ pub fn synthetic(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
     };
     let interval_ns = w.log_interval.0.as_nanos() as u64;
     let first_index = start_ns / interval_ns;
-    let last_index = (start_ns + runtime_ns) / interval_ns;
+    let last_index = (start_ns + runtime_ns - 1) / interval_ns;
     let n = (last_index - first_index + 1) as usize;
     let mut bytes = vec![total.bytes / n as u64; n];
     bytes[0] += total.bytes % n as u64;

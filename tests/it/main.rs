@@ -1,5 +1,6 @@
 //! The one integration-test binary: the real `iostudy` binary driven end to end.
 
 mod bench;
+mod report;
 mod study;
 mod util;

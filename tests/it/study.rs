@@ -157,6 +157,13 @@ fn mock_study_runs_and_resumes() {
     assert_eq!(all.len(), 4);
     assert!(all.iter().all(|c| c.status == CellStatus::Ok && c.clients.len() == 2));
     assert_eq!(std::fs::read_to_string(out.join("study.toml")).unwrap(), std::fs::read_to_string(&s).unwrap());
+    // The run ends with its report.
+    for f in
+        ["report.html", "table.md", "table.csv", "bandwidth.svg", "bandwidth.png", "latency-cdf.svg", "latency-cdf.png"]
+    {
+        assert!(out.join("report").join(f).exists(), "report/{f} written by run");
+    }
+    assert!(text.contains(&format!("report: {}", out.join("report/report.html").display())), "{text}");
 
     // The same directory again: refused without --resume, nothing to do with it.
     let again = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap(), "--mock"]);

@@ -1,0 +1,115 @@
+//! `report.html`: one self-contained page — inline SVG charts, tables, warnings, host
+//! facts, runtime versions, the study file, and the model as embedded JSON — with no
+//! network request, so it can be mailed, archived or opened offline.
+
+use minijinja::{Environment, Value, context};
+use serde::Serialize;
+
+use crate::report::charts::Svgs;
+use crate::report::model::Report;
+use crate::report::table::ratio_text;
+use crate::report::units::bandwidth;
+
+const TEMPLATE: &str = include_str!("../../templates/report.html");
+
+#[derive(Serialize)]
+struct Row {
+    mode: String,
+    label: String,
+    cells: Vec<String>,
+    fio_sum: String,
+}
+
+#[derive(Serialize)]
+struct RuntimeRow {
+    scenario: String,
+    runtime: String,
+    version: String,
+    notes: String,
+}
+
+/// Renders the page.
+pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
+    let mut lat_rows = Vec::new();
+    let mut bw_rows = Vec::new();
+    let base = r.label(&r.baseline);
+    for opts in r.option_sets() {
+        for &p in &r.patterns {
+            for (name, label) in &r.scenarios {
+                let groups: Vec<_> = r.clients.iter().map(|&k| r.group(name, p, k, &opts)).collect();
+                let Some(any) = groups.iter().flatten().next() else { continue };
+                let mode = any.key.mode();
+                let mut lat = Vec::new();
+                let mut bw = Vec::new();
+                for g in &groups {
+                    match g {
+                        Some(g) if g.latency_ns.count > 0 => {
+                            lat.push(format!("{:.0}", g.latency_ns.p50 as f64 / 1e3));
+                            lat.push(format!("{:.0}", g.latency_ns.p99 as f64 / 1e3));
+                        }
+                        Some(_) => lat.extend(["failed".to_string(), "failed".to_string()]),
+                        None => lat.extend(["-".to_string(), "-".to_string()]),
+                    }
+                    bw.push(match g.and_then(|g| g.bw.map(|e| (e, g.vs_baseline))) {
+                        Some((e, ratio)) => {
+                            let mut s = bandwidth(e.mean);
+                            if e.has_interval() {
+                                s.push_str(&format!(" ({}–{})", bandwidth(e.lo), bandwidth(e.hi)));
+                            }
+                            if let Some(ratio) = ratio {
+                                s.push_str(&format!(", {}", ratio_text(&ratio, &base)));
+                            }
+                            s
+                        }
+                        None => "-".into(),
+                    });
+                }
+                let fio_sum = groups
+                    .last()
+                    .copied()
+                    .flatten()
+                    .and_then(|g| g.fio_sum_bw)
+                    .map_or("-".into(), |e| bandwidth(e.mean));
+                lat_rows.push(Row { mode: mode.clone(), label: label.clone(), cells: lat, fio_sum: String::new() });
+                bw_rows.push(Row { mode, label: label.clone(), cells: bw, fio_sum });
+            }
+        }
+    }
+    let runtimes: Vec<RuntimeRow> = r
+        .scenarios
+        .iter()
+        .map(|(name, _)| {
+            let probe = r.run.as_ref().and_then(|run| run.probes.iter().find(|(n, _)| n == name).map(|(_, p)| p));
+            let version = r.groups.iter().find(|g| &g.key.scenario == name).and_then(|g| g.runtime_version.clone());
+            RuntimeRow {
+                scenario: name.clone(),
+                runtime: probe.map_or_else(String::new, |p| p.runtime.clone()),
+                version: version.or_else(|| probe.and_then(|p| p.version.clone())).unwrap_or_default(),
+                notes: r.runtime_notes.get(name).map(|n| n.join("; ")).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let data_json = serde_json::to_string(r).map_err(|e| e.to_string())?.replace("</", "<\\/");
+    let mut env = Environment::new();
+    env.add_template("report.html", TEMPLATE).map_err(|e| format!("report template: {e}"))?;
+    let tmpl = env.get_template("report.html").map_err(|e| e.to_string())?;
+    tmpl.render(context! {
+        version => env!("CARGO_PKG_VERSION"),
+        title => &r.study_name,
+        description => Value::from(minijinja::value::Serde(&r.description)),
+        cells => r.groups.iter().map(|g| g.reps.len() + g.failed_reps).sum::<usize>(),
+        baseline => base,
+        has_reps => r.groups.iter().any(|g| g.reps.len() > 1),
+        warnings => Value::from(minijinja::value::Serde(&r.warnings)),
+        clients => Value::from(minijinja::value::Serde(&r.clients)),
+        bandwidth_svg => &svgs.bandwidth,
+        cdf_svg => &svgs.latency_cdf,
+        bw_rows => Value::from(minijinja::value::Serde(&bw_rows)),
+        lat_rows => Value::from(minijinja::value::Serde(&lat_rows)),
+        runtimes => Value::from(minijinja::value::Serde(&runtimes)),
+        host => Value::from(minijinja::value::Serde(r.run.as_ref().map(|run| &run.host))),
+        study_source => &r.study_source,
+        data_json => data_json,
+    })
+    .map_err(|e| format!("rendering report.html: {e}"))
+}

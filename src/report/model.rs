@@ -1,0 +1,348 @@
+//! The report model: a results directory turned into the figures every output shows.
+//!
+//! Cells are grouped by (scenario, pattern, clients, options) across repetitions. Per
+//! repetition: bandwidth over the common window and the fio-style sum; per group: the
+//! mean with a bootstrap 95 % interval, latency percentiles of the merge of *every*
+//! client histogram of every repetition, the latency CDF, and the bandwidth ratio to
+//! the baseline scenario with its interval. Warnings are computed once here so every
+//! format carries the same ones. All renderers (terminal, Markdown, CSV, charts, HTML,
+//! compare) read this model and nothing else.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::engine::{Pattern, human_bytes};
+use crate::results::aggregate::{CellFigures, cell_figures_and_histogram};
+use crate::results::histogram::{LatencySummary, new_latency_histogram};
+use crate::results::stats::{Estimate, bootstrap_mean, bootstrap_ratio};
+use crate::results::store::{CellResult, CellStatus, RunInfo, Store, StoreError};
+use crate::study::Study;
+
+/// Overlap of clients below which a cell is flagged (window / longest client run).
+const MIN_WINDOW_FRACTION: f64 = 0.9;
+/// Relative CI half-width above which repetitions are flagged as noisy.
+const MAX_REP_SPREAD: f64 = 0.10;
+
+/// The identity of a group of repetitions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GroupKey {
+    pub scenario: String,
+    pub pattern: Pattern,
+    pub clients: u32,
+    pub options: Vec<(String, String)>,
+}
+
+impl GroupKey {
+    /// `read` → `seq read`, as the seed study's table says, with any options.
+    pub fn mode(&self) -> String {
+        let base = match self.pattern {
+            Pattern::Read => "seq read",
+            Pattern::Write => "seq write",
+            Pattern::Randread => "rand read",
+            Pattern::Randwrite => "rand write",
+            Pattern::Readwrite => "seq rw",
+            Pattern::Randrw => "rand rw",
+        };
+        let opts: Vec<String> = self.options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if opts.is_empty() { base.to_string() } else { format!("{base} {}", opts.join(" ")) }
+    }
+}
+
+/// One scenario × pattern × clients × options, over its repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub key: GroupKey,
+    pub label: String,
+    /// Figures of each successful repetition.
+    pub reps: Vec<CellFigures>,
+    pub failed_reps: usize,
+    /// Aggregate bandwidth over the common window, bytes/s.
+    pub bw: Option<Estimate>,
+    /// fio-style sum of per-client rates, bytes/s.
+    pub fio_sum_bw: Option<Estimate>,
+    pub iops: Option<Estimate>,
+    /// Merged over every client of every repetition.
+    pub latency_ns: LatencySummary,
+    /// Bandwidth / the baseline scenario's (same pattern, clients, options).
+    pub vs_baseline: Option<Estimate>,
+    /// Latency CDF: (latency µs, cumulative fraction), thinned for plotting.
+    pub cdf: Vec<(f64, f64)>,
+    pub runtime_version: Option<String>,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub study_name: String,
+    pub description: Option<String>,
+    pub study_source: String,
+    pub baseline: String,
+    /// Scenario names and labels, in study order.
+    pub scenarios: Vec<(String, String)>,
+    pub patterns: Vec<Pattern>,
+    pub clients: Vec<u32>,
+    pub groups: Vec<Group>,
+    pub warnings: Vec<String>,
+    pub run: Option<RunInfo>,
+    /// Runtime notes recorded with the cells, per scenario.
+    pub runtime_notes: BTreeMap<String, Vec<String>>,
+}
+
+impl Report {
+    /// Loads a results directory.
+    pub fn load(dir: &Path) -> Result<Report, StoreError> {
+        let store = Store::open(dir);
+        let cells = store.cells()?;
+        let source = std::fs::read_to_string(dir.join("study.toml")).unwrap_or_default();
+        let run: Option<RunInfo> =
+            std::fs::read(dir.join("run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        Ok(Report::build(&cells, &source, run))
+    }
+
+    /// Builds the model from cell results (any order) and the study text.
+    pub fn build(cells: &[CellResult], study_source: &str, run: Option<RunInfo>) -> Report {
+        let study = Study::parse(Path::new("study.toml"), study_source).ok();
+        let mut scenarios: Vec<(String, String)> = match &study {
+            Some(s) => s.scenarios.iter().map(|x| (x.name.clone(), x.label.clone())).collect(),
+            None => Vec::new(),
+        };
+        let mut patterns: Vec<Pattern> = study.as_ref().map(|s| s.patterns.clone()).unwrap_or_default();
+        let mut clients: Vec<u32> = study.as_ref().map(|s| s.clients.clone()).unwrap_or_default();
+        for c in cells {
+            if !scenarios.iter().any(|(n, _)| n == &c.cell.scenario) {
+                scenarios.push((c.cell.scenario.clone(), c.scenario_label.clone()));
+            }
+            if !patterns.contains(&c.cell.pattern) {
+                patterns.push(c.cell.pattern);
+            }
+            if !clients.contains(&c.cell.clients) {
+                clients.push(c.cell.clients);
+            }
+        }
+        // Only what was run.
+        scenarios.retain(|(n, _)| cells.iter().any(|c| &c.cell.scenario == n));
+        patterns.retain(|p| cells.iter().any(|c| c.cell.pattern == *p));
+        clients.retain(|k| cells.iter().any(|c| c.cell.clients == *k));
+        let baseline = study
+            .as_ref()
+            .map(|s| s.baseline.clone())
+            .filter(|b| scenarios.iter().any(|(n, _)| n == b))
+            .or_else(|| scenarios.first().map(|(n, _)| n.clone()))
+            .unwrap_or_default();
+
+        let mut by_key: BTreeMap<GroupKey, Vec<&CellResult>> = BTreeMap::new();
+        for c in cells {
+            let key = GroupKey {
+                scenario: c.cell.scenario.clone(),
+                pattern: c.cell.pattern,
+                clients: c.cell.clients,
+                options: c.cell.options.clone(),
+            };
+            by_key.entry(key).or_default().push(c);
+        }
+
+        let mut warnings: Vec<String> = run.as_ref().map(|r| r.warnings.clone()).unwrap_or_default();
+        let keyed: Vec<(GroupKey, Vec<&CellResult>)> = by_key.into_iter().collect();
+        let built: Vec<(Group, Vec<String>)> = parallel_map(&keyed, |(key, reps)| build_group(key, reps));
+        let mut groups = Vec::with_capacity(built.len());
+        for (g, w) in built {
+            warnings.extend(w);
+            groups.push(g);
+        }
+
+        // Ratios to the baseline.
+        let bw_samples = |g: &Group| g.reps.iter().map(|r| r.window_bw_bytes_per_s).collect::<Vec<f64>>();
+        let baselines: BTreeMap<GroupKey, Vec<f64>> =
+            groups.iter().filter(|g| g.key.scenario == baseline).map(|g| (g.key.clone(), bw_samples(g))).collect();
+        for g in &mut groups {
+            if g.key.scenario == baseline {
+                continue;
+            }
+            let base_key = GroupKey { scenario: baseline.clone(), ..g.key.clone() };
+            if let Some(base) = baselines.get(&base_key) {
+                g.vs_baseline = bootstrap_ratio(&bw_samples(g), base, seed_of(&g.key) ^ 0xBA5E);
+            }
+        }
+
+        let mut runtime_notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in cells {
+            let notes = runtime_notes.entry(c.cell.scenario.clone()).or_default();
+            for n in &c.runtime_notes {
+                if !notes.contains(n) {
+                    notes.push(n.clone());
+                }
+            }
+        }
+
+        // Order groups as the study reads: pattern, scenario, clients, options.
+        let pos = |v: &[String], x: &String| v.iter().position(|y| y == x).unwrap_or(usize::MAX);
+        let names: Vec<String> = scenarios.iter().map(|(n, _)| n.clone()).collect();
+        groups.sort_by_key(|g| {
+            (
+                patterns.iter().position(|p| *p == g.key.pattern),
+                pos(&names, &g.key.scenario),
+                clients.iter().position(|k| *k == g.key.clients),
+                g.key.options.clone(),
+            )
+        });
+
+        Report {
+            study_name: study.as_ref().map_or_else(|| "study".to_string(), |s| s.name.clone()),
+            description: study.as_ref().and_then(|s| s.description.clone()),
+            study_source: study_source.to_string(),
+            baseline,
+            scenarios,
+            patterns,
+            clients,
+            groups,
+            warnings,
+            run,
+            runtime_notes,
+        }
+    }
+
+    /// The group of a scenario × pattern × clients × options.
+    pub fn group(
+        &self,
+        scenario: &str,
+        pattern: Pattern,
+        clients: u32,
+        options: &[(String, String)],
+    ) -> Option<&Group> {
+        self.groups.iter().find(|g| {
+            g.key.scenario == scenario
+                && g.key.pattern == pattern
+                && g.key.clients == clients
+                && g.key.options == options
+        })
+    }
+
+    /// Distinct option combinations, in first-seen order.
+    pub fn option_sets(&self) -> Vec<Vec<(String, String)>> {
+        let mut v: Vec<Vec<(String, String)>> = Vec::new();
+        for g in &self.groups {
+            if !v.contains(&g.key.options) {
+                v.push(g.key.options.clone());
+            }
+        }
+        v
+    }
+
+    /// The display label of a scenario.
+    pub fn label(&self, scenario: &str) -> String {
+        self.scenarios.iter().find(|(n, _)| n == scenario).map_or_else(|| scenario.to_string(), |(_, l)| l.clone())
+    }
+}
+
+fn seed_of(key: &GroupKey) -> u64 {
+    let text = format!("{key:?}");
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Maps over items on every CPU (decoding thousands of histograms is the report's cost).
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("report worker thread")).collect()
+    })
+}
+
+fn build_group(key: &GroupKey, reps: &[&CellResult]) -> (Group, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut figures = Vec::new();
+    let mut merged: Histogram<u64> = new_latency_histogram();
+    let mut failed = 0;
+    let mut runtime_version = None;
+    let mut sorted: Vec<&&CellResult> = reps.iter().collect();
+    sorted.sort_by_key(|c| c.cell.repetition);
+    for c in sorted {
+        runtime_version = runtime_version.or_else(|| c.runtime_version.clone());
+        if c.status != CellStatus::Ok {
+            failed += 1;
+            warnings.push(format!("cell {} failed: {}", c.cell.id, c.failure.as_deref().unwrap_or("no result")));
+            continue;
+        }
+        let Some((f, h)) = cell_figures_and_histogram(&c.clients) else { continue };
+        merged.add(&h).expect("same bounds");
+        if f.window_fraction < MIN_WINDOW_FRACTION {
+            warnings.push(format!(
+                "cell {}: clients ran together for only {:.0} % of the longest client's run (one started late or stopped early; start spread {:.1} ms): bandwidth is over the common window of {:.2} s",
+                c.cell.id,
+                f.window_fraction * 100.0,
+                f.start_spread_ns as f64 / 1e6,
+                f.window_s
+            ));
+        }
+        let errors: u64 = c.clients.iter().flat_map(|r| r.threads.iter()).map(|t| t.errors).sum();
+        if errors > 0 {
+            warnings.push(format!("cell {}: {errors} I/O error(s) reported by clients", c.cell.id));
+        }
+        for r in &c.clients {
+            if let Some(note) = &r.ioengine_note
+                && !note.starts_with("mock")
+            {
+                warnings.push(format!("cell {} client {}: {note}", c.cell.id, r.client_id));
+            }
+        }
+        figures.push(f);
+    }
+    let seed = seed_of(key);
+    let bw = bootstrap_mean(&figures.iter().map(|f| f.window_bw_bytes_per_s).collect::<Vec<_>>(), seed);
+    let fio_sum_bw = bootstrap_mean(&figures.iter().map(|f| f.sum_bw_bytes_per_s).collect::<Vec<_>>(), seed ^ 1);
+    let iops = bootstrap_mean(&figures.iter().map(|f| f.sum_iops).collect::<Vec<_>>(), seed ^ 2);
+    if let Some(e) = &bw
+        && e.has_interval()
+        && e.relative_spread() > MAX_REP_SPREAD
+    {
+        warnings.push(format!(
+            "{} {} {} clients: repetitions vary by ±{:.0} % ({}/s – {}/s): add repetitions or quiet the host",
+            key.scenario,
+            key.mode(),
+            key.clients,
+            e.relative_spread() * 100.0,
+            human_bytes(e.lo as u64),
+            human_bytes(e.hi as u64)
+        ));
+    }
+    let group = Group {
+        label: reps.first().map_or_else(|| key.scenario.clone(), |c| c.scenario_label.clone()),
+        key: key.clone(),
+        reps: figures,
+        failed_reps: failed,
+        bw,
+        fio_sum_bw,
+        iops,
+        latency_ns: LatencySummary::of(&merged),
+        vs_baseline: None,
+        cdf: cdf_points(&merged),
+        runtime_version,
+    };
+    (group, warnings)
+}
+
+/// CDF points of a histogram in µs, thinned to what a chart can show.
+pub fn cdf_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    let total = h.len();
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut points = Vec::new();
+    let mut cumulative = 0u64;
+    let (mut last_x, mut last_y) = (0.0f64, -1.0f64);
+    for v in h.iter_recorded() {
+        cumulative += v.count_since_last_iteration();
+        let x = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e3;
+        let y = cumulative as f64 / total as f64;
+        if y - last_y >= 0.002 || x >= last_x * 1.02 || cumulative == total {
+            points.push((x.max(0.001), y));
+            last_x = x;
+            last_y = y;
+        }
+    }
+    points
+}

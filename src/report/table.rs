@@ -1,0 +1,246 @@
+//! The seed study's tables: latency p50/p99 in µs (rows mode × scenario, columns
+//! clients × {50 %, 99 %}) and aggregate bandwidth with intervals and ratios — as
+//! aligned terminal text, as Markdown (`table.md`), and every figure as CSV
+//! (`table.csv`).
+
+use std::fmt::Write;
+
+use crate::report::model::{Group, Report};
+use crate::report::units::bandwidth;
+use crate::results::stats::Estimate;
+
+/// Rows of the seed table: (mode, scenario label, group per client count).
+fn rows(r: &Report) -> Vec<(String, String, Vec<Option<&Group>>)> {
+    let mut out = Vec::new();
+    for opts in r.option_sets() {
+        for &p in &r.patterns {
+            for (name, label) in &r.scenarios {
+                let cells: Vec<Option<&Group>> = r.clients.iter().map(|&k| r.group(name, p, k, &opts)).collect();
+                if let Some(g) = cells.iter().flatten().next() {
+                    out.push((g.key.mode(), label.clone(), cells));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn us(ns: u64) -> String {
+    format!("{:.0}", ns as f64 / 1e3)
+}
+
+fn lat(g: Option<&Group>, p99: bool) -> String {
+    match g {
+        Some(g) if g.latency_ns.count > 0 => us(if p99 { g.latency_ns.p99 } else { g.latency_ns.p50 }),
+        Some(_) => "failed".into(),
+        None => "-".into(),
+    }
+}
+
+/// Aligns rows of text cells: first `left` columns left-aligned, the rest right.
+fn align(rows: &[Vec<String>], left: usize) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..n).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            let w = widths[i];
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if i < left {
+                let _ = write!(line, "{c:<w$}");
+            } else {
+                let _ = write!(line, "{c:>w$}");
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// The latency table as the seed printed it, for the terminal.
+pub fn latency_text(r: &Report) -> String {
+    let mut header1 = vec!["Number of clients >".to_string(), String::new()];
+    let mut header2 = vec!["Mode".to_string(), "Scenario".to_string()];
+    for k in &r.clients {
+        header1.extend([k.to_string(), String::new()]);
+        header2.extend(["50%".to_string(), "99%".to_string()]);
+    }
+    let mut table = vec![header1, header2];
+    let mut last_mode = String::new();
+    for (mode, label, groups) in rows(r) {
+        let shown = if mode == last_mode { String::new() } else { mode.clone() };
+        last_mode = mode;
+        let mut row = vec![shown, label];
+        for g in groups {
+            row.push(lat(g, false));
+            row.push(lat(g, true));
+        }
+        table.push(row);
+    }
+    format!("Commit latency percentiles (µs, merged over all clients)\n{}", align(&table, 2))
+}
+
+/// The latency table in Markdown.
+pub fn latency_markdown(r: &Report) -> String {
+    let mut out = String::from("| Mode | Scenario |");
+    for k in &r.clients {
+        let _ = write!(out, " {k} clients 50% | {k} clients 99% |");
+    }
+    out.push_str("\n|---|---|");
+    for _ in &r.clients {
+        out.push_str("---:|---:|");
+    }
+    out.push('\n');
+    for (mode, label, groups) in rows(r) {
+        let _ = write!(out, "| {mode} | {label} |");
+        for g in groups {
+            let _ = write!(out, " {} | {} |", lat(g, false), lat(g, true));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn estimate_text(e: &Estimate) -> String {
+    if e.has_interval() {
+        format!("{} ({}–{})", bandwidth(e.mean), bandwidth(e.lo), bandwidth(e.hi))
+    } else {
+        bandwidth(e.mean)
+    }
+}
+
+/// "0.97× bare (0.95–0.99)".
+pub fn ratio_text(e: &Estimate, baseline: &str) -> String {
+    if e.has_interval() {
+        format!("{:.2}× {baseline} ({:.2}–{:.2})", e.mean, e.lo, e.hi)
+    } else {
+        format!("{:.2}× {baseline}", e.mean)
+    }
+}
+
+fn bw_cell(g: Option<&Group>, baseline: &str) -> String {
+    match g {
+        Some(g) => match &g.bw {
+            Some(e) => match &g.vs_baseline {
+                Some(r) => format!("{}, {}", estimate_text(e), ratio_text(r, baseline)),
+                None => estimate_text(e),
+            },
+            None => "failed".into(),
+        },
+        None => "-".into(),
+    }
+}
+
+/// Aggregate bandwidth (common window) per mode × scenario × clients.
+pub fn bandwidth_text(r: &Report) -> String {
+    let base = r.label(&r.baseline);
+    let mut header = vec!["Mode".to_string(), "Scenario".to_string()];
+    header.extend(r.clients.iter().map(|k| format!("{k} client(s)")));
+    let mut table = vec![header];
+    let mut last_mode = String::new();
+    for (mode, label, groups) in rows(r) {
+        let shown = if mode == last_mode { String::new() } else { mode.clone() };
+        last_mode = mode;
+        let mut row = vec![shown, label];
+        row.extend(groups.into_iter().map(|g| bw_cell(g, &base)));
+        table.push(row);
+    }
+    format!(
+        "Aggregate bandwidth over the window all clients ran (mean, 95 % CI with repetitions)\n{}",
+        align(&table, 2)
+    )
+}
+
+/// The bandwidth table in Markdown.
+pub fn bandwidth_markdown(r: &Report) -> String {
+    let base = r.label(&r.baseline);
+    let mut out = String::from("| Mode | Scenario |");
+    for k in &r.clients {
+        let _ = write!(out, " {k} client(s) |");
+    }
+    out.push_str("\n|---|---|");
+    for _ in &r.clients {
+        out.push_str("---:|");
+    }
+    out.push('\n');
+    for (mode, label, groups) in rows(r) {
+        let _ = write!(out, "| {mode} | {label} |");
+        for g in groups {
+            let _ = write!(out, " {} |", bw_cell(g, &base));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `table.md`: both tables with a title and the warnings.
+pub fn markdown(r: &Report) -> String {
+    let mut out = format!("# {}\n\n", r.study_name);
+    if let Some(d) = &r.description {
+        let _ = writeln!(out, "{}\n", d.trim());
+    }
+    let _ = writeln!(out, "## Commit latency (µs, p50 / p99 of all clients' merged histograms)\n");
+    out.push_str(&latency_markdown(r));
+    let _ = writeln!(out, "\n## Aggregate bandwidth (window in which all clients ran)\n");
+    out.push_str(&bandwidth_markdown(r));
+    if !r.warnings.is_empty() {
+        let _ = writeln!(out, "\n## Warnings\n");
+        for w in &r.warnings {
+            let _ = writeln!(out, "- {w}");
+        }
+    }
+    out
+}
+
+/// `table.csv`: one row per group with every figure.
+pub fn csv(r: &Report) -> String {
+    let mut out = String::from(
+        "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,bw_window_ci_lo,bw_window_ci_hi,bw_fio_sum_bytes_per_s,iops_fio_sum,ratio_to_baseline,ratio_ci_lo,ratio_ci_hi,lat_mean_ns,lat_min_ns,lat_p50_ns,lat_p90_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,lat_count,window_s_mean\n",
+    );
+    let num = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.3}"));
+    for g in &r.groups {
+        let opts = g.key.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        let l = &g.latency_ns;
+        let window = if g.reps.is_empty() {
+            None
+        } else {
+            Some(g.reps.iter().map(|f| f.window_s).sum::<f64>() / g.reps.len() as f64)
+        };
+        let fields = [
+            csv_field(&g.key.scenario),
+            csv_field(&g.label),
+            g.key.pattern.to_string(),
+            g.key.clients.to_string(),
+            csv_field(&opts),
+            g.reps.len().to_string(),
+            g.failed_reps.to_string(),
+            num(g.bw.map(|e| e.mean)),
+            num(g.bw.map(|e| e.lo)),
+            num(g.bw.map(|e| e.hi)),
+            num(g.fio_sum_bw.map(|e| e.mean)),
+            num(g.iops.map(|e| e.mean)),
+            num(g.vs_baseline.map(|e| e.mean)),
+            num(g.vs_baseline.map(|e| e.lo)),
+            num(g.vs_baseline.map(|e| e.hi)),
+            format!("{:.1}", l.mean),
+            l.min.to_string(),
+            l.p50.to_string(),
+            l.p90.to_string(),
+            l.p99.to_string(),
+            l.p999.to_string(),
+            l.max.to_string(),
+            l.count.to_string(),
+            num(window),
+        ];
+        let _ = writeln!(out, "{}", fields.join(","));
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}

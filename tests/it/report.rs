@@ -1,0 +1,276 @@
+//! `iostudy report` and `iostudy compare` on fixture result sets, and the HTML report
+//! in real headless Chromium.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use iostudy::engine::{Pattern, Span, Workload};
+use iostudy::results::ClientResult;
+use iostudy::results::store::{CELL_SCHEMA_VERSION, CellResult, CellStatus, Store};
+use iostudy::runtime::RuntimeSpec;
+use iostudy::runtime::mock::synthetic;
+use iostudy::study::plan::Cell;
+
+use crate::util::*;
+
+const STUDY: &str = r#"[study]
+name = "fixture"
+description = "bare vs runc, synthetic"
+target = "/srv/fixture"
+repetitions = 3
+
+[workload]
+bs = "64K"
+size = "1G"
+numjobs = 2
+runtime = "10s"
+
+[matrix]
+scenarios = ["bare", "runc"]
+clients = [1, 4]
+patterns = ["read", "randwrite"]
+"#;
+
+/// Scales a client's throughput by `f` (bytes, ops, rates), keeping its timing.
+fn scale(c: &mut ClientResult, f: f64) {
+    let s = |x: u64| (x as f64 * f) as u64;
+    c.read.bytes = s(c.read.bytes);
+    c.write.bytes = s(c.write.bytes);
+    c.intervals.bytes.iter_mut().for_each(|b| *b = s(*b));
+    c.summary.bw_bytes_per_s *= f;
+    c.summary.iops *= f;
+}
+
+/// A results directory: runc at `runc_factor` of bare's bandwidth, repetitions
+/// varying by a few percent; one client of `late` cell starts 4 s late.
+fn fixture(dir: &Path, runc_factor: f64, late: Option<&str>) {
+    let store = Store::create(dir, STUDY, false).unwrap();
+    let t0 = 1_900_000_000_000_000_000u64;
+    let mut n = 0u64;
+    for rep in 1..=3u32 {
+        for clients in [1u32, 4] {
+            for pattern in [Pattern::Read, Pattern::Randwrite] {
+                for scenario in ["bare", "runc"] {
+                    let mut w = Workload::new(pattern, 65536, 1 << 30, "/data");
+                    w.numjobs = 2;
+                    w.runtime = Some(Span(Duration::from_secs(10)));
+                    w.log_interval = Span(Duration::from_millis(100));
+                    w.randseed = u64::from(rep) * 10 + u64::from(scenario == "runc");
+                    let start = t0 + n * 20_000_000_000;
+                    let id = format!("{scenario}.{pattern}.c{clients}.r{rep}");
+                    let rep_noise = [1.0, 1.02, 0.98][rep as usize - 1];
+                    let results: Vec<ClientResult> = (0..clients)
+                        .map(|k| {
+                            let delay = if late == Some(id.as_str()) && k == 1 { 4_000_000_000 } else { 0 };
+                            let mut c = synthetic(&w, k, start + delay);
+                            scale(&mut c, rep_noise * if scenario == "runc" { runc_factor } else { 1.0 });
+                            c
+                        })
+                        .collect();
+                    store
+                        .write_cell(&CellResult {
+                            schema_version: CELL_SCHEMA_VERSION,
+                            cell: Cell {
+                                id,
+                                scenario: scenario.into(),
+                                pattern,
+                                clients,
+                                options: vec![],
+                                repetition: rep,
+                                workload: w,
+                            },
+                            scenario_label: scenario.into(),
+                            runtime: RuntimeSpec::Mock,
+                            runtime_version: Some(format!("{scenario} 1.0")),
+                            runtime_notes: vec![],
+                            status: CellStatus::Ok,
+                            failure: None,
+                            launched_ns: start,
+                            finished_ns: start + 11_000_000_000,
+                            setup_s: 0.1,
+                            start_ns: Some(start),
+                            caches_dropped: true,
+                            clients: results,
+                            client_failures: vec![],
+                        })
+                        .unwrap();
+                    n += 1;
+                }
+            }
+        }
+    }
+}
+
+fn report(dir: &Path) -> String {
+    let o = iostudy(&["report", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn terminal_and_markdown_snapshots() {
+    let dir = scratch();
+    fixture(dir.path(), 0.9, Some("runc.read.c4.r2"));
+    let out = report(dir.path());
+    let expected = "\
+Commit latency percentiles (µs, merged over all clients)
+Number of clients >               1           4
+Mode                 Scenario   50%   99%   50%   99%
+seq read             bare      5079  9904  5059  9904
+                     runc      5042  9912  5059  9904
+rand write           bare      5079  9904  5059  9904
+                     runc      5042  9912  5059  9904
+
+Aggregate bandwidth over the window all clients ran (mean, 95 % CI with repetitions)
+Mode        Scenario                                           1 client(s)                                           4 client(s)
+seq read    bare                              200MiB/s (196MiB/s–204MiB/s)                          800MiB/s (784MiB/s–816MiB/s)
+            runc      180MiB/s (176MiB/s–184MiB/s), 0.90× bare (0.88–0.92)  720MiB/s (706MiB/s–734MiB/s), 0.90× bare (0.88–0.92)
+rand write  bare                              200MiB/s (196MiB/s–204MiB/s)                          800MiB/s (784MiB/s–816MiB/s)
+            runc      180MiB/s (176MiB/s–184MiB/s), 0.90× bare (0.88–0.92)  720MiB/s (706MiB/s–734MiB/s), 0.90× bare (0.88–0.92)
+
+Warnings:
+  - cell runc.read.c4.r2: clients ran together for only 60 % of the longest client's run (one started late or stopped early; start spread 4000.0 ms): bandwidth is over the common window of 6.00 s
+";
+    assert_eq!(out.split("\nreport: ").next().unwrap(), expected);
+
+    let md = std::fs::read_to_string(dir.path().join("report/table.md")).unwrap();
+    assert!(md.starts_with("# fixture\n\nbare vs runc, synthetic\n\n## Commit latency"), "{md}");
+    assert!(md.contains(
+        "| Mode | Scenario | 1 clients 50% | 1 clients 99% | 4 clients 50% | 4 clients 99% |\n|---|---|---:|---:|---:|---:|\n| seq read | bare | 5079 | 9904 | 5059 | 9904 |\n"
+    ), "{md}");
+    let csv = std::fs::read_to_string(dir.path().join("report/table.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().starts_with(
+            "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,"
+        )
+    );
+    assert_eq!(lines.count(), 8, "one row per scenario × pattern × clients");
+    assert!(csv.contains("\nrunc,runc,read,4,,3,0,754974706.667,"), "{csv}");
+}
+
+#[test]
+fn charts_and_html_exist_and_parse() {
+    let dir = scratch();
+    fixture(dir.path(), 0.9, None);
+    report(dir.path());
+    let r = dir.path().join("report");
+    for svg in ["bandwidth.svg", "latency-cdf.svg"] {
+        let text = std::fs::read_to_string(r.join(svg)).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{svg} parses: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let texts: Vec<&str> =
+            doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
+        assert!(texts.contains(&"4 client(s)"), "{svg}: a panel per client count: {texts:?}");
+    }
+    let bw = std::fs::read_to_string(r.join("bandwidth.svg")).unwrap();
+    assert!(bw.matches("<rect").count() >= 8, "a bar per scenario × pattern × clients");
+    let cdf = std::fs::read_to_string(r.join("latency-cdf.svg")).unwrap();
+    assert!(cdf.contains("runc seq read") && cdf.contains("bare rand write"), "a line per scenario × pattern");
+    for png in ["bandwidth.png", "latency-cdf.png"] {
+        let img = image::open(r.join(png)).unwrap_or_else(|e| panic!("{png} decodes: {e}")).to_rgb8();
+        let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 100)).count();
+        assert!(dark > 1000, "{png}: text and axes were drawn with the bundled font ({dark} dark pixels)");
+    }
+    let html = std::fs::read_to_string(r.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    for needle in
+        ["<svg", "id=\"latency-table\"", "id=\"iostudy-data\"", "name = &quot;fixture&quot;", "0.90× bare (0.88–0.92)"]
+    {
+        assert!(html.contains(needle), "report.html lacks {needle}");
+    }
+    for forbidden in ["http://", "https://", "<link", "src="] {
+        let hits: Vec<&str> = html.matches(forbidden).collect();
+        let only_svg_ns = forbidden == "http://" && html.matches("http://www.w3.org/2000/svg").count() == hits.len();
+        assert!(hits.is_empty() || only_svg_ns, "self-contained: found {forbidden}");
+    }
+    // The embedded data is the model, as JSON.
+    let data = html.split("id=\"iostudy-data\">").nth(1).unwrap().split("</script>").next().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&data.replace("<\\/", "</")).unwrap();
+    assert_eq!(v["study_name"], "fixture");
+    assert_eq!(v["groups"].as_array().unwrap().len(), 8);
+}
+
+#[test]
+fn html_report_renders_in_headless_chromium() {
+    let chromium = iostudy::runtime::command::which("chromium");
+    if !need(chromium.is_some(), "chromium (apt-get install chromium)") {
+        return;
+    }
+    let dir = scratch();
+    fixture(dir.path(), 0.8, None);
+    report(dir.path());
+    let page = format!("file://{}", dir.path().join("report/report.html").display());
+    let profile = tempfile::tempdir().unwrap();
+    let shot = dir.path().join("screenshot.png");
+    let base = |c: &mut Command| {
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()));
+    };
+    let mut cmd = Command::new(chromium.as_ref().unwrap());
+    base(&mut cmd);
+    let o = cmd.args(["--window-size=1400,1800", &format!("--screenshot={}", shot.display()), &page]).output().unwrap();
+    assert!(shot.exists(), "chromium wrote no screenshot: {}", String::from_utf8_lossy(&o.stderr));
+    let img = image::open(&shot).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (1400, 1800));
+    let white = img.pixels().filter(|p| p.0 == [255, 255, 255]).count();
+    let colored = img.pixels().filter(|p| p.0[2] > 150 && p.0[0] < 80).count(); // the blue bars
+    assert!(white < img.pixels().count() * 95 / 100, "the page is not blank");
+    assert!(colored > 500, "the bandwidth chart's bars are rendered ({colored} blue pixels)");
+
+    let mut cmd = Command::new(chromium.as_ref().unwrap());
+    base(&mut cmd);
+    let dom = cmd.args(["--dump-dom", &page]).output().unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("<h1 id=\"title\">fixture</h1>"), "the DOM was built: {}", &dom[..dom.len().min(400)]);
+    assert!(dom.contains("id=\"latency-table\"") && dom.contains("<svg"));
+}
+
+#[test]
+fn compare_finds_a_regression_and_gates() {
+    let a = scratch();
+    let b = scratch();
+    fixture(a.path(), 1.0, None);
+    fixture(b.path(), 0.8, None);
+    let html = a.path().join("compare.html");
+    let o =
+        iostudy(&["compare", a.path().to_str().unwrap(), b.path().to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "a regression fails the gate:\n{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("seq read    runc      4        800MiB/s  640MiB/s  -20.0 % (-22.1…-17.8)"), "{out}");
+    assert!(out.contains("regressed"));
+    assert!(out.ends_with("8 cell(s) compared: 0 improved, 4 regressed, 4 no significant change\n"), "{out}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("class=\"regressed\"") && page.contains("4 regressed"));
+
+    // The other way round it is an improvement; against itself, nothing changed.
+    let o = iostudy(&["compare", b.path().to_str().unwrap(), a.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("4 improved, 0 regressed"));
+    let o = iostudy(&["compare", a.path().to_str().unwrap(), a.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("0 improved, 0 regressed, 8 no significant change"));
+    // A threshold above the change lets it pass.
+    let o = iostudy(&["compare", a.path().to_str().unwrap(), b.path().to_str().unwrap(), "--threshold", "0.3"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn report_of_an_empty_directory_says_what_to_do() {
+    let dir = scratch();
+    std::fs::create_dir_all(dir.path().join("cells")).unwrap();
+    let o = iostudy(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("holds no cell results: run a study into it first"), "{}", stderr(&o));
+}
