@@ -81,6 +81,7 @@ fn bench(name: &str, client_counts: [u32; 3]) {
                             caches_dropped: true,
                             clients: results,
                             client_failures: vec![],
+                            boot_s: vec![],
                         })
                         .expect("write cell");
                     n += 1;

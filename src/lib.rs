@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod demo;
 pub mod engine;
+pub mod guest;
 pub mod report;
 pub mod results;
 pub mod runner;

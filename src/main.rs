@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Started by a micro-VM's kernel as /init: be the guest's init, not a CLI.
+    if iostudy::guest::is_init() {
+        iostudy::guest::main();
+    }
     let cli = iostudy::cli::Cli::parse();
     match iostudy::run(cli) {
         Ok(code) => code,

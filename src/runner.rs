@@ -243,7 +243,7 @@ impl CellRun<'_> {
             scenario_label: sp.scenario.label.clone(),
             runtime: sp.scenario.runtime.clone(),
             runtime_version: sp.probe.version.clone(),
-            runtime_notes: sp.probe.notes.clone(),
+            runtime_notes: sp.probe.notes.iter().chain(self.backend.notes()).cloned().collect(),
             status: CellStatus::Failed,
             failure: None,
             launched_ns,
@@ -253,6 +253,7 @@ impl CellRun<'_> {
             caches_dropped: false,
             clients: Vec::new(),
             client_failures: Vec::new(),
+            boot_s: Vec::new(),
         };
         match self.execute(&mut result) {
             Ok(()) => result.status = CellStatus::Ok,
@@ -294,6 +295,7 @@ impl CellRun<'_> {
                 client_id: k,
                 workload,
                 output: client_control.join(format!("client-{k}.json")),
+                drop_caches: self.backend.drops_guest_caches(),
                 barrier: Some(BarrierSpec {
                     control_dir: client_control.clone(),
                     timeout: Span(barrier_timeout),
@@ -320,10 +322,26 @@ impl CellRun<'_> {
             handles.push(h);
         }
 
-        // Barrier: all ready, then go.
-        let ready_deadline = started + barrier_timeout;
-        let outcome =
-            self.wait(&mut handles, ready_deadline, |_| (0..n).all(|k| ready_path(&self.control, k).exists()), "ready");
+        // Barrier: all ready, then go. Guests that boot leave a marker when their share
+        // is mounted; its first sighting times the boot.
+        let ready_deadline = started + self.plan.study.cell_timeout.map_or(barrier_timeout, |t| t.min(barrier_timeout));
+        let mut boot: Vec<Option<f64>> = vec![None; n as usize];
+        let outcome = self.wait(
+            &mut handles,
+            ready_deadline,
+            |_| {
+                for (k, b) in boot.iter_mut().enumerate() {
+                    if b.is_none() && self.control.join("booted").join(k.to_string()).exists() {
+                        *b = Some(started.elapsed().as_secs_f64());
+                    }
+                }
+                (0..n).all(|k| ready_path(&self.control, k).exists())
+            },
+            "ready",
+        );
+        if boot.iter().any(Option::is_some) {
+            result.boot_s = boot;
+        }
         if let Wait::Failed(msg) = outcome {
             return Err(self.fail(&mut handles, result, msg));
         }
@@ -369,8 +387,14 @@ impl CellRun<'_> {
                 }
             }
         }
-        if !result.client_failures.is_empty() {
-            return Err(format!("{} client(s) left no result", result.client_failures.len()));
+        if let Some(first) = result.client_failures.first() {
+            let last = first.stderr_tail.lines().last().unwrap_or("no output");
+            return Err(format!(
+                "{} client(s) left no result; client {}: {last} (log: {})",
+                result.client_failures.len(),
+                first.client,
+                first.stderr_log.display()
+            ));
         }
         Ok(())
     }
@@ -440,7 +464,9 @@ impl CellRun<'_> {
             .client_failures
             .iter()
             .find(|f| !f.stderr_tail.is_empty())
-            .map(|f| format!(": {}", f.stderr_tail.lines().last().unwrap_or_default()))
+            .map(|f| {
+                format!(": {} (log: {})", f.stderr_tail.lines().last().unwrap_or_default(), f.stderr_log.display())
+            })
             .unwrap_or_default();
         format!("{msg}{detail}")
     }

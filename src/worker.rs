@@ -32,6 +32,10 @@ pub struct Job {
     /// The start barrier, when several clients must start together.
     #[serde(default)]
     pub barrier: Option<BarrierSpec>,
+    /// Drop this (guest) kernel's page cache once the files are laid out, before the
+    /// barrier: inside a VM the host's drop does not reach the guest's cache.
+    #[serde(default)]
+    pub drop_caches: bool,
 }
 
 /// Where and how long to wait for the start signal.
@@ -87,9 +91,17 @@ pub fn run_job_file(path: &Path) -> anyhow::Result<ClientResult> {
 pub fn run_job(job: &Job) -> anyhow::Result<ClientResult> {
     let barrier = job.barrier.clone();
     let id = job.client_id;
-    let gate = Box::new(move || match barrier {
-        Some(b) => wait_for_go(&b, id).map(Some),
-        None => Ok(None),
+    let drop_caches = job.drop_caches;
+    let gate = Box::new(move || {
+        if drop_caches {
+            rustix::fs::sync();
+            std::fs::write("/proc/sys/vm/drop_caches", b"3\n")
+                .map_err(|e| EngineError::Gate(format!("cannot drop the page cache: {e}")))?;
+        }
+        match barrier {
+            Some(b) => wait_for_go(&b, id).map(Some),
+            None => Ok(None),
+        }
     });
     let result = engine::run(&job.workload, job.client_id, gate)?;
     let mut json = serde_json::to_vec_pretty(&result)?;

@@ -25,6 +25,7 @@ struct RuntimeRow {
     scenario: String,
     runtime: String,
     version: String,
+    boot: String,
     notes: String,
 }
 
@@ -85,6 +86,15 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
                 scenario: name.clone(),
                 runtime: probe.map_or_else(String::new, |p| p.runtime.clone()),
                 version: version.or_else(|| probe.and_then(|p| p.version.clone())).unwrap_or_default(),
+                boot: {
+                    let boots: Vec<f64> =
+                        r.groups.iter().filter(|g| &g.key.scenario == name).filter_map(|g| g.boot_s).collect();
+                    if boots.is_empty() {
+                        "-".into()
+                    } else {
+                        format!("{:.2}", boots.iter().sum::<f64>() / boots.len() as f64)
+                    }
+                },
                 notes: r.runtime_notes.get(name).map(|n| n.join("; ")).unwrap_or_default(),
             }
         })

@@ -71,6 +71,8 @@ pub struct Group {
     /// Latency CDF: (latency µs, cumulative fraction), thinned for plotting.
     pub cdf: Vec<(f64, f64)>,
     pub runtime_version: Option<String>,
+    /// Mean guest boot time (launch to share mounted), s — micro-VMs only.
+    pub boot_s: Option<f64>,
 }
 
 /// Everything a report shows.
@@ -176,6 +178,13 @@ impl Report {
                 }
             }
         }
+        for (scenario, notes) in &runtime_notes {
+            if notes.iter().any(|n| n == "accelerator: tcg") {
+                warnings.push(format!(
+                    "scenario {scenario} ran its guests under TCG (software CPU emulation, no working KVM here): its figures measure emulation as much as the storage path; compare transports on a host with KVM"
+                ));
+            }
+        }
 
         // Order groups as the study reads: pattern, scenario, clients, options.
         let pos = |v: &[String], x: &String| v.iter().position(|y| y == x).unwrap_or(usize::MAX);
@@ -258,6 +267,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> (Group, Vec<String>) {
     let mut merged: Histogram<u64> = new_latency_histogram();
     let mut failed = 0;
     let mut runtime_version = None;
+    let boots: Vec<f64> = reps.iter().flat_map(|c| c.boot_s.iter().flatten().copied()).collect();
     let mut sorted: Vec<&&CellResult> = reps.iter().collect();
     sorted.sort_by_key(|c| c.cell.repetition);
     for c in sorted {
@@ -321,6 +331,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> (Group, Vec<String>) {
         vs_baseline: None,
         cdf: cdf_points(&merged),
         runtime_version,
+        boot_s: (!boots.is_empty()).then(|| boots.iter().sum::<f64>() / boots.len() as f64),
     };
     (group, warnings)
 }

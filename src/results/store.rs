@@ -65,6 +65,10 @@ pub struct CellResult {
     pub caches_dropped: bool,
     pub clients: Vec<ClientResult>,
     pub client_failures: Vec<ClientFailure>,
+    /// Per client, seconds from launch until its guest had booted and mounted the
+    /// share (micro-VMs only), measured by the controller; not part of any I/O figure.
+    #[serde(default)]
+    pub boot_s: Vec<Option<f64>>,
 }
 
 /// Facts about a run, written once.

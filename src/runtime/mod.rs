@@ -9,6 +9,7 @@
 
 pub mod binary;
 pub mod command;
+pub mod microvm;
 pub mod mock;
 pub mod oci;
 
@@ -32,6 +33,8 @@ pub enum RuntimeSpec {
     Process,
     /// Containers from a generated OCI bundle, run by an OCI CLI.
     Oci { runtime: String, args: Vec<String> },
+    /// One QEMU guest per client, the target shared over virtio-9p or virtio-fs.
+    Microvm(microvm::MicrovmConfig),
     /// Synthetic deterministic clients (tests only).
     Mock,
 }
@@ -41,6 +44,7 @@ impl fmt::Display for RuntimeSpec {
         match self {
             RuntimeSpec::Process => f.write_str("process"),
             RuntimeSpec::Oci { runtime, .. } => write!(f, "oci/{runtime}"),
+            RuntimeSpec::Microvm(c) => write!(f, "microvm/{}", c.share_name()),
             RuntimeSpec::Mock => f.write_str("mock"),
         }
     }
@@ -74,6 +78,7 @@ impl RuntimeSpec {
                 },
             },
             RuntimeSpec::Oci { runtime, args } => oci::probe(runtime, args),
+            RuntimeSpec::Microvm(c) => microvm::probe(c),
             RuntimeSpec::Mock => Probe {
                 runtime: self.to_string(),
                 usable: true,
@@ -134,6 +139,7 @@ pub struct Launch {
 pub enum Backend {
     Process { exe: PathBuf },
     Oci(oci::Oci),
+    Microvm(microvm::Microvm),
     Mock(mock::Mock),
 }
 
@@ -146,6 +152,7 @@ impl Backend {
                 Ok(Backend::Process { exe })
             }
             RuntimeSpec::Oci { runtime, args } => Ok(Backend::Oci(oci::Oci::prepare(runtime, args, ctx)?)),
+            RuntimeSpec::Microvm(c) => Ok(Backend::Microvm(microvm::Microvm::prepare(c, ctx)?)),
             RuntimeSpec::Mock => Ok(Backend::Mock(mock::Mock::new(ctx.cancel.clone()))),
         }
     }
@@ -154,7 +161,20 @@ impl Backend {
     pub fn target_in_client(&self, host_target: &Path) -> PathBuf {
         match self {
             Backend::Process { .. } | Backend::Mock(_) => host_target.to_path_buf(),
-            Backend::Oci(_) => PathBuf::from(oci::TARGET_IN_CONTAINER),
+            Backend::Oci(_) | Backend::Microvm(_) => PathBuf::from(oci::TARGET_IN_CONTAINER),
+        }
+    }
+
+    /// Whether clients have a page cache of their own to drop (a guest kernel's).
+    pub fn drops_guest_caches(&self) -> bool {
+        matches!(self, Backend::Microvm(_))
+    }
+
+    /// Facts learnt while preparing (e.g. the accelerator a probe chose).
+    pub fn notes(&self) -> &[String] {
+        match self {
+            Backend::Microvm(vm) => &vm.notes,
+            _ => &[],
         }
     }
 
@@ -166,14 +186,17 @@ impl Backend {
                 ClientHandle::spawn(l, &cmd, Vec::new(), Vec::new())
             }
             Backend::Oci(oci) => oci.launch(l),
+            Backend::Microvm(vm) => vm.launch(l),
             Backend::Mock(m) => Ok(m.launch(l)),
         }
     }
 
     /// Removes what [`Backend::prepare`] created.
     pub fn cleanup(&self) {
-        if let Backend::Oci(oci) = self {
-            oci.cleanup();
+        match self {
+            Backend::Oci(oci) => oci.cleanup(),
+            Backend::Microvm(vm) => vm.cleanup(),
+            _ => {}
         }
     }
 }
@@ -201,6 +224,8 @@ pub struct ClientHandle {
     kill: Vec<Cmd>,
     /// Removes what the client left (e.g. `runc delete --force ID`).
     teardown: Vec<Cmd>,
+    /// Helper processes that live and die with the client (e.g. virtiofsd).
+    pub companions: Vec<Child>,
 }
 
 impl ClientHandle {
@@ -222,6 +247,29 @@ impl ClientHandle {
             exit: None,
             kill,
             teardown,
+            companions: Vec::new(),
+        })
+    }
+
+    /// Spawns `cmd` with stdout and stderr into one log (a VM's serial console).
+    pub fn spawn_console(l: &Launch, cmd: &Cmd, teardown: Vec<Cmd>) -> Result<ClientHandle, RuntimeError> {
+        let log = File::create(&l.stderr).map_err(RuntimeError::io(format!("create {}", l.stderr.display())))?;
+        let out = log.try_clone().map_err(RuntimeError::io("clone a log fd"))?;
+        let child = cmd
+            .command()
+            .stdout(out)
+            .stderr(log)
+            .spawn()
+            .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
+        Ok(ClientHandle {
+            client: l.client,
+            id: l.id.clone(),
+            stderr: l.stderr.clone(),
+            proc: Proc::Child(child),
+            exit: None,
+            kill: Vec::new(),
+            teardown,
+            companions: Vec::new(),
         })
     }
 
@@ -234,6 +282,7 @@ impl ClientHandle {
             exit: None,
             kill: Vec::new(),
             teardown: Vec::new(),
+            companions: Vec::new(),
         }
     }
 
@@ -273,12 +322,10 @@ impl ClientHandle {
             let _ = cmd.output();
         }
         if let Proc::Child(c) = &mut self.proc {
-            // The child leads its own process group: take the group down with it.
-            if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            kill_group(c);
+        }
+        for c in &mut self.companions {
+            kill_group(c);
         }
         if let Proc::Thread(h) = &mut self.proc
             && let Some(h) = h.take()
@@ -290,6 +337,15 @@ impl ClientHandle {
 
     /// Removes what the client left behind. Call after it ended or was killed.
     pub fn teardown(&mut self) {
+        for c in &mut self.companions {
+            // virtiofsd exits with its VM; give it a moment, then make sure.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while matches!(c.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            kill_group(c);
+        }
+        self.companions.clear();
         for cmd in self.teardown.drain(..) {
             let _ = cmd.output();
         }
@@ -301,6 +357,17 @@ impl Drop for ClientHandle {
         self.kill();
         self.teardown();
     }
+}
+
+/// Kills a child that leads its own process group, with its group, and reaps it.
+pub fn kill_group(child: &mut Child) {
+    if let Ok(None) = child.try_wait()
+        && let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn describe_status(st: std::process::ExitStatus) -> String {
@@ -317,6 +384,9 @@ pub fn probe_all() -> Vec<Probe> {
     let mut v = vec![RuntimeSpec::Process.probe()];
     for name in oci::KNOWN {
         v.push(RuntimeSpec::Oci { runtime: name.to_string(), args: Vec::new() }.probe());
+    }
+    for share in [microvm::Share::NineP, microvm::Share::Virtiofs] {
+        v.push(RuntimeSpec::Microvm(microvm::MicrovmConfig::new(share)).probe());
     }
     v
 }

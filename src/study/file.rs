@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::engine::{Pattern, Span};
+use crate::engine::{Bytes, Pattern, Span};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -64,7 +64,7 @@ pub struct MatrixSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSection {
-    /// `process`, `oci` or (tests only) `mock`.
+    /// `process`, `oci`, `microvm` or (tests only) `mock`.
     pub runtime: Spanned<String>,
     /// For `oci`: `runc`, `crun`, `runsc`, `youki`, `kata-runtime`, or a path.
     #[serde(default)]
@@ -75,6 +75,49 @@ pub struct ScenarioSection {
     /// Display name in reports (default: the scenario's key).
     #[serde(default)]
     pub label: Option<String>,
+    /// For `microvm`: `9p` or `virtiofs`.
+    #[serde(default)]
+    pub share: Option<Spanned<String>>,
+    /// For `microvm`: guest vCPUs (default 1).
+    #[serde(default)]
+    pub vcpus: Option<u32>,
+    /// For `microvm`: guest memory (default 512M).
+    #[serde(default)]
+    pub memory: Option<Bytes>,
+    /// For `microvm`: `auto` (probe KVM, fall back to TCG), `kvm` or `tcg`.
+    #[serde(default)]
+    pub accel: Option<Spanned<String>>,
+    /// For `microvm`: guest kernel image (default: newest /boot/vmlinuz-* with modules).
+    #[serde(default)]
+    pub kernel: Option<PathBuf>,
+    /// For `microvm` with 9p: message size (default 512K).
+    #[serde(default)]
+    pub msize: Option<Bytes>,
+    /// For `microvm`: 9p cache mode (none, loose, fscache, mmap) or virtiofsd's
+    /// (auto, never, always).
+    #[serde(default)]
+    pub cache: Option<String>,
+    /// For `microvm` with 9p: QEMU security model (default none).
+    #[serde(default)]
+    pub security_model: Option<String>,
+    /// For `microvm` with virtio-fs: virtiofsd thread pool size.
+    #[serde(default)]
+    pub virtiofsd_threads: Option<u32>,
+}
+
+impl ScenarioSection {
+    /// Whether any micro-VM setting is present.
+    pub fn has_microvm_settings(&self) -> bool {
+        self.share.is_some()
+            || self.vcpus.is_some()
+            || self.memory.is_some()
+            || self.accel.is_some()
+            || self.kernel.is_some()
+            || self.msize.is_some()
+            || self.cache.is_some()
+            || self.security_model.is_some()
+            || self.virtiofsd_threads.is_some()
+    }
 }
 
 fn one() -> Spanned<u32> {

@@ -355,6 +355,7 @@ fn builtin_scenario(name: &str) -> Option<Scenario> {
 type SpannedError = (Range<usize>, String, Option<String>);
 
 fn resolve_scenario(name: &str, section: &Spanned<ScenarioSection>) -> Result<Scenario, SpannedError> {
+    use crate::runtime::microvm::{Accel, MicrovmConfig, Share};
     let s = section.get_ref();
     let runtime = match s.runtime.get_ref().as_str() {
         "process" => RuntimeSpec::Process,
@@ -369,24 +370,73 @@ fn resolve_scenario(name: &str, section: &Spanned<ScenarioSection>) -> Result<Sc
             })?;
             RuntimeSpec::Oci { runtime: rt.get_ref().clone(), args: s.runtime_args.clone() }
         }
+        "microvm" => {
+            let share_value = s.share.as_ref().ok_or_else(|| {
+                (
+                    section.span(),
+                    format!("scenario `{name}` uses runtime `microvm` but names no share"),
+                    Some("add share = \"9p\" (Kata 1.x's virtio-9p) or share = \"virtiofs\"".to_string()),
+                )
+            })?;
+            let share = match share_value.get_ref().as_str() {
+                "9p" => Share::NineP,
+                "virtiofs" | "virtio-fs" => Share::Virtiofs,
+                other => {
+                    return Err((
+                        share_value.span(),
+                        format!("unknown share `{other}`"),
+                        Some("9p or virtiofs".into()),
+                    ));
+                }
+            };
+            let mut c = MicrovmConfig::new(share);
+            if let Some(a) = &s.accel {
+                c.accel = match a.get_ref().as_str() {
+                    "auto" => Accel::Auto,
+                    "kvm" => Accel::Kvm,
+                    "tcg" => Accel::Tcg,
+                    other => {
+                        return Err((a.span(), format!("unknown accel `{other}`"), Some("auto, kvm or tcg".into())));
+                    }
+                };
+            }
+            c.vcpus = s.vcpus.unwrap_or(c.vcpus);
+            c.memory = s.memory.unwrap_or(c.memory);
+            c.kernel = s.kernel.clone();
+            c.msize = s.msize.unwrap_or(c.msize);
+            c.cache = s.cache.clone().unwrap_or(c.cache);
+            c.security_model = s.security_model.clone().unwrap_or(c.security_model);
+            c.virtiofsd_threads = s.virtiofsd_threads;
+            c.validate().map_err(|e| (section.span(), format!("scenario `{name}`: {e}"), None))?;
+            RuntimeSpec::Microvm(c)
+        }
         other => {
             let hint = match other {
-                "microvm" | "containerd" | "kubernetes" | "ssh" => {
-                    format!("the `{other}` runtime is not available in this version of iostudy; runtimes: process, oci")
+                "containerd" | "kubernetes" | "ssh" => {
+                    format!(
+                        "the `{other}` runtime is not available in this version of iostudy; runtimes: process, oci, microvm"
+                    )
                 }
-                _ => "runtimes: process, oci".to_string(),
+                _ => "runtimes: process, oci, microvm".to_string(),
             };
             return Err((s.runtime.span(), format!("unknown runtime `{other}` in scenario `{name}`"), Some(hint)));
         }
     };
-    if !matches!(runtime, RuntimeSpec::Oci { .. }) {
-        if let Some(rt) = &s.oci_runtime {
-            return Err((
-                rt.span(),
-                format!("oci_runtime is only for runtime = \"oci\" (scenario `{name}` uses `{}`)", s.runtime.get_ref()),
-                None,
-            ));
-        }
+    if !matches!(runtime, RuntimeSpec::Oci { .. })
+        && let Some(rt) = &s.oci_runtime
+    {
+        return Err((
+            rt.span(),
+            format!("oci_runtime is only for runtime = \"oci\" (scenario `{name}` uses `{}`)", s.runtime.get_ref()),
+            None,
+        ));
+    }
+    if !matches!(runtime, RuntimeSpec::Microvm(_)) && s.has_microvm_settings() {
+        return Err((
+            section.span(),
+            format!("scenario `{name}` sets micro-VM options but uses runtime `{}`", s.runtime.get_ref()),
+            Some("share, vcpus, memory, accel, kernel, msize, cache, security_model and virtiofsd_threads are for runtime = \"microvm\"".into()),
+        ));
     }
     Ok(Scenario { name: name.to_string(), label: s.label.clone().unwrap_or_else(|| name.to_string()), runtime })
 }

@@ -115,12 +115,24 @@ fn unknown_pattern_and_runtime() {
     let e = err(&text);
     assert!(e.starts_with("s.toml:13:21: unknown variant `seqread`"), "{e}");
 
-    let text =
-        BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"vm\"]") + "\n[scenarios.vm]\nruntime = \"microvm\"\n";
+    let vm =
+        |extra: &str| BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"vm\"]") + "\n[scenarios.vm]\n" + extra;
     assert_eq!(
-        err(&text),
-        "s.toml:16:11: unknown runtime `microvm` in scenario `vm` (hint: the `microvm` runtime is not available in this version of iostudy; runtimes: process, oci)"
+        err(&vm("runtime = \"kubernetes\"\n")),
+        "s.toml:16:11: unknown runtime `kubernetes` in scenario `vm` (hint: the `kubernetes` runtime is not available in this version of iostudy; runtimes: process, oci, microvm)"
     );
+    assert_eq!(
+        err(&vm("runtime = \"microvm\"\n")),
+        "s.toml:15:1: scenario `vm` uses runtime `microvm` but names no share (hint: add share = \"9p\" (Kata 1.x's virtio-9p) or share = \"virtiofs\")"
+    );
+    assert_eq!(
+        err(&vm("runtime = \"microvm\"\nshare = \"nfs\"\n")),
+        "s.toml:17:9: unknown share `nfs` (hint: 9p or virtiofs)"
+    );
+    let e = err(&vm("runtime = \"microvm\"\nshare = \"9p\"\ncache = \"auto\"\n"));
+    assert!(e.ends_with("scenario `vm`: cache `auto` is not a 9p cache mode: none, loose, fscache, mmap"), "{e}");
+    let e = err(&vm("runtime = \"process\"\nshare = \"9p\"\n"));
+    assert!(e.contains("scenario `vm` sets micro-VM options but uses runtime `process`"), "{e}");
 }
 
 #[test]
@@ -147,4 +159,19 @@ fn the_seed_study_is_valid() {
     assert_eq!((w.bs.get(), w.numjobs, w.size.get(), w.direct), (65536, 4, 32 << 30, false));
     assert_eq!(plan.footprint_bytes, 64 * 4 * (32u64 << 30));
     assert_eq!(s.baseline, "bare");
+}
+
+#[test]
+fn every_example_study_is_valid() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = Study::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            Plan::build(&s, &PlanOptions::default()).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 3);
 }

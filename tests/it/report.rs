@@ -93,6 +93,7 @@ fn fixture(dir: &Path, runc_factor: f64, late: Option<&str>) {
                             caches_dropped: true,
                             clients: results,
                             client_failures: vec![],
+                            boot_s: vec![],
                         })
                         .unwrap();
                     n += 1;

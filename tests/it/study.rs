@@ -2,7 +2,7 @@
 //! faults (a client killed, a client stopped), Ctrl-C and `--resume`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use iostudy::results::store::{CellResult, CellStatus, Store};
@@ -37,82 +37,6 @@ patterns = ["randread", "write"]
 
 fn cells(results: &Path) -> Vec<CellResult> {
     Store::open(results).cells().unwrap()
-}
-
-fn static_worker() -> bool {
-    let exe = bin();
-    let p = exe.parent().unwrap().parent().unwrap().join("x86_64-unknown-linux-gnu/dist/iostudy");
-    iostudy::runtime::binary::is_static(&p).unwrap_or(false)
-}
-
-fn have(tool: &str) -> bool {
-    iostudy::runtime::command::which(tool).is_some()
-}
-
-/// Pids of processes whose command line mentions `marker`.
-fn processes_mentioning(marker: &str) -> Vec<u32> {
-    let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
-        })
-        .collect()
-}
-
-/// No process, control dir or runtime state of the run `run_pid` in `dir` is left.
-fn assert_nothing_left(dir: &Path, run_pid: u32) {
-    let marker = dir.to_str().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_mentioning(marker).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(processes_mentioning(marker), Vec::<u32>::new(), "no client process survives");
-    let control = dir.join("target/.iostudy-control");
-    assert!(!control.exists() || entries(&control).is_empty(), "control dirs removed: {:?}", entries(&control));
-    // The run's private runtime state (bundles, rootfs, --root dirs) is gone.
-    for base in [PathBuf::from("/run/iostudy"), std::env::temp_dir().join("iostudy")] {
-        if base.exists() {
-            let mine: Vec<String> =
-                entries(&base).into_iter().filter(|e| e.starts_with(&format!("{run_pid}-"))).collect();
-            assert!(mine.is_empty(), "state dirs left in {}: {mine:?}", base.display());
-        }
-    }
-}
-
-/// Runs `iostudy run` to completion; returns (exit code, stdout, stderr, pid).
-fn run_study(study: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String, String, u32) {
-    let child = spawn_run(study, out, extra);
-    let pid = child.id();
-    let o = child.wait_with_output().unwrap();
-    (o.status.code(), stdout(&o), stderr(&o), pid)
-}
-
-fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("iostudy run did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn spawn_run(study: &Path, out: &Path, extra: &[&str]) -> Child {
-    Command::new(bin())
-        .args(["run", study.to_str().unwrap(), "-o", out.to_str().unwrap()])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 #[test]
@@ -401,7 +325,7 @@ fn runtimes_lists_what_is_usable() {
     assert!(o.status.success());
     let out = stdout(&o);
     assert!(out.starts_with("process "), "{out}");
-    for rt in ["oci/runc", "oci/crun", "oci/runsc", "oci/youki", "oci/kata-runtime"] {
+    for rt in ["oci/runc", "oci/crun", "oci/runsc", "oci/youki", "oci/kata-runtime", "microvm/9p", "microvm/virtiofs"] {
         assert!(out.contains(rt), "{rt} in\n{out}");
     }
     assert!(out.contains("youki not found"));
@@ -413,6 +337,11 @@ fn demo_runs_with_mock_clients() {
     let out = dir.path().join("demo");
     let o = iostudy(&["demo", "--mock", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("32 cell(s) run"), "{}", stdout(&o));
-    assert!(stderr(&o).contains("iostudy demo: 32 cells (bare, runc, crun, gvisor)"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("48 cell(s) run"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("iostudy demo: 48 cells (bare, runc, crun, gvisor, microvm-9p, microvm-virtiofs)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(out.join("report/report.html").exists());
 }

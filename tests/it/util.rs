@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use iostudy::results::ClientResult;
 
@@ -93,5 +94,88 @@ impl TmpMount {
 impl Drop for TmpMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+pub fn static_worker() -> bool {
+    let exe = bin();
+    let p = exe.parent().unwrap().parent().unwrap().join("x86_64-unknown-linux-gnu/dist/iostudy");
+    iostudy::runtime::binary::is_static(&p).unwrap_or(false)
+}
+
+pub fn have(tool: &str) -> bool {
+    iostudy::runtime::command::which(tool).is_some()
+}
+
+/// Pids of processes whose command line mentions `marker`.
+pub fn processes_mentioning(marker: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(marker))
+        })
+        .collect()
+}
+
+pub fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("iostudy run did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn spawn_run(study: &Path, out: &Path, extra: &[&str]) -> Child {
+    Command::new(bin())
+        .args(["run", study.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs `iostudy run` to completion; returns (exit code, stdout, stderr, pid).
+pub fn run_study(study: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, String, String, u32) {
+    let child = spawn_run(study, out, extra);
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    (o.status.code(), stdout(&o), stderr(&o), pid)
+}
+
+/// No process, control dir or runtime state of the run `run_pid` in `dir` is left.
+pub fn assert_nothing_left(dir: &Path, run_pid: u32) {
+    // Clients mention the study's directory; VMs and virtiofsd may mention only the
+    // run's state directory (sockets, kernel, initramfs).
+    let state = format!("/iostudy/{run_pid}-");
+    let left = || {
+        let mut v = processes_mentioning(dir.to_str().unwrap());
+        v.extend(processes_mentioning(&state));
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !left().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(left(), Vec::<u32>::new(), "no client, VM or helper process survives");
+    let control = dir.join("target/.iostudy-control");
+    assert!(!control.exists() || entries(&control).is_empty(), "control dirs removed: {:?}", entries(&control));
+    // The run's private runtime state (bundles, rootfs, --root dirs) is gone.
+    for base in [PathBuf::from("/run/iostudy"), std::env::temp_dir().join("iostudy")] {
+        if base.exists() {
+            let mine: Vec<String> =
+                entries(&base).into_iter().filter(|e| e.starts_with(&format!("{run_pid}-"))).collect();
+            assert!(mine.is_empty(), "state dirs left in {}: {mine:?}", base.display());
+        }
     }
 }

@@ -1,0 +1,502 @@
+//! The `microvm` runtime: one QEMU guest per client, sharing the target over virtio-9p
+//! or virtio-fs — the storage path of Kata Containers, reproducible on any Linux host.
+//!
+//! Each client boots the host's distribution kernel (its ELF, extracted once per run,
+//! boots through PVH without a decompression stub) with a generated initramfs holding
+//! the static iostudy binary as `/init` and exactly the modules the share needs
+//! ([`kernel::modules_for`]). The guest mounts the share, runs the worker's job — the
+//! barrier and the results cross the same share as the I/O — and reboots, which ends
+//! QEMU (`-no-reboot`). The serial console is the client's log.
+//!
+//! KVM is used only where it really works: `/dev/kvm` can exist while nested guests
+//! hang, so `accel = "auto"` boots a probe guest under KVM with a short deadline and
+//! falls back to TCG. The accelerator is recorded with every result; reports flag TCG
+//! figures, which measure CPU emulation more than the transport.
+
+pub mod initramfs;
+pub mod kernel;
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Bytes;
+use crate::runtime::command::{Cmd, which};
+use crate::runtime::{ClientHandle, Launch, Probe, RunContext, RuntimeError, binary, kill_group};
+
+/// How the target is shared into the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Share {
+    #[serde(rename = "9p")]
+    NineP,
+    #[serde(rename = "virtiofs")]
+    Virtiofs,
+}
+
+/// The accelerator: KVM, TCG, or decided by a probe boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Settings of a microvm scenario; every one is recorded with its results.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MicrovmConfig {
+    pub share: Share,
+    pub vcpus: u32,
+    pub memory: Bytes,
+    pub accel: Accel,
+    /// Guest kernel image (default: the newest /boot/vmlinuz-* with modules).
+    pub kernel: Option<PathBuf>,
+    /// 9p: maximum message size.
+    pub msize: Bytes,
+    /// 9p: `none`, `loose`, `fscache`, `mmap`; virtio-fs (virtiofsd): `auto`, `never`, `always`.
+    pub cache: String,
+    /// 9p: QEMU's security model (`none`, `mapped-xattr`, `passthrough`).
+    pub security_model: String,
+    /// virtio-fs: virtiofsd's thread pool size.
+    pub virtiofsd_threads: Option<u32>,
+}
+
+impl MicrovmConfig {
+    pub fn new(share: Share) -> Self {
+        Self {
+            share,
+            vcpus: 1,
+            memory: Bytes(512 << 20),
+            accel: Accel::Auto,
+            kernel: None,
+            msize: Bytes(512 << 10),
+            cache: match share {
+                Share::NineP => "none".into(),
+                Share::Virtiofs => "auto".into(),
+            },
+            security_model: "none".into(),
+            virtiofsd_threads: None,
+        }
+    }
+
+    /// Checks values QEMU or the guest would reject.
+    pub fn validate(&self) -> Result<(), String> {
+        let caches: &[&str] = match self.share {
+            Share::NineP => &["none", "loose", "fscache", "mmap"],
+            Share::Virtiofs => &["auto", "never", "always", "metadata"],
+        };
+        if !caches.contains(&self.cache.as_str()) {
+            return Err(format!(
+                "cache `{}` is not a {} cache mode: {}",
+                self.cache,
+                self.share_name(),
+                caches.join(", ")
+            ));
+        }
+        if !["none", "mapped-xattr", "mapped-file", "passthrough"].contains(&self.security_model.as_str()) {
+            return Err(format!(
+                "security_model `{}`: none, mapped-xattr, mapped-file or passthrough",
+                self.security_model
+            ));
+        }
+        if self.vcpus == 0 || self.vcpus > 64 {
+            return Err(format!("vcpus {} is out of range 1..=64", self.vcpus));
+        }
+        if self.memory.get() < 128 << 20 {
+            return Err(format!("memory {} is too small for a guest: at least 128M", self.memory));
+        }
+        Ok(())
+    }
+
+    pub fn share_name(&self) -> &'static str {
+        match self.share {
+            Share::NineP => "9p",
+            Share::Virtiofs => "virtiofs",
+        }
+    }
+
+    fn modules(&self) -> &'static [&'static str] {
+        match self.share {
+            Share::NineP => &["virtio_mmio", "9pnet_virtio", "9p"],
+            Share::Virtiofs => &["virtio_mmio", "virtiofs"],
+        }
+    }
+
+    /// Guest mount type and options.
+    fn mount(&self) -> (&'static str, String) {
+        match self.share {
+            Share::NineP => {
+                ("9p", format!("trans=virtio,version=9p2000.L,msize={},cache={}", self.msize.get(), self.cache))
+            }
+            Share::Virtiofs => ("virtiofs", String::new()),
+        }
+    }
+}
+
+const QEMU: &str = "qemu-system-x86_64";
+
+/// Where virtiofsd may be: PATH, cargo's bin dir, distribution locations.
+pub fn find_virtiofsd() -> Option<PathBuf> {
+    which("virtiofsd").or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        [home.join(".cargo/bin/virtiofsd"), "/usr/libexec/virtiofsd".into(), "/usr/lib/qemu/virtiofsd".into()]
+            .into_iter()
+            .find(|p| p.is_file())
+    })
+}
+
+fn first_line(cmd: &Cmd) -> Option<String> {
+    let o = cmd.output().ok()?;
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+}
+
+/// Availability: QEMU, a kernel with modules, the share's modules, virtiofsd, worker.
+pub fn probe(cfg: &MicrovmConfig) -> Probe {
+    let mut p = Probe {
+        runtime: format!("microvm/{}", cfg.share_name()),
+        usable: false,
+        version: None,
+        problem: None,
+        notes: Vec::new(),
+    };
+    if let Err(e) = cfg.validate() {
+        p.problem = Some(e);
+        return p;
+    }
+    let Some(qemu) = which(QEMU) else {
+        p.problem = Some(format!("{QEMU} not found: apt-get install qemu-system-x86"));
+        return p;
+    };
+    p.version = first_line(&Cmd::new(&qemu).arg("--version"));
+    let k = match kernel::find(cfg.kernel.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            p.problem = Some(e);
+            return p;
+        }
+    };
+    p.notes.push(format!("guest kernel {} ({})", k.version, k.image.display()));
+    if let Err(e) = kernel::modules_for(&k, cfg.modules()) {
+        p.problem = Some(format!("{e}: the guest kernel lacks what a {} share needs", cfg.share_name()));
+        return p;
+    }
+    if cfg.share == Share::Virtiofs {
+        match find_virtiofsd() {
+            Some(v) => p.notes.push(format!(
+                "virtiofsd: {}",
+                first_line(&Cmd::new(&v).arg("--version")).unwrap_or_else(|| v.display().to_string())
+            )),
+            None => {
+                p.problem =
+                    Some("virtiofsd not found: cargo install virtiofsd (needs libseccomp-dev libcap-ng-dev)".into());
+                return p;
+            }
+        }
+        if !rustix::process::geteuid().is_root() {
+            p.problem = Some("virtio-fs needs root here (virtiofsd): run as root".into());
+            return p;
+        }
+    }
+    p.notes.push(match cfg.accel {
+        Accel::Auto if Path::new("/dev/kvm").exists() => {
+            "accel = auto: KVM if a probe guest boots in time, else TCG".into()
+        }
+        Accel::Auto => "accel = auto: TCG (no /dev/kvm)".into(),
+        Accel::Kvm => "accel = kvm".into(),
+        Accel::Tcg => "accel = tcg".into(),
+    });
+    if let Err(e) = binary::worker_binary() {
+        p.problem = Some(e);
+        return p;
+    }
+    p.usable = true;
+    p
+}
+
+/// A prepared micro-VM runtime.
+#[derive(Debug)]
+pub struct Microvm {
+    pub cfg: MicrovmConfig,
+    pub qemu: PathBuf,
+    pub vmlinux: PathBuf,
+    pub initramfs: PathBuf,
+    pub accel: Accel,
+    pub virtiofsd: Option<PathBuf>,
+    pub dir: PathBuf,
+    pub target: PathBuf,
+    pub notes: Vec<String>,
+}
+
+/// KVM probe results per run (the probe costs a boot; do it once).
+static KVM_PROBE: Mutex<Option<(bool, String)>> = Mutex::new(None);
+
+impl Microvm {
+    pub fn prepare(cfg: &MicrovmConfig, ctx: &RunContext) -> Result<Microvm, RuntimeError> {
+        let probe = probe(cfg);
+        if let Some(problem) = probe.problem {
+            return Err(RuntimeError::Unavailable(problem));
+        }
+        if ctx.target.to_string_lossy().contains(',') {
+            return Err(RuntimeError::Setup(format!(
+                "the target {} contains a comma, which QEMU options cannot carry: choose another target",
+                ctx.target.display()
+            )));
+        }
+        let qemu = which(QEMU).ok_or_else(|| RuntimeError::Unavailable(format!("{QEMU} not found")))?;
+        let k = kernel::find(cfg.kernel.as_deref()).map_err(RuntimeError::Unavailable)?;
+        let dir = ctx.state_dir.join(format!("microvm-{}", cfg.share_name()));
+        std::fs::create_dir_all(&dir).map_err(RuntimeError::io(format!("create {}", dir.display())))?;
+        let vmlinux = ctx.state_dir.join(format!("vmlinux-{}", k.version));
+        if !vmlinux.exists() {
+            kernel::extract_elf(&k.image, &vmlinux).map_err(RuntimeError::Setup)?;
+        }
+        let modules = kernel::modules_for(&k, cfg.modules()).map_err(RuntimeError::Setup)?;
+        let worker = binary::worker_binary().map_err(RuntimeError::Unavailable)?;
+        let initramfs = dir.join("initramfs.cpio");
+        initramfs::build(&initramfs, &worker, &modules).map_err(RuntimeError::Setup)?;
+        let mut vm = Microvm {
+            cfg: cfg.clone(),
+            qemu,
+            vmlinux,
+            initramfs,
+            accel: Accel::Tcg,
+            virtiofsd: if cfg.share == Share::Virtiofs { find_virtiofsd() } else { None },
+            dir,
+            target: ctx.target.clone(),
+            notes: Vec::new(),
+        };
+        vm.accel = match cfg.accel {
+            Accel::Kvm => Accel::Kvm,
+            Accel::Tcg => Accel::Tcg,
+            Accel::Auto if !Path::new("/dev/kvm").exists() => Accel::Tcg,
+            Accel::Auto => {
+                let mut cached = KVM_PROBE.lock().unwrap_or_else(|e| e.into_inner());
+                let (works, why) = cached.get_or_insert_with(|| vm.probe_kvm(Duration::from_secs(20))).clone();
+                vm.notes.push(format!("KVM probe: {why}"));
+                if works { Accel::Kvm } else { Accel::Tcg }
+            }
+        };
+        vm.notes.push(format!("accelerator: {}", if vm.accel == Accel::Kvm { "kvm" } else { "tcg" }));
+        Ok(vm)
+    }
+
+    /// Boots a guest that only prints a marker, under KVM, within `deadline`.
+    fn probe_kvm(&self, deadline: Duration) -> (bool, String) {
+        let log = self.dir.join("kvm-probe.log");
+        let Ok(file) = std::fs::File::create(&log) else { return (false, "cannot create its log".into()) };
+        let mut cmd = self.base_cmd(Accel::Kvm, "iostudy.probe=1").command();
+        let Ok(mut child) = cmd.stdout(file.try_clone().expect("clone fd")).stderr(file).spawn() else {
+            return (false, "qemu did not start".into());
+        };
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                let out = std::fs::read_to_string(&log).unwrap_or_default();
+                return if out.contains("iostudy-probe-ok") {
+                    (true, format!("a guest booted in {:.1} s", started.elapsed().as_secs_f64()))
+                } else {
+                    (false, format!("the probe guest failed: {}", out.lines().last().unwrap_or("no output")))
+                };
+            }
+            if started.elapsed() > deadline {
+                kill_group(&mut child);
+                return (false, format!("the probe guest hung for {} s (nested KVM?), using TCG", deadline.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn base_cmd(&self, accel: Accel, params: &str) -> Cmd {
+        let kvm = accel == Accel::Kvm;
+        let mem_mib = self.cfg.memory.get() >> 20;
+        let mut machine = "microvm,pit=on,pic=on,rtc=on".to_string();
+        if self.cfg.share == Share::Virtiofs {
+            machine.push_str(",memory-backend=mem");
+        }
+        let mut append = "console=ttyS0 quiet pci=off reboot=t panic=-1".to_string();
+        if !kvm {
+            // Under TCG the kernel hangs calibrating the TSC without this.
+            append.push_str(" tsc_early_khz=2000000");
+        }
+        append.push(' ');
+        append.push_str(params);
+        let mut cmd = Cmd::new(&self.qemu)
+            .args(["-M", &machine, "-accel", if kvm { "kvm" } else { "tcg" }, "-cpu", if kvm { "host" } else { "max" }])
+            .args(["-smp".to_string(), self.cfg.vcpus.to_string(), "-m".to_string(), format!("{mem_mib}M")])
+            .args(["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&self.vmlinux)
+            .arg("-initrd")
+            .arg(&self.initramfs)
+            .arg("-append")
+            .arg(append);
+        if self.cfg.share == Share::Virtiofs {
+            cmd = cmd.args(["-object".to_string(), format!("memory-backend-memfd,id=mem,size={mem_mib}M,share=on")]);
+        }
+        cmd
+    }
+
+    /// QEMU's command line for one client.
+    pub fn qemu_cmd(&self, job_in_guest: &Path, booted_in_guest: &Path, socket: Option<&Path>) -> Cmd {
+        let (fstype, opts) = self.cfg.mount();
+        let mut params = format!("iostudy.fstype={fstype} iostudy.tag=data iostudy.job={}", job_in_guest.display());
+        if !opts.is_empty() {
+            params.push_str(&format!(" iostudy.opts={opts}"));
+        }
+        params.push_str(&format!(" iostudy.booted={}", booted_in_guest.display()));
+        let cmd = self.base_cmd(self.accel, &params);
+        match (self.cfg.share, socket) {
+            (Share::Virtiofs, Some(sock)) => cmd.args([
+                "-chardev".to_string(),
+                format!("socket,id=vfs,path={}", sock.display()),
+                "-device".to_string(),
+                "vhost-user-fs-device,queue-size=1024,chardev=vfs,tag=data".to_string(),
+            ]),
+            _ => cmd.args([
+                "-fsdev".to_string(),
+                format!("local,id=fs0,path={},security_model={}", self.target.display(), self.cfg.security_model),
+                "-device".to_string(),
+                "virtio-9p-device,fsdev=fs0,mount_tag=data".to_string(),
+            ]),
+        }
+    }
+
+    /// virtiofsd's command line for one client.
+    pub fn virtiofsd_cmd(&self, bin: &Path, socket: &Path) -> Cmd {
+        let mut cmd = Cmd::new(bin)
+            .arg(format!("--socket-path={}", socket.display()))
+            .arg(format!("--shared-dir={}", self.target.display()))
+            .arg(format!("--cache={}", self.cfg.cache));
+        if let Some(n) = self.cfg.virtiofsd_threads {
+            cmd = cmd.arg(format!("--thread-pool-size={n}"));
+        }
+        cmd
+    }
+
+    pub fn launch(&self, l: &Launch) -> Result<ClientHandle, RuntimeError> {
+        let control = l.job_client.parent().unwrap_or(Path::new("/data"));
+        let booted = control.join("booted").join(l.client.to_string());
+        let mut companions: Vec<Child> = Vec::new();
+        let socket = match (&self.virtiofsd, self.cfg.share) {
+            (Some(bin), Share::Virtiofs) => {
+                let sock = self.dir.join(format!("{}.sock", l.id));
+                let _ = std::fs::remove_file(&sock);
+                let log = std::fs::File::create(self.dir.join(format!("{}.virtiofsd.log", l.id)))
+                    .map_err(RuntimeError::io("create the virtiofsd log"))?;
+                let child = self
+                    .virtiofsd_cmd(bin, &sock)
+                    .command()
+                    .stdout(log.try_clone().map_err(RuntimeError::io("clone a log fd"))?)
+                    .stderr(log)
+                    .spawn()
+                    .map_err(RuntimeError::io("start virtiofsd"))?;
+                companions.push(child);
+                let waited = Instant::now();
+                while !sock.exists() {
+                    if waited.elapsed() > Duration::from_secs(10) {
+                        for c in &mut companions {
+                            kill_group(c);
+                        }
+                        return Err(RuntimeError::Setup(format!(
+                            "virtiofsd did not create {} within 10 s",
+                            sock.display()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Some(sock)
+            }
+            _ => None,
+        };
+        let cmd = self.qemu_cmd(&l.job_client, &booted, socket.as_deref());
+        let mut teardown = Vec::new();
+        if let Some(sock) = &socket {
+            teardown.push(Cmd::new("rm").arg("-f").arg(sock));
+        }
+        let mut h = ClientHandle::spawn_console(l, &cmd, teardown)?;
+        h.companions = companions;
+        Ok(h)
+    }
+
+    pub fn cleanup(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(share: Share) -> Microvm {
+        Microvm {
+            cfg: MicrovmConfig::new(share),
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            vmlinux: "/run/x/vmlinux".into(),
+            initramfs: "/run/x/initramfs.cpio".into(),
+            accel: Accel::Tcg,
+            virtiofsd: None,
+            dir: "/run/x".into(),
+            target: "/srv/t".into(),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn qemu_command_for_9p() {
+        let argv =
+            vm(Share::NineP).qemu_cmd(Path::new("/data/c/job-0.json"), Path::new("/data/c/booted/0"), None).argv();
+        let joined = argv.join(" ");
+        assert!(joined.starts_with("/usr/bin/qemu-system-x86_64 -M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max -smp 1 -m 512M -nodefaults -no-user-config -display none -serial stdio -no-reboot -kernel /run/x/vmlinux -initrd /run/x/initramfs.cpio -append"), "{joined}");
+        let append = &argv[argv.iter().position(|a| a == "-append").unwrap() + 1];
+        assert_eq!(
+            append,
+            "console=ttyS0 quiet pci=off reboot=t panic=-1 tsc_early_khz=2000000 iostudy.fstype=9p iostudy.tag=data iostudy.job=/data/c/job-0.json iostudy.opts=trans=virtio,version=9p2000.L,msize=524288,cache=none iostudy.booted=/data/c/booted/0"
+        );
+        assert!(joined.ends_with(
+            "-fsdev local,id=fs0,path=/srv/t,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=data"
+        ));
+    }
+
+    #[test]
+    fn qemu_and_virtiofsd_commands_for_virtiofs() {
+        let mut v = vm(Share::Virtiofs);
+        v.accel = Accel::Kvm;
+        v.cfg.virtiofsd_threads = Some(4);
+        let argv =
+            v.qemu_cmd(Path::new("/data/j.json"), Path::new("/data/b"), Some(Path::new("/run/x/c0.sock"))).argv();
+        let joined = argv.join(" ");
+        assert!(joined.contains("-M microvm,pit=on,pic=on,rtc=on,memory-backend=mem -accel kvm -cpu host"), "{joined}");
+        assert!(!joined.contains("tsc_early_khz"), "KVM keeps the real TSC");
+        assert!(joined.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"));
+        assert!(joined.ends_with("-chardev socket,id=vfs,path=/run/x/c0.sock -device vhost-user-fs-device,queue-size=1024,chardev=vfs,tag=data"));
+        assert!(
+            joined.contains("iostudy.fstype=virtiofs iostudy.tag=data iostudy.job=/data/j.json iostudy.booted=/data/b")
+        );
+        assert_eq!(
+            v.virtiofsd_cmd(Path::new("/usr/bin/virtiofsd"), Path::new("/run/x/c0.sock")).argv(),
+            [
+                "/usr/bin/virtiofsd",
+                "--socket-path=/run/x/c0.sock",
+                "--shared-dir=/srv/t",
+                "--cache=auto",
+                "--thread-pool-size=4"
+            ]
+        );
+    }
+
+    #[test]
+    fn config_validation() {
+        let mut c = MicrovmConfig::new(Share::NineP);
+        assert!(c.validate().is_ok());
+        c.cache = "auto".into();
+        assert_eq!(c.validate().unwrap_err(), "cache `auto` is not a 9p cache mode: none, loose, fscache, mmap");
+        let mut c = MicrovmConfig::new(Share::Virtiofs);
+        c.memory = Bytes(64 << 20);
+        assert!(c.validate().unwrap_err().contains("too small"));
+    }
+}
