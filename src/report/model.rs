@@ -73,6 +73,8 @@ pub struct Group {
     pub runtime_version: Option<String>,
     /// Mean guest boot time (launch to share mounted), s — micro-VMs only.
     pub boot_s: Option<f64>,
+    /// This group's own warnings (also in the report's list).
+    pub warnings: Vec<String>,
 }
 
 /// Everything a report shows.
@@ -148,12 +150,8 @@ impl Report {
 
         let mut warnings: Vec<String> = run.as_ref().map(|r| r.warnings.clone()).unwrap_or_default();
         let keyed: Vec<(GroupKey, Vec<&CellResult>)> = by_key.into_iter().collect();
-        let built: Vec<(Group, Vec<String>)> = parallel_map(&keyed, |(key, reps)| build_group(key, reps));
-        let mut groups = Vec::with_capacity(built.len());
-        for (g, w) in built {
-            warnings.extend(w);
-            groups.push(g);
-        }
+        let mut groups: Vec<Group> = parallel_map(&keyed, |(key, reps)| build_group(key, reps));
+        warnings.extend(groups.iter().flat_map(|g| g.warnings.iter().cloned()));
 
         // Ratios to the baseline.
         let bw_samples = |g: &Group| g.reps.iter().map(|r| r.window_bw_bytes_per_s).collect::<Vec<f64>>();
@@ -261,7 +259,7 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
     })
 }
 
-fn build_group(key: &GroupKey, reps: &[&CellResult]) -> (Group, Vec<String>) {
+fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
     let mut warnings = Vec::new();
     let mut figures = Vec::new();
     let mut merged: Histogram<u64> = new_latency_histogram();
@@ -319,7 +317,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> (Group, Vec<String>) {
             human_bytes(e.hi as u64)
         ));
     }
-    let group = Group {
+    Group {
         label: reps.first().map_or_else(|| key.scenario.clone(), |c| c.scenario_label.clone()),
         key: key.clone(),
         reps: figures,
@@ -332,8 +330,8 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> (Group, Vec<String>) {
         cdf: cdf_points(&merged),
         runtime_version,
         boot_s: (!boots.is_empty()).then(|| boots.iter().sum::<f64>() / boots.len() as f64),
-    };
-    (group, warnings)
+        warnings,
+    }
 }
 
 /// CDF points of a histogram in µs, thinned to what a chart can show.

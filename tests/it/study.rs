@@ -187,7 +187,7 @@ fn real_study_through_bare_runc_crun_and_gvisor() {
 }
 
 #[test]
-fn io_uring_refused_in_gvisor_fails_only_that_cell() {
+fn io_uring_refused_in_gvisor_fails_its_cell_or_falls_back() {
     let ok = need(is_root(), "root (containers)")
         && need(static_worker(), "the static worker (scripts/build-static)")
         && need(have("runsc"), "runsc (apt-get install runsc)");
@@ -195,18 +195,44 @@ fn io_uring_refused_in_gvisor_fails_only_that_cell() {
         return;
     }
     let dir = scratch();
-    let s = study(dir.path(), "\"bare\", \"gvisor\"", "runtime = \"500ms\"\nioengine = \"io_uring\"\niodepth = 4", "");
+    // uring_fallback is a list: it joins the matrix (one cell each way).
+    let s = study(
+        dir.path(),
+        "\"bare\", \"gvisor\"",
+        "runtime = \"500ms\"\nioengine = \"io_uring\"\niodepth = 4\nuring_fallback = [false, true]",
+        "",
+    );
     let out = dir.path().join("results");
     let (code, so, se, pid) = run_study(&s, &out, &["--pattern", "randread"]);
     assert_eq!(code, Some(1), "a failed cell: exit 1\n{se}");
     let all = cells(&out);
-    let bare = all.iter().find(|c| c.cell.scenario == "bare").unwrap();
-    let gv = all.iter().find(|c| c.cell.scenario == "gvisor").unwrap();
-    assert_eq!(bare.status, CellStatus::Ok);
-    assert_eq!(gv.status, CellStatus::Failed);
-    let why = gv.failure.as_deref().unwrap();
+    assert_eq!(all.len(), 4);
+    let find = |scenario: &str, fallback: &str| {
+        all.iter()
+            .find(|c| {
+                c.cell.scenario == scenario && c.cell.options == [("uring_fallback".to_string(), fallback.to_string())]
+            })
+            .unwrap()
+    };
+    for fallback in ["false", "true"] {
+        let bare = find("bare", fallback);
+        assert_eq!(bare.status, CellStatus::Ok);
+        assert!(bare.clients.iter().all(|c| c.ioengine_used.name() == "io_uring"), "the host has io_uring");
+    }
+    let refused = find("gvisor", "false");
+    assert_eq!(refused.status, CellStatus::Failed);
+    let why = refused.failure.as_deref().unwrap();
     assert!(why.contains("io_uring is unavailable here"), "{why}");
+    let fell_back = find("gvisor", "true");
+    assert_eq!(fell_back.status, CellStatus::Ok, "{:?}", fell_back.failure);
+    for c in &fell_back.clients {
+        assert_eq!(c.ioengine_used.name(), "psync");
+        assert!(c.ioengine_note.as_deref().unwrap().contains("fell back to psync"));
+    }
     assert!(so.contains("failed cells:"), "{so}");
+    // The report carries the fallback as a warning.
+    let md = std::fs::read_to_string(out.join("report/table.md")).unwrap();
+    assert!(md.contains("fell back to psync"), "{md}");
     assert_nothing_left(dir.path(), pid);
 }
 
