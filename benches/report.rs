@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use iostudy::engine::{Pattern, Span, Workload};
 use iostudy::report;
-use iostudy::results::store::{CELL_SCHEMA_VERSION, CellResult, CellStatus, Store};
-use iostudy::runtime::RuntimeSpec;
-use iostudy::runtime::mock::synthetic;
+use iostudy::results::store::Store;
+use iostudy::runtime::mock::{synthetic, synthetic_cell};
 use iostudy::study::plan::Cell;
 
 const STUDY: &str = r#"[study]
@@ -56,34 +55,16 @@ fn bench(name: &str, client_counts: [u32; 3]) {
                     let start = t0 + n * 100_000_000_000;
                     let results = (0..clients).map(|k| synthetic(&w, k, start + u64::from(k) * 1_000_000)).collect();
                     let id = format!("{scenario}.{pattern}.c{clients}-{ci}.r{rep}");
-                    store
-                        .write_cell(&CellResult {
-                            schema_version: CELL_SCHEMA_VERSION,
-                            cell: Cell {
-                                id,
-                                scenario: scenario.into(),
-                                pattern,
-                                clients,
-                                options: vec![],
-                                repetition: rep,
-                                workload: w,
-                            },
-                            scenario_label: scenario.into(),
-                            runtime: RuntimeSpec::Mock,
-                            runtime_version: None,
-                            runtime_notes: vec![],
-                            status: CellStatus::Ok,
-                            failure: None,
-                            launched_ns: start,
-                            finished_ns: start + 61_000_000_000,
-                            setup_s: 0.5,
-                            start_ns: Some(start),
-                            caches_dropped: true,
-                            clients: results,
-                            client_failures: vec![],
-                            boot_s: vec![],
-                        })
-                        .expect("write cell");
+                    let cell = Cell {
+                        id,
+                        scenario: scenario.into(),
+                        pattern,
+                        clients,
+                        options: vec![],
+                        repetition: rep,
+                        workload: w,
+                    };
+                    store.write_cell(&synthetic_cell(cell, results)).expect("write cell");
                     n += 1;
                 }
             }

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use crate::engine::Workload;
 use crate::engine::pattern::SplitMix64;
 use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
+use crate::results::store::{CELL_SCHEMA_VERSION, CellResult, CellStatus};
 use crate::results::{
     ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries, LayoutStats, SCHEMA_VERSION,
     Summary, ThreadStats, write_atomic,
 };
-use crate::runtime::{ClientHandle, Launch};
+use crate::runtime::{ClientHandle, Launch, RuntimeSpec};
+use crate::study::plan::Cell;
 use crate::worker::{Job, read_go, ready_path};
 
 pub struct Mock {
@@ -125,5 +127,29 @@ pub fn synthetic(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
         histograms: Histograms { all: EncodedHistogram::encode(&hist), read: None, write: None },
         intervals: IntervalSeries { interval_ns, first_index, bytes, ops: op_series },
         layout: LayoutStats::default(),
+    }
+}
+
+/// A finished cell of synthetic clients, for fixtures and benchmarks of the reports.
+pub fn synthetic_cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
+    let start = clients.iter().map(|c| c.start_ns).min().unwrap_or(0);
+    let end = clients.iter().map(|c| c.end_ns).max().unwrap_or(start);
+    CellResult {
+        schema_version: CELL_SCHEMA_VERSION,
+        scenario_label: cell.scenario.clone(),
+        runtime_version: Some(format!("{} (synthetic)", cell.scenario)),
+        cell,
+        runtime: RuntimeSpec::Mock,
+        runtime_notes: Vec::new(),
+        status: CellStatus::Ok,
+        failure: None,
+        launched_ns: start,
+        finished_ns: end,
+        setup_s: 0.1,
+        start_ns: Some(start),
+        caches_dropped: true,
+        clients,
+        client_failures: Vec::new(),
+        boot_s: Vec::new(),
     }
 }

@@ -233,10 +233,28 @@ impl ClientHandle {
     pub fn spawn(l: &Launch, cmd: &Cmd, kill: Vec<Cmd>, teardown: Vec<Cmd>) -> Result<ClientHandle, RuntimeError> {
         let out = File::create(&l.stdout).map_err(RuntimeError::io(format!("create {}", l.stdout.display())))?;
         let err = File::create(&l.stderr).map_err(RuntimeError::io(format!("create {}", l.stderr.display())))?;
+        Self::start(l, cmd, out, err, kill, teardown)
+    }
+
+    /// Spawns `cmd` with stdout and stderr into one log (a VM's serial console).
+    pub fn spawn_console(l: &Launch, cmd: &Cmd, teardown: Vec<Cmd>) -> Result<ClientHandle, RuntimeError> {
+        let log = File::create(&l.stderr).map_err(RuntimeError::io(format!("create {}", l.stderr.display())))?;
+        let out = log.try_clone().map_err(RuntimeError::io("clone a log fd"))?;
+        Self::start(l, cmd, out, log, Vec::new(), teardown)
+    }
+
+    fn start(
+        l: &Launch,
+        cmd: &Cmd,
+        stdout: File,
+        stderr: File,
+        kill: Vec<Cmd>,
+        teardown: Vec<Cmd>,
+    ) -> Result<ClientHandle, RuntimeError> {
         let child = cmd
             .command()
-            .stdout(out)
-            .stderr(err)
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
         Ok(ClientHandle {
@@ -246,28 +264,6 @@ impl ClientHandle {
             proc: Proc::Child(child),
             exit: None,
             kill,
-            teardown,
-            companions: Vec::new(),
-        })
-    }
-
-    /// Spawns `cmd` with stdout and stderr into one log (a VM's serial console).
-    pub fn spawn_console(l: &Launch, cmd: &Cmd, teardown: Vec<Cmd>) -> Result<ClientHandle, RuntimeError> {
-        let log = File::create(&l.stderr).map_err(RuntimeError::io(format!("create {}", l.stderr.display())))?;
-        let out = log.try_clone().map_err(RuntimeError::io("clone a log fd"))?;
-        let child = cmd
-            .command()
-            .stdout(out)
-            .stderr(log)
-            .spawn()
-            .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
-        Ok(ClientHandle {
-            client: l.client,
-            id: l.id.clone(),
-            stderr: l.stderr.clone(),
-            proc: Proc::Child(child),
-            exit: None,
-            kill: Vec::new(),
             teardown,
             companions: Vec::new(),
         })

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use iostudy::engine::{Pattern, Span, Workload};
 use iostudy::results::ClientResult;
-use iostudy::results::store::{CELL_SCHEMA_VERSION, CellResult, CellStatus, Store};
-use iostudy::runtime::RuntimeSpec;
-use iostudy::runtime::mock::synthetic;
+use iostudy::results::store::Store;
+use iostudy::runtime::mock::{synthetic, synthetic_cell};
 use iostudy::study::plan::Cell;
 
 use crate::util::*;
@@ -68,34 +67,16 @@ fn fixture(dir: &Path, runc_factor: f64, late: Option<&str>) {
                             c
                         })
                         .collect();
-                    store
-                        .write_cell(&CellResult {
-                            schema_version: CELL_SCHEMA_VERSION,
-                            cell: Cell {
-                                id,
-                                scenario: scenario.into(),
-                                pattern,
-                                clients,
-                                options: vec![],
-                                repetition: rep,
-                                workload: w,
-                            },
-                            scenario_label: scenario.into(),
-                            runtime: RuntimeSpec::Mock,
-                            runtime_version: Some(format!("{scenario} 1.0")),
-                            runtime_notes: vec![],
-                            status: CellStatus::Ok,
-                            failure: None,
-                            launched_ns: start,
-                            finished_ns: start + 11_000_000_000,
-                            setup_s: 0.1,
-                            start_ns: Some(start),
-                            caches_dropped: true,
-                            clients: results,
-                            client_failures: vec![],
-                            boot_s: vec![],
-                        })
-                        .unwrap();
+                    let cell = Cell {
+                        id,
+                        scenario: scenario.into(),
+                        pattern,
+                        clients,
+                        options: vec![],
+                        repetition: rep,
+                        workload: w,
+                    };
+                    store.write_cell(&synthetic_cell(cell, results)).expect("write cell");
                     n += 1;
                 }
             }
