@@ -42,6 +42,7 @@ pub fn study_text(target: &Path, mock: bool) -> (String, Vec<String>) {
 name = "demo"
 description = "Small demo study: 64 KiB blocks, 2 threads per client, 2 s cells, on tmpfs"
 target = "{target}"
+keep_files = false
 
 [workload]
 bs = "64K"

@@ -44,6 +44,10 @@ pub enum RunError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
 }
 
+/// Where clients' files live under the target: `iostudy-data/client-<k>/`, shared by
+/// every cell so files are laid out once and reused.
+pub const DATA_DIR: &str = "iostudy-data";
+
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
     let path = path.to_path_buf();
     move |source| RunError::Io { what, path, source }
@@ -185,7 +189,9 @@ pub fn run(plan: &Plan, opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<Ru
         ran += 1;
         if result.status == CellStatus::Failed {
             failed += 1;
-            bar.println(format!("cell {} failed: {}", cell.id, result.failure.as_deref().unwrap_or("?")));
+            let line = format!("cell {} failed: {}", cell.id, result.failure.as_deref().unwrap_or("?"));
+            // Without a bar (not a terminal) failures still show as they happen.
+            if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
         } else if let Some(f) = cell_figures(&result.clients) {
             bar.set_message(format!(
                 "last: {} {} c={} {}",
@@ -198,6 +204,9 @@ pub fn run(plan: &Plan, opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<Ru
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if !plan.study.keep_files {
+        let _ = fs::remove_dir_all(target.join(DATA_DIR));
+    }
     drop(scratch);
     Ok(RunOutcome { ran, skipped, failed, interrupted, cells: store.cells()?, notes })
 }
@@ -285,7 +294,7 @@ impl CellRun<'_> {
         let barrier_timeout = self.plan.study.barrier_timeout;
         let mut launches = Vec::new();
         for k in 0..n {
-            let data_rel = Path::new("iostudy-data").join(format!("client-{k}"));
+            let data_rel = Path::new(DATA_DIR).join(format!("client-{k}"));
             let host_data = host_target.join(&data_rel);
             fs::create_dir_all(&host_data).map_err(|e| format!("cannot create {}: {e}", host_data.display()))?;
             let mut workload = cell.workload.clone();

@@ -49,6 +49,10 @@ pub struct StudySection {
     /// Drop the host page cache before each cell (root only).
     #[serde(default = "yes")]
     pub drop_caches: bool,
+    /// Keep the data files under the target after the run, for the next run to reuse
+    /// (as fio does); `false` removes them when the run ends.
+    #[serde(default = "yes")]
+    pub keep_files: bool,
 }
 
 /// `[matrix]`: the axes every study has.

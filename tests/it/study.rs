@@ -157,7 +157,7 @@ fn real_study_through_bare_runc_crun_and_gvisor() {
         return;
     }
     let dir = scratch();
-    let s = study(dir.path(), "\"bare\", \"runc\", \"crun\", \"gvisor\"", "runtime = \"1s\"", "");
+    let s = study(dir.path(), "\"bare\", \"runc\", \"crun\", \"gvisor\"", "runtime = \"1s\"", "keep_files = false");
     let out = dir.path().join("results");
     let (code, so, se, pid) = run_study(&s, &out, &[]);
     assert_eq!(code, Some(0), "stdout:\n{so}\nstderr:\n{se}");
@@ -180,6 +180,7 @@ fn real_study_through_bare_runc_crun_and_gvisor() {
         all.iter().find(|c| c.cell.scenario == "bare").unwrap().clients[0].host.kernel
     );
     assert_nothing_left(dir.path(), pid);
+    assert!(!dir.path().join("target/iostudy-data").exists(), "keep_files = false removes the data files");
     let runc_list = Command::new("runc").arg("list").arg("-q").output().unwrap();
     assert!(!String::from_utf8_lossy(&runc_list.stdout).contains("iostudy-"), "runc list is clean");
     let runsc_list = Command::new("runsc").args(["--network=none", "list", "-quiet"]).output().unwrap();
@@ -341,7 +342,12 @@ fn interrupt_then_resume_completes_the_study() {
     for (name, bytes) in done {
         assert_eq!(std::fs::read(cells_dir.join(&name)).unwrap(), bytes, "{name} untouched by the resume");
     }
-    assert_eq!(cells(&out).len(), 4);
+    let all = cells(&out);
+    assert_eq!(all.len(), 4);
+    // Files are laid out once per study: the last cell found every client's files.
+    let last = all.iter().find(|c| c.cell.id == "bare.write.c2.r1").unwrap();
+    assert!(last.clients.iter().all(|r| r.layout.files_reused == 2 && r.layout.bytes_written == 0));
+    assert!(dir.path().join("target/iostudy-data/client-1/iostudy.1.dat").exists(), "kept for the next run");
     assert_nothing_left(dir.path(), pid);
 }
 
