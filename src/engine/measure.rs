@@ -53,6 +53,9 @@ pub struct Recorder {
     pub read_hist: Histogram<u64>,
     pub write_hist: Histogram<u64>,
     pub last_completion: Option<Instant>,
+    /// Submission of the first measured I/O: when this thread really started, which
+    /// is later than the agreed start if it woke late.
+    pub first_submit: Option<Instant>,
 }
 
 impl Recorder {
@@ -72,6 +75,7 @@ impl Recorder {
             read_hist: new_latency_histogram(),
             write_hist: new_latency_histogram(),
             last_completion: None,
+            first_submit: None,
         };
         r.next_boundary = r.boundary_after(0);
         r
@@ -106,6 +110,9 @@ impl Recorder {
         self.bytes[self.current] += len;
         self.ops[self.current] += 1;
         self.last_completion = Some(complete);
+        if self.first_submit.is_none() {
+            self.first_submit = Some(submit);
+        }
     }
 
     #[cold]

@@ -173,19 +173,21 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
         let Some(o) = outcome? else {
             unreachable!("threads only abort when the gate failed");
         };
+        let measure_start = *start.get().expect("set") + w.ramp_time.0;
         threads.push(ThreadStats {
             thread: t as u32,
             file: paths[t].display().to_string(),
             read: o.rec.read,
             write: o.rec.write,
             errors: 0,
+            start_ns: clock.wall_ns(o.rec.first_submit.unwrap_or(measure_start)),
             end_ns: clock.wall_ns(o.end),
         });
         recs.push(o);
     }
 
-    let measure_start = *start.get().expect("set") + w.ramp_time.0;
-    let start_ns = clock.wall_ns(measure_start);
+    let nominal_start = clock.wall_ns(*start.get().expect("set") + w.ramp_time.0);
+    let start_ns = threads.iter().map(|t| t.start_ns).min().unwrap_or(nominal_start);
     let end_ns = threads.iter().map(|t| t.end_ns).max().unwrap_or(start_ns).max(start_ns);
     Ok(assemble(w, client_id, engine, note, layout_stats, start_ns, end_ns, threads, recs))
 }

@@ -32,7 +32,9 @@ pub struct ClientResult {
     pub ioengine_used: IoEngineKind,
     /// Why the engine differs from the one asked for, if it does.
     pub ioengine_note: Option<String>,
-    /// Start of the measured phase (after layout and ramp), wall-clock ns.
+    /// Start of the measured phase (after layout and ramp), wall-clock ns: the first
+    /// measured submission of any thread (not the agreed start, so a client that woke
+    /// late shows it and the common window excludes its late start).
     pub start_ns: u64,
     /// End of the measured phase (last completion of any thread), wall-clock ns.
     pub end_ns: u64,
@@ -88,6 +90,9 @@ pub struct ThreadStats {
     /// Failed I/Os (the run stops at the first one, so this is 0 in a finished result
     /// unless a later engine continues on errors).
     pub errors: u64,
+    /// Wall-clock ns of this thread's first measured submission.
+    #[serde(default)]
+    pub start_ns: u64,
     /// Wall-clock ns of this thread's last completion.
     pub end_ns: u64,
 }

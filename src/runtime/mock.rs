@@ -111,6 +111,7 @@ pub fn synthetic(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
                     DirectionStats { bytes: per_thread_bytes, ops: per_thread_bytes / bs }
                 },
                 errors: 0,
+                start_ns,
                 end_ns: start_ns + runtime_ns,
             })
             .collect(),
