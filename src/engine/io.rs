@@ -10,12 +10,11 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::Instant;
 
 use io_uring::{IoUring, opcode, types};
 
 use crate::engine::buffer::AlignedBuf;
-use crate::engine::measure::Recorder;
+use crate::engine::measure::{Recorder, mono_ns};
 use crate::engine::pattern::{BlockStream, Mix, Order, SplitMix64};
 use crate::engine::{EngineError, IoEngineKind, Workload};
 
@@ -33,39 +32,38 @@ pub struct Schedule {
     stream: BlockStream,
     mix: Mix,
     bs: u64,
-    measure_start: Instant,
-    deadline: Option<Instant>,
+    measure_start: u64,
+    /// Time-based runs: no I/O is issued from here on (`u64::MAX` otherwise).
+    deadline: u64,
     /// Size-based runs: measured I/Os still to issue.
     remaining: Option<u64>,
 }
 
 impl Schedule {
-    pub fn new(w: &Workload, thread: u32, ramp_start: Instant) -> Self {
+    pub fn new(w: &Workload, thread: u32, ramp_start: u64) -> Self {
         let seed = w.randseed ^ (u64::from(thread) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let order = if w.rw.is_random() { Order::Random } else { Order::Sequential };
-        let measure_start = ramp_start + w.ramp_time.0;
+        let measure_start = ramp_start + w.ramp_time.0.as_nanos() as u64;
         Self {
             stream: BlockStream::new(order, w.blocks(), seed),
             mix: Mix::new(w.rw.read_percent(w.rwmixread), seed),
             bs: w.bs.get(),
             measure_start,
-            deadline: w.runtime.map(|r| measure_start + r.0),
+            deadline: w.runtime.map_or(u64::MAX, |r| measure_start + r.0.as_nanos() as u64),
             remaining: if w.runtime.is_some() { None } else { Some(w.blocks()) },
         }
     }
 
-    pub fn measure_start(&self) -> Instant {
+    pub fn measure_start(&self) -> u64 {
         self.measure_start
     }
 
     /// The next I/O to issue at `now`, or `None` when the thread is done.
     #[inline]
-    pub fn next(&mut self, now: Instant) -> Option<Op> {
+    pub fn next(&mut self, now: u64) -> Option<Op> {
         let measured = now >= self.measure_start;
         if measured {
-            if let Some(deadline) = self.deadline
-                && now >= deadline
-            {
+            if now >= self.deadline {
                 return None;
             }
             if let Some(rem) = &mut self.remaining {
@@ -129,18 +127,18 @@ fn io_error(io: &ThreadIo<'_>, op: Op, source: std::io::Error) -> EngineError {
 fn psync(mut io: ThreadIo<'_>, schedule: &mut Schedule, rec: &mut Recorder) -> Result<(), EngineError> {
     let mut buf = AlignedBuf::random(io.bs, &mut io.rng);
     let len = io.bs as u64;
-    let mut now = Instant::now();
+    let mut now = mono_ns();
     while let Some(op) = schedule.next(now) {
         if !op.is_read {
             buf.scramble(&mut io.rng);
         }
-        let submit = Instant::now();
+        let submit = mono_ns();
         let result = if op.is_read {
             io.file.read_exact_at(buf.as_mut_slice(), op.offset)
         } else {
             io.file.write_all_at(buf.as_slice(), op.offset)
         };
-        now = Instant::now();
+        now = mono_ns();
         result.map_err(|e| io_error(&io, op, e))?;
         if op.measured {
             rec.record(op.is_read, len, submit, now);
@@ -152,15 +150,14 @@ fn psync(mut io: ThreadIo<'_>, schedule: &mut Schedule, rec: &mut Recorder) -> R
 struct Slot {
     buf: AlignedBuf,
     op: Option<Op>,
-    submit: Instant,
+    submit: u64,
 }
 
 fn uring(mut io: ThreadIo<'_>, schedule: &mut Schedule, rec: &mut Recorder) -> Result<(), EngineError> {
     let depth = io.iodepth.max(1);
     // Declared before the ring so the ring (and any I/O it still owns) goes first.
-    let mut slots: Vec<Slot> = (0..depth)
-        .map(|_| Slot { buf: AlignedBuf::random(io.bs, &mut io.rng), op: None, submit: Instant::now() })
-        .collect();
+    let mut slots: Vec<Slot> =
+        (0..depth).map(|_| Slot { buf: AlignedBuf::random(io.bs, &mut io.rng), op: None, submit: mono_ns() }).collect();
     let mut ring = IoUring::new(depth.next_power_of_two()).map_err(EngineError::uring_unavailable)?;
     let fd = types::Fd(io.file.as_raw_fd());
     let len = io.bs as u64;
@@ -169,7 +166,7 @@ fn uring(mut io: ThreadIo<'_>, schedule: &mut Schedule, rec: &mut Recorder) -> R
     let mut done = false;
     loop {
         while !done && let Some(&i) = free.last() {
-            let now = Instant::now();
+            let now = mono_ns();
             let Some(op) = schedule.next(now) else {
                 done = true;
                 break;
@@ -195,7 +192,7 @@ fn uring(mut io: ThreadIo<'_>, schedule: &mut Schedule, rec: &mut Recorder) -> R
             return Ok(());
         }
         ring.submit_and_wait(1).map_err(EngineError::uring_unavailable)?;
-        let now = Instant::now();
+        let now = mono_ns();
         let mut failure = None;
         for cqe in ring.completion() {
             let i = cqe.user_data() as usize;

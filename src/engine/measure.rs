@@ -1,41 +1,48 @@
 //! Recording the measured phase: latency histograms and the wall-clock interval series.
 //!
 //! Each thread records alone (no shared counters, no locks on the I/O path); the
-//! engine merges threads at the end. Timestamps are monotonic `Instant`s mapped to
-//! wall-clock ns through one (monotonic, realtime) pair taken at engine start, so all
-//! threads agree on interval boundaries and clients on different hosts line up to the
-//! accuracy of their clocks. Finding an I/O's interval costs one comparison except at
-//! a boundary.
+//! engine merges threads at the end. Timestamps are CLOCK_MONOTONIC nanoseconds as a
+//! plain `u64` ([`mono_ns`]: one vDSO call, no `Instant` arithmetic on the hot path),
+//! mapped to wall-clock ns through one (monotonic, realtime) pair taken at engine
+//! start, so all threads agree on interval boundaries and clients on different hosts
+//! line up to the accuracy of their clocks. Finding an I/O's interval costs one
+//! comparison except at a boundary.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
 use crate::results::DirectionStats;
 use crate::results::histogram::{MAX_LATENCY_NS, new_latency_histogram};
 
-/// Maps monotonic instants to wall-clock ns since the epoch.
+/// CLOCK_MONOTONIC now, in ns.
+#[inline]
+pub fn mono_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Maps monotonic ns to wall-clock ns since the epoch.
 #[derive(Debug, Clone, Copy)]
 pub struct WallClock {
-    mono0: Instant,
+    mono0: u64,
     wall0_ns: u64,
 }
 
 impl WallClock {
     pub fn now() -> Self {
-        let mono0 = Instant::now();
+        let mono0 = mono_ns();
         let wall0_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         Self { mono0, wall0_ns }
     }
 
-    pub fn wall_ns(&self, t: Instant) -> u64 {
-        let ns = t.saturating_duration_since(self.mono0).as_nanos() as u64;
-        self.wall0_ns + ns
+    pub fn wall_ns(&self, mono: u64) -> u64 {
+        self.wall0_ns + mono.saturating_sub(self.mono0)
     }
 
-    /// The instant at which the wall clock reads `wall_ns`.
-    pub fn instant_at(&self, wall_ns: u64) -> Instant {
-        self.mono0 + Duration::from_nanos(wall_ns.saturating_sub(self.wall0_ns))
+    /// The monotonic time at which the wall clock reads `wall_ns`.
+    pub fn mono_at(&self, wall_ns: u64) -> u64 {
+        self.mono0 + wall_ns.saturating_sub(self.wall0_ns)
     }
 }
 
@@ -45,21 +52,21 @@ pub struct Recorder {
     interval_ns: u64,
     first_index: u64,
     current: usize,
-    next_boundary: Instant,
+    next_boundary: u64,
     pub bytes: Vec<u64>,
     pub ops: Vec<u64>,
     pub read: DirectionStats,
     pub write: DirectionStats,
     pub read_hist: Histogram<u64>,
     pub write_hist: Histogram<u64>,
-    pub last_completion: Option<Instant>,
+    pub last_completion: Option<u64>,
     /// Submission of the first measured I/O: when this thread really started, which
     /// is later than the agreed start if it woke late.
-    pub first_submit: Option<Instant>,
+    pub first_submit: Option<u64>,
 }
 
 impl Recorder {
-    pub fn new(clock: WallClock, interval: Duration, measure_start: Instant) -> Self {
+    pub fn new(clock: WallClock, interval: Duration, measure_start: u64) -> Self {
         let interval_ns = interval.as_nanos() as u64;
         let first_index = clock.wall_ns(measure_start) / interval_ns;
         let mut r = Self {
@@ -85,16 +92,15 @@ impl Recorder {
         self.first_index
     }
 
-    fn boundary_after(&self, slot: usize) -> Instant {
+    fn boundary_after(&self, slot: usize) -> u64 {
         let wall = (self.first_index + slot as u64 + 1) * self.interval_ns;
-        self.clock.instant_at(wall)
+        self.clock.mono_at(wall)
     }
 
     /// Records one completed I/O of `len` bytes submitted at `submit`.
     #[inline]
-    pub fn record(&mut self, is_read: bool, len: u64, submit: Instant, complete: Instant) {
-        let lat = complete.saturating_duration_since(submit).as_nanos() as u64;
-        let lat = lat.clamp(1, MAX_LATENCY_NS);
+    pub fn record(&mut self, is_read: bool, len: u64, submit: u64, complete: u64) {
+        let lat = complete.saturating_sub(submit).clamp(1, MAX_LATENCY_NS);
         if is_read {
             self.read.bytes += len;
             self.read.ops += 1;
@@ -116,7 +122,7 @@ impl Recorder {
     }
 
     #[cold]
-    fn advance(&mut self, t: Instant) {
+    fn advance(&mut self, t: u64) {
         let index = self.clock.wall_ns(t) / self.interval_ns;
         let slot = index.saturating_sub(self.first_index) as usize;
         if slot >= self.bytes.len() {
@@ -135,12 +141,12 @@ mod tests {
     #[test]
     fn intervals_follow_the_wall_clock() {
         let clock = WallClock::now();
-        let start = Instant::now();
+        let start = mono_ns();
         let mut r = Recorder::new(clock, Duration::from_millis(100), start);
-        let first_boundary = clock.instant_at((r.first_index() + 1) * 100_000_000);
+        let first_boundary = clock.mono_at((r.first_index() + 1) * 100_000_000);
         r.record(true, 10, start, start);
         r.record(true, 10, first_boundary, first_boundary);
-        r.record(false, 5, first_boundary, first_boundary + Duration::from_millis(250));
+        r.record(false, 5, first_boundary, first_boundary + 250_000_000);
         assert_eq!(r.bytes, vec![10, 10, 0, 5]);
         assert_eq!(r.ops, vec![1, 1, 0, 1]);
         assert_eq!(r.read, DirectionStats { bytes: 20, ops: 2 });

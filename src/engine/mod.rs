@@ -17,12 +17,12 @@ pub mod pattern;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use options::{Bytes, IoEngineKind, Pattern, Span, Workload, human_bytes, parse_bytes};
 
 use crate::engine::io::{Schedule, ThreadIo};
-use crate::engine::measure::{Recorder, WallClock};
+use crate::engine::measure::{Recorder, WallClock, mono_ns};
 use crate::engine::pattern::SplitMix64;
 use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
 use crate::results::{
@@ -77,7 +77,7 @@ pub type Gate<'a> = dyn FnOnce() -> Result<Option<u64>, EngineError> + 'a;
 
 struct ThreadOutcome {
     rec: Recorder,
-    end: Instant,
+    end: u64,
 }
 
 /// Runs the workload as client `client_id` and returns its result.
@@ -105,7 +105,7 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
     let clock = WallClock::now();
     let n = files.len();
     let barrier = Barrier::new(n + 1);
-    let start: OnceLock<Instant> = OnceLock::new();
+    let start: OnceLock<u64> = OnceLock::new();
     let abort = AtomicBool::new(false);
 
     let outcomes = std::thread::scope(|s| {
@@ -122,8 +122,9 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
                         return Ok(None);
                     }
                     let ramp_start = *start.get().expect("start is set before the second wait");
-                    if let Some(d) = ramp_start.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(d);
+                    let now = mono_ns();
+                    if ramp_start > now {
+                        std::thread::sleep(Duration::from_nanos(ramp_start - now));
                     }
                     let mut schedule = Schedule::new(w, t as u32, ramp_start);
                     let mut rec = Recorder::new(clock, w.log_interval.0, schedule.measure_start());
@@ -139,7 +140,7 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
                     let mut end = rec.last_completion.unwrap_or_else(|| schedule.measure_start());
                     if w.end_fsync {
                         file.sync_all().map_err(sync_err)?;
-                        end = Instant::now();
+                        end = mono_ns();
                     }
                     if w.fsync_on_close {
                         file.sync_all().map_err(sync_err)?;
@@ -154,8 +155,8 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
         match &gate_result {
             Ok(at) => {
                 let instant = match at {
-                    Some(wall_ns) => clock.instant_at(*wall_ns),
-                    None => Instant::now() + Duration::from_millis(1),
+                    Some(wall_ns) => clock.mono_at(*wall_ns),
+                    None => mono_ns() + 1_000_000,
                 };
                 start.set(instant).expect("start is set once");
             }
@@ -173,7 +174,7 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
         let Some(o) = outcome? else {
             unreachable!("threads only abort when the gate failed");
         };
-        let measure_start = *start.get().expect("set") + w.ramp_time.0;
+        let measure_start = *start.get().expect("set") + w.ramp_time.0.as_nanos() as u64;
         threads.push(ThreadStats {
             thread: t as u32,
             file: paths[t].display().to_string(),
@@ -186,7 +187,7 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
         recs.push(o);
     }
 
-    let nominal_start = clock.wall_ns(*start.get().expect("set") + w.ramp_time.0);
+    let nominal_start = clock.wall_ns(*start.get().expect("set") + w.ramp_time.0.as_nanos() as u64);
     let start_ns = threads.iter().map(|t| t.start_ns).min().unwrap_or(nominal_start);
     let end_ns = threads.iter().map(|t| t.end_ns).max().unwrap_or(start_ns).max(start_ns);
     Ok(assemble(w, client_id, engine, note, layout_stats, start_ns, end_ns, threads, recs))
