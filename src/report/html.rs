@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::report::charts::Svgs;
 use crate::report::model::Report;
-use crate::report::table::ratio_text;
+use crate::report::table;
 use crate::report::units::bandwidth;
 
 const TEMPLATE: &str = include_str!("../../templates/report.html");
@@ -31,50 +31,16 @@ struct RuntimeRow {
 
 /// Renders the page.
 pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
+    let base = r.label(&r.baseline);
     let mut lat_rows = Vec::new();
     let mut bw_rows = Vec::new();
-    let base = r.label(&r.baseline);
-    for opts in r.option_sets() {
-        for &p in &r.patterns {
-            for (name, label) in &r.scenarios {
-                let groups: Vec<_> = r.clients.iter().map(|&k| r.group(name, p, k, &opts)).collect();
-                let Some(any) = groups.iter().flatten().next() else { continue };
-                let mode = any.key.mode();
-                let mut lat = Vec::new();
-                let mut bw = Vec::new();
-                for g in &groups {
-                    match g {
-                        Some(g) if g.latency_ns.count > 0 => {
-                            lat.push(format!("{:.0}", g.latency_ns.p50 as f64 / 1e3));
-                            lat.push(format!("{:.0}", g.latency_ns.p99 as f64 / 1e3));
-                        }
-                        Some(_) => lat.extend(["failed".to_string(), "failed".to_string()]),
-                        None => lat.extend(["-".to_string(), "-".to_string()]),
-                    }
-                    bw.push(match g.and_then(|g| g.bw.map(|e| (e, g.vs_baseline))) {
-                        Some((e, ratio)) => {
-                            let mut s = bandwidth(e.mean);
-                            if e.has_interval() {
-                                s.push_str(&format!(" ({}–{})", bandwidth(e.lo), bandwidth(e.hi)));
-                            }
-                            if let Some(ratio) = ratio {
-                                s.push_str(&format!(", {}", ratio_text(&ratio, &base)));
-                            }
-                            s
-                        }
-                        None => "-".into(),
-                    });
-                }
-                let fio_sum = groups
-                    .last()
-                    .copied()
-                    .flatten()
-                    .and_then(|g| g.fio_sum_bw)
-                    .map_or("-".into(), |e| bandwidth(e.mean));
-                lat_rows.push(Row { mode: mode.clone(), label: label.clone(), cells: lat, fio_sum: String::new() });
-                bw_rows.push(Row { mode, label: label.clone(), cells: bw, fio_sum });
-            }
-        }
+    for (mode, label, groups) in table::rows(r) {
+        let lat = groups.iter().flat_map(|g| [table::lat(*g, false), table::lat(*g, true)]).collect();
+        let bw = groups.iter().map(|g| table::bw_cell(*g, &base)).collect();
+        let fio_sum =
+            groups.last().copied().flatten().and_then(|g| g.fio_sum_bw).map_or("-".into(), |e| bandwidth(e.mean));
+        lat_rows.push(Row { mode: mode.clone(), label: label.clone(), cells: lat, fio_sum: String::new() });
+        bw_rows.push(Row { mode, label, cells: bw, fio_sum });
     }
     let runtimes: Vec<RuntimeRow> = r
         .scenarios

@@ -10,7 +10,7 @@ use crate::report::units::bandwidth;
 use crate::results::stats::Estimate;
 
 /// Rows of the seed table: (mode, scenario label, group per client count).
-fn rows(r: &Report) -> Vec<(String, String, Vec<Option<&Group>>)> {
+pub(crate) fn rows(r: &Report) -> Vec<(String, String, Vec<Option<&Group>>)> {
     let mut out = Vec::new();
     for opts in r.option_sets() {
         for &p in &r.patterns {
@@ -29,7 +29,8 @@ fn us(ns: u64) -> String {
     format!("{:.0}", ns as f64 / 1e3)
 }
 
-fn lat(g: Option<&Group>, p99: bool) -> String {
+/// A p50 or p99 cell in µs.
+pub(crate) fn lat(g: Option<&Group>, p99: bool) -> String {
     match g {
         Some(g) if g.latency_ns.count > 0 => us(if p99 { g.latency_ns.p99 } else { g.latency_ns.p50 }),
         Some(_) => "failed".into(),
@@ -84,25 +85,32 @@ pub fn latency_text(r: &Report) -> String {
     format!("Commit latency percentiles (µs, merged over all clients)\n{}", align(&table, 2))
 }
 
-/// The latency table in Markdown.
-pub fn latency_markdown(r: &Report) -> String {
-    let mut out = String::from("| Mode | Scenario |");
-    for k in &r.clients {
-        let _ = write!(out, " {k} clients 50% | {k} clients 99% |");
-    }
-    out.push_str("\n|---|---|");
-    for _ in &r.clients {
-        out.push_str("---:|---:|");
+/// A Markdown table; columns from `right` on are right-aligned.
+fn markdown_table(header: &[String], body: &[Vec<String>], right: usize) -> String {
+    let mut out = format!("| {} |\n|", header.join(" | "));
+    for i in 0..header.len() {
+        out.push_str(if i < right { "---|" } else { "---:|" });
     }
     out.push('\n');
-    for (mode, label, groups) in rows(r) {
-        let _ = write!(out, "| {mode} | {label} |");
-        for g in groups {
-            let _ = write!(out, " {} | {} |", lat(g, false), lat(g, true));
-        }
-        out.push('\n');
+    for row in body {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
     }
     out
+}
+
+/// The latency table in Markdown.
+pub fn latency_markdown(r: &Report) -> String {
+    let mut header = vec!["Mode".to_string(), "Scenario".to_string()];
+    for k in &r.clients {
+        header.extend([format!("{k} clients 50%"), format!("{k} clients 99%")]);
+    }
+    let body: Vec<Vec<String>> = rows(r)
+        .into_iter()
+        .map(|(mode, label, groups)| {
+            [mode, label].into_iter().chain(groups.into_iter().flat_map(|g| [lat(g, false), lat(g, true)])).collect()
+        })
+        .collect();
+    markdown_table(&header, &body, 2)
 }
 
 fn estimate_text(e: &Estimate) -> String {
@@ -122,7 +130,8 @@ pub fn ratio_text(e: &Estimate, baseline: &str) -> String {
     }
 }
 
-fn bw_cell(g: Option<&Group>, baseline: &str) -> String {
+/// A bandwidth cell: mean (interval), ratio to the baseline.
+pub(crate) fn bw_cell(g: Option<&Group>, baseline: &str) -> String {
     match g {
         Some(g) => match &g.bw {
             Some(e) => match &g.vs_baseline {
@@ -158,23 +167,15 @@ pub fn bandwidth_text(r: &Report) -> String {
 /// The bandwidth table in Markdown.
 pub fn bandwidth_markdown(r: &Report) -> String {
     let base = r.label(&r.baseline);
-    let mut out = String::from("| Mode | Scenario |");
-    for k in &r.clients {
-        let _ = write!(out, " {k} client(s) |");
-    }
-    out.push_str("\n|---|---|");
-    for _ in &r.clients {
-        out.push_str("---:|");
-    }
-    out.push('\n');
-    for (mode, label, groups) in rows(r) {
-        let _ = write!(out, "| {mode} | {label} |");
-        for g in groups {
-            let _ = write!(out, " {} |", bw_cell(g, &base));
-        }
-        out.push('\n');
-    }
-    out
+    let mut header = vec!["Mode".to_string(), "Scenario".to_string()];
+    header.extend(r.clients.iter().map(|k| format!("{k} client(s)")));
+    let body: Vec<Vec<String>> = rows(r)
+        .into_iter()
+        .map(|(mode, label, groups)| {
+            [mode, label].into_iter().chain(groups.into_iter().map(|g| bw_cell(g, &base))).collect()
+        })
+        .collect();
+    markdown_table(&header, &body, 2)
 }
 
 /// `table.md`: both tables with a title and the warnings.
