@@ -70,6 +70,23 @@ impl<W: Write> Cpio<W> {
     }
 }
 
+/// A module's ELF image: `.ko` as is, `.ko.xz` decompressed here so init can hand it
+/// to `init_module` without the kernel's own decompression support.
+fn read_module(path: &Path) -> Result<Vec<u8>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
+    let name = path.to_string_lossy();
+    if name.ends_with(".ko.xz") {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut liblzma::read::XzDecoder::new(data.as_slice()), &mut out)
+            .map_err(|e| format!("cannot decompress module {}: {e}", path.display()))?;
+        Ok(out)
+    } else if name.ends_with(".ko") {
+        Ok(data)
+    } else {
+        Err(format!("module {} is compressed in a format iostudy cannot unpack (only .ko and .ko.xz)", path.display()))
+    }
+}
+
 fn pad<W: Write>(w: &mut W, len: usize) -> std::io::Result<()> {
     let rem = (4 - len % 4) % 4;
     w.write_all(&[0u8; 3][..rem])
@@ -89,9 +106,9 @@ pub fn build(out: &Path, init: &Path, modules: &[std::path::PathBuf]) -> Result<
     c.file("init", 0o755, &worker).map_err(io)?;
     let mut order = String::new();
     for (i, m) in modules.iter().enumerate() {
-        let data = std::fs::read(m).map_err(|e| format!("cannot read module {}: {e}", m.display()))?;
-        let name =
-            format!("modules/{i:02}-{}", m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let data = read_module(m)?;
+        let file = m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = format!("modules/{i:02}-{}", file.trim_end_matches(".xz"));
         c.file(&name, 0o644, &data).map_err(io)?;
         order.push_str(&format!("/{name}\n"));
     }
@@ -102,6 +119,19 @@ pub fn build(out: &Path, init: &Path, modules: &[std::path::PathBuf]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xz_modules_are_unpacked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ko = dir.path().join("m.ko.xz");
+        let mut enc = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        enc.write_all(b"\x7fELF module").unwrap();
+        std::fs::write(&ko, enc.finish().unwrap()).unwrap();
+        assert_eq!(read_module(&ko).unwrap(), b"\x7fELF module");
+        let zst = dir.path().join("m.ko.zst");
+        std::fs::write(&zst, b"x").unwrap();
+        assert!(read_module(&zst).unwrap_err().contains("only .ko and .ko.xz"));
+    }
 
     #[test]
     fn newc_layout() {
