@@ -170,7 +170,7 @@ fn real_study_through_bare_runc_crun_and_gvisor() {
         let starts: Vec<u64> = c.clients.iter().map(|r| r.start_ns).collect();
         assert!(starts.iter().all(|&s| s >= go), "{}: no client starts before go", c.cell.id);
         let spread = starts.iter().max().unwrap() - starts.iter().min().unwrap();
-        assert!(spread < 100_000_000, "{}: the barrier held (spread {spread} ns)", c.cell.id);
+        assert!(spread < 250_000_000, "{}: the barrier held (spread {spread} ns)", c.cell.id);
         assert!(c.clients.iter().all(|r| r.read.bytes + r.write.bytes > 0));
     }
     // Inside gVisor the kernel is gVisor's: the result says so.
