@@ -44,6 +44,9 @@ pub enum RunError {
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
 }
 
+/// Where each run keeps its cells' control directories under the target.
+pub const CONTROL_DIR: &str = ".iostudy-control";
+
 /// Where clients' files live under the target: `iostudy-data/client-<k>/`, shared by
 /// every cell so files are laid out once and reused.
 pub const DATA_DIR: &str = "iostudy-data";
@@ -125,9 +128,10 @@ pub fn run(plan: &Plan, opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<Ru
     fs::create_dir_all(&target).map_err(io_err("create the target", &target))?;
     let run_id = format!("{}-{}", std::process::id(), now_ns() / 1_000_000 % 100_000_000);
     let state_base = if root { PathBuf::from("/run/iostudy") } else { std::env::temp_dir().join("iostudy") };
+    notes.extend(reap_dead_runs(&state_base, &target.join(CONTROL_DIR)));
     let mut scratch = Scratch {
         state_dir: state_base.join(&run_id),
-        control_dir: target.join(".iostudy-control").join(&run_id),
+        control_dir: target.join(CONTROL_DIR).join(&run_id),
         backends: BTreeMap::new(),
     };
     fs::create_dir_all(&scratch.state_dir).map_err(io_err("create", &scratch.state_dir))?;
@@ -492,4 +496,61 @@ fn tail(path: &Path) -> String {
 pub fn drop_host_caches() -> std::io::Result<()> {
     rustix::fs::sync();
     fs::write("/proc/sys/vm/drop_caches", b"3\n")
+}
+
+/// Cleans up after runs that were killed outright (SIGKILL, a crash, power loss) and
+/// so could not tear down: kills processes that still mention their state or control
+/// directories (workers, QEMU, virtiofsd), deletes the containers left in their
+/// private OCI roots, and removes both directories. Runs are named `<pid>-<stamp>`;
+/// one whose pid is alive is left alone.
+fn reap_dead_runs(state_base: &Path, control_base: &Path) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for base in [state_base, control_base] {
+        for e in fs::read_dir(base).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    for name in names {
+        let state = state_base.join(&name);
+        let control = control_base.join(&name);
+        let markers = [format!("{}/", state.display()), format!("{}/", control.display())];
+        for pid in processes_mentioning(&markers) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+        for e in fs::read_dir(&state).into_iter().flatten().flatten() {
+            let dir = e.file_name().to_string_lossy().into_owned();
+            if let Some(runtime) = dir.strip_prefix("oci-") {
+                crate::runtime::oci::delete_all(runtime, &e.path().join("state"));
+            }
+        }
+        let _ = fs::remove_dir_all(&state);
+        let _ = fs::remove_dir_all(&control);
+        notes.push(format!("cleaned up after run {name}, which was killed before it could tear down"));
+    }
+    notes
+}
+
+/// Pids of processes whose command line contains any of `markers`.
+fn processes_mentioning(markers: &[String]) -> Vec<u32> {
+    let me = std::process::id();
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let text = String::from_utf8_lossy(&c).replace('\0', " ");
+                markers.iter().any(|m| text.contains(m.as_str()))
+            })
+        })
+        .collect()
 }

@@ -238,11 +238,38 @@ impl Oci {
         ClientHandle::spawn(l, &self.run_cmd(&bundle, &l.id), kill, teardown)
     }
 
+    /// Lists the containers in this runtime's private root.
+    pub fn list_cmd(&self) -> Cmd {
+        self.cmd(&["list".into(), "--quiet".into()])
+    }
+
     /// Removes the rootfs, bundles and the private state root.
     pub fn cleanup(&self) {
         if let Some(base) = self.rootfs.parent() {
             let _ = fs::remove_dir_all(base);
         }
+    }
+}
+
+/// Kills and deletes every container left in a private `--root` by a run that died.
+/// `runtime` is the name the state directory was made for (`oci-<runtime>`).
+pub fn delete_all(runtime: &str, state_root: &Path) {
+    let Some(bin) = which(runtime) else { return };
+    let oci = Oci {
+        name: runtime.to_string(),
+        flavor: Flavor::of(runtime),
+        bin,
+        args: Vec::new(),
+        hybrid_workaround: Flavor::of(runtime) == Flavor::Crun && cgroup_hybrid(),
+        state_root: state_root.to_path_buf(),
+        rootfs: PathBuf::new(),
+        bundles: PathBuf::new(),
+        target: PathBuf::new(),
+    };
+    let Ok(out) = oci.list_cmd().output() else { return };
+    for id in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let _ = oci.kill_cmd(id).output();
+        let _ = oci.delete_cmd(id).output();
     }
 }
 

@@ -377,3 +377,51 @@ fn demo_runs_with_mock_clients() {
     );
     assert!(out.join("report/report.html").exists());
 }
+
+#[test]
+fn a_run_killed_outright_is_cleaned_up_by_the_next() {
+    let ok = need(is_root(), "root (containers)")
+        && need(static_worker(), "the static worker (scripts/build-static)")
+        && need(have("runc"), "runc (apt-get install runc)");
+    if !ok {
+        return;
+    }
+    let dir = scratch();
+    let s = study(dir.path(), "\"bare\", \"runc\"", "runtime = \"20s\"", "");
+    let mut first = spawn_run(&s, &dir.path().join("first"), &["--scenario", "runc", "--pattern", "randread"]);
+    let first_pid = first.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(dir.path().join("target/.iostudy-control"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|run| run.path().join("cell-0/go").exists())
+    {
+        assert!(Instant::now() < deadline, "the containers never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL: no handler runs, the containers keep going.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(first_pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    first.wait().unwrap();
+    let state: Vec<String> =
+        entries(Path::new("/run/iostudy")).into_iter().filter(|e| e.starts_with(&format!("{first_pid}-"))).collect();
+    assert_eq!(state.len(), 1, "the killed run left its state behind");
+    let runc_root = Path::new("/run/iostudy").join(&state[0]).join("oci-runc/state");
+    let list = || {
+        let o = Command::new("runc").arg("--root").arg(&runc_root).args(["list", "--quiet"]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    assert_eq!(list(), 2, "its two containers still run");
+
+    let (code, _, se, pid) =
+        run_study(&s, &dir.path().join("second"), &["--scenario", "bare", "--pattern", "write", "--scale", "0.05"]);
+    assert_eq!(code, Some(0), "{se}");
+    assert!(se.contains(&format!("note: cleaned up after run {}", state[0])), "{se}");
+    assert!(!runc_root.exists(), "the dead run's state is gone");
+    assert_nothing_left(dir.path(), first_pid);
+    assert_nothing_left(dir.path(), pid);
+}
