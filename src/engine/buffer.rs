@@ -47,14 +47,6 @@ impl AlignedBuf {
         Layout::from_size_align(len, BUFFER_ALIGN).expect("buffer size fits in isize")
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: ptr is valid for len initialized (zeroed) bytes for our lifetime.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
