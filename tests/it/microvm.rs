@@ -149,20 +149,8 @@ fn interrupting_a_vm_cell_leaves_no_vm_behind() {
     let out = dir.path().join("results");
     let mut run = spawn_run(&s, &out, &["--pattern", "write"]);
     let run_pid = run.id();
-    let deadline = Instant::now() + Duration::from_secs(60);
     // Wait until the guests are measuring (the go signal is out).
-    loop {
-        let go = std::fs::read_dir(dir.path().join("target/.iostudy-control"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|r| r.path().join("cell-0/go").exists());
-        if go {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the VM cell never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_first_cell_go(dir.path(), Duration::from_secs(60));
     assert!(!processes_mentioning("virtiofsd").is_empty() || !processes_mentioning("qemu-system").is_empty());
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(run_pid as i32).unwrap(),

@@ -246,12 +246,7 @@ fn worker_pid(dir: &Path, job: &str) -> u32 {
             .into_iter()
             .filter(|p| processes_mentioning(dir.to_str().unwrap()).contains(p))
             .collect();
-        let go_written = std::fs::read_dir(dir.join("target/.iostudy-control"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|run| run.path().join("cell-0/go").exists());
-        if go_written && !pids.is_empty() {
+        if first_cell_went(dir) && !pids.is_empty() {
             return pids[0];
         }
         assert!(Instant::now() < deadline, "worker for {job} never started");
@@ -390,16 +385,7 @@ fn a_run_killed_outright_is_cleaned_up_by_the_next() {
     let s = study(dir.path(), "\"bare\", \"runc\"", "runtime = \"20s\"", "");
     let mut first = spawn_run(&s, &dir.path().join("first"), &["--scenario", "runc", "--pattern", "randread"]);
     let first_pid = first.id();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_dir(dir.path().join("target/.iostudy-control"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|run| run.path().join("cell-0/go").exists())
-    {
-        assert!(Instant::now() < deadline, "the containers never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_first_cell_go(dir.path(), Duration::from_secs(30));
     // SIGKILL: no handler runs, the containers keep going.
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(first_pid as i32).unwrap(),

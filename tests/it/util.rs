@@ -179,3 +179,21 @@ pub fn assert_nothing_left(dir: &Path, run_pid: u32) {
         }
     }
 }
+
+/// Whether a run in `dir` has told the clients of its first cell to go.
+pub fn first_cell_went(dir: &Path) -> bool {
+    std::fs::read_dir(dir.join("target/.iostudy-control"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|run| run.path().join("cell-0/go").exists())
+}
+
+/// Waits (up to `limit`) until a run in `dir` has told its first cell's clients to go.
+pub fn wait_first_cell_go(dir: &Path, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !first_cell_went(dir) {
+        assert!(Instant::now() < deadline, "the first cell's clients were never told to go");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
