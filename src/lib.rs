@@ -186,7 +186,7 @@ fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode>
         output.display()
     )?;
     if !cells.is_empty() {
-        let model = report::model::Report::load(output)?;
+        let model = report::model::Report::load_with(output, &outcome.cells);
         match report::write_all(&model, output) {
             Ok(dir) => writeln!(stdout, "report: {}", dir.join("report.html").display())?,
             Err(e) => eprintln!("warning: the report could not be written: {e:#}"),

@@ -168,13 +168,13 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
         gate_result.map(|_| joined)
     })?;
 
+    let measure_start = *start.get().expect("set") + w.ramp_time.0.as_nanos() as u64;
     let mut threads = Vec::with_capacity(n);
     let mut recs = Vec::with_capacity(n);
     for (t, outcome) in outcomes.into_iter().enumerate() {
         let Some(o) = outcome? else {
             unreachable!("threads only abort when the gate failed");
         };
-        let measure_start = *start.get().expect("set") + w.ramp_time.0.as_nanos() as u64;
         threads.push(ThreadStats {
             thread: t as u32,
             file: paths[t].display().to_string(),
@@ -187,8 +187,7 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
         recs.push(o);
     }
 
-    let nominal_start = clock.wall_ns(*start.get().expect("set") + w.ramp_time.0.as_nanos() as u64);
-    let start_ns = threads.iter().map(|t| t.start_ns).min().unwrap_or(nominal_start);
+    let start_ns = threads.iter().map(|t| t.start_ns).min().unwrap_or_else(|| clock.wall_ns(measure_start));
     let end_ns = threads.iter().map(|t| t.end_ns).max().unwrap_or(start_ns).max(start_ns);
     Ok(assemble(w, client_id, engine, note, layout_stats, start_ns, end_ns, threads, recs))
 }

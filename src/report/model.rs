@@ -98,12 +98,17 @@ pub struct Report {
 impl Report {
     /// Loads a results directory.
     pub fn load(dir: &Path) -> Result<Report, StoreError> {
-        let store = Store::open(dir);
-        let cells = store.cells()?;
+        let cells = Store::open(dir).cells()?;
+        Ok(Report::load_with(dir, &cells))
+    }
+
+    /// The model of a results directory whose cells are already in memory (a run that
+    /// just ended), reading only the study file and run facts beside them.
+    pub fn load_with(dir: &Path, cells: &[CellResult]) -> Report {
         let source = std::fs::read_to_string(dir.join("study.toml")).unwrap_or_default();
         let run: Option<RunInfo> =
             std::fs::read(dir.join("run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        Ok(Report::build(&cells, &source, run))
+        Report::build(cells, &source, run)
     }
 
     /// Builds the model from cell results (any order) and the study text.
