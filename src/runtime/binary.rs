@@ -1,39 +1,37 @@
 //! Which iostudy binary runs as the worker.
 //!
 //! Containers and VM initramfs hold nothing but the worker, so it must be statically
-//! linked. Bare-process clients run the *same* binary, so that no scenario differs from
+//! linked. `.cargo/config.toml` makes every cargo build of iostudy static, so the
+//! running executable is the worker; `IOSTUDY_WORKER` names another one (a packaged
+//! build). Bare-process clients run the *same* binary, so that no scenario differs from
 //! another by its build (a debug controller must not measure slower than a release
 //! worker in a container).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The static worker copied into every rootfs: `IOSTUDY_WORKER`, this executable when
-/// it is static, or the `scripts/build-static` output beside a cargo build.
+/// The static worker copied into every rootfs: `IOSTUDY_WORKER`, else this executable
+/// when it is static.
 pub fn worker_binary() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("IOSTUDY_WORKER") {
         let p = PathBuf::from(p);
         return match is_static(&p) {
             Ok(true) => Ok(p),
             Ok(false) => Err(format!(
-                "IOSTUDY_WORKER={} is not statically linked: build it with scripts/build-static",
+                "IOSTUDY_WORKER={} is not statically linked: point it at a build of this source tree (cargo build --release)",
                 p.display()
             )),
             Err(e) => Err(format!("IOSTUDY_WORKER={}: {e}", p.display())),
         };
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the iostudy executable: {e}"))?;
-    if is_static(&exe).unwrap_or(false) {
-        return Ok(exe);
+    match is_static(&exe) {
+        Ok(true) => Ok(exe),
+        _ => Err(format!(
+            "containers and micro-VMs need a statically linked iostudy, and {} is dynamically linked (RUSTFLAGS or a cargo config overrode the project's .cargo/config.toml): rebuild from the source tree with plain `cargo build --release`, or set IOSTUDY_WORKER to a static iostudy",
+            exe.display()
+        )),
     }
-    // target/{debug,release}/iostudy → target/x86_64-unknown-linux-gnu/dist/iostudy
-    if let Some(target_dir) = exe.parent().and_then(Path::parent) {
-        let candidate = target_dir.join("x86_64-unknown-linux-gnu/dist/iostudy");
-        if is_static(&candidate).unwrap_or(false) {
-            return Ok(candidate);
-        }
-    }
-    Err("containers need a statically linked iostudy worker: run scripts/build-static, then run that binary or set IOSTUDY_WORKER to it".into())
 }
 
 /// Whether an ELF executable has no program interpreter (PT_INTERP), i.e. is static.
@@ -73,5 +71,11 @@ mod tests {
     fn static_detection() {
         assert!(!is_static(Path::new("/bin/sh")).unwrap());
         assert!(is_static(Path::new("/etc/hostname")).is_err());
+    }
+
+    #[test]
+    fn every_cargo_build_is_static() {
+        // .cargo/config.toml: this test binary is built like the iostudy binary.
+        assert!(is_static(&std::env::current_exe().unwrap()).unwrap());
     }
 }
