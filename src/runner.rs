@@ -27,7 +27,7 @@ use crate::report::units::bandwidth;
 use crate::results::aggregate::cell_figures;
 use crate::results::store::{CELL_SCHEMA_VERSION, CellResult, CellStatus, ClientFailure, RunInfo, Store, StoreError};
 use crate::results::{ClientResult, HostFacts, write_atomic};
-use crate::runtime::{Backend, ClientHandle, Exit, Launch, RunContext, RuntimeError};
+use crate::runtime::{Backend, ClientHandle, Exit, Launch, RunContext, RuntimeError, log_tail};
 use crate::study::plan::{Cell, Plan};
 use crate::worker::{BarrierSpec, GoSignal, JOB_SCHEMA_VERSION, Job, go_path, ready_path};
 
@@ -325,6 +325,7 @@ impl CellRun<'_> {
                 job_client: client_control.join(format!("job-{k}.json")),
                 stdout: logs.join(format!("client-{k}.stdout")),
                 stderr: logs.join(format!("client-{k}.stderr")),
+                log_dir: logs.clone(),
             });
         }
 
@@ -460,7 +461,15 @@ impl CellRun<'_> {
         for h in handles.iter_mut() {
             let exit = h.poll().cloned();
             let failed = !matches!(exit, Some(Exit::Success));
-            let text = tail(&h.stderr);
+            // Helpers' last words first, so the client's own last line stays last.
+            let mut text = String::new();
+            for log in &h.helper_logs {
+                let said = log_tail(log, 5);
+                if !said.is_empty() {
+                    text.push_str(&format!("{}:\n{said}\n", log.display()));
+                }
+            }
+            text.push_str(&tail(&h.stderr));
             if failed && (!text.is_empty() || msg.starts_with(&format!("client {} ", h.client))) {
                 result.client_failures.push(ClientFailure {
                     client: h.client,
@@ -485,11 +494,9 @@ impl CellRun<'_> {
     }
 }
 
-/// The last lines of a log file.
+/// The last lines of a client's log.
 fn tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
+    log_tail(path, 10)
 }
 
 /// `sync; echo 3 > /proc/sys/vm/drop_caches`.
@@ -525,9 +532,8 @@ fn reap_dead_runs(state_base: &Path, control_base: &Path) -> Vec<String> {
             }
         }
         for e in fs::read_dir(&state).into_iter().flatten().flatten() {
-            let dir = e.file_name().to_string_lossy().into_owned();
-            if let Some(runtime) = dir.strip_prefix("oci-") {
-                crate::runtime::oci::delete_all(runtime, &e.path().join("state"));
+            if e.file_name().to_string_lossy().starts_with("oci-") {
+                crate::runtime::oci::delete_all(&e.path());
             }
         }
         let _ = fs::remove_dir_all(&state);

@@ -133,6 +133,8 @@ pub struct Launch {
     /// Where the client's stdout/stderr go.
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// The cell's log directory (`RESULTS_DIR/logs/<cell>/`): helpers' logs go here too.
+    pub log_dir: PathBuf,
 }
 
 /// A prepared runtime for one study run.
@@ -226,6 +228,8 @@ pub struct ClientHandle {
     teardown: Vec<Cmd>,
     /// Helper processes that live and die with the client (e.g. virtiofsd).
     pub companions: Vec<Child>,
+    /// The helpers' logs, quoted when the client fails.
+    pub helper_logs: Vec<PathBuf>,
 }
 
 impl ClientHandle {
@@ -266,6 +270,7 @@ impl ClientHandle {
             kill,
             teardown,
             companions: Vec::new(),
+            helper_logs: Vec::new(),
         })
     }
 
@@ -279,6 +284,7 @@ impl ClientHandle {
             kill: Vec::new(),
             teardown: Vec::new(),
             companions: Vec::new(),
+            helper_logs: Vec::new(),
         }
     }
 
@@ -353,6 +359,13 @@ impl Drop for ClientHandle {
         self.kill();
         self.teardown();
     }
+}
+
+/// The last `lines` non-empty lines of a log file ("" when it is missing or empty).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Kills a child that leads its own process group, with its group, and reaps it.

@@ -107,6 +107,9 @@ pub struct ScenarioSection {
     /// For `microvm` with virtio-fs: virtiofsd thread pool size.
     #[serde(default)]
     pub virtiofsd_threads: Option<u32>,
+    /// For `microvm` with virtio-fs: extra virtiofsd arguments.
+    #[serde(default)]
+    pub virtiofsd_args: Option<Vec<String>>,
 }
 
 impl ScenarioSection {
@@ -121,6 +124,7 @@ impl ScenarioSection {
             || self.cache.is_some()
             || self.security_model.is_some()
             || self.virtiofsd_threads.is_some()
+            || self.virtiofsd_args.is_some()
     }
 }
 

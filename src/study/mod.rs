@@ -409,6 +409,7 @@ fn resolve_scenario(name: &str, section: &Spanned<ScenarioSection>) -> Result<Sc
             c.cache = s.cache.clone().unwrap_or(c.cache);
             c.security_model = s.security_model.clone().unwrap_or(c.security_model);
             c.virtiofsd_threads = s.virtiofsd_threads;
+            c.virtiofsd_args = s.virtiofsd_args.clone().unwrap_or_default();
             c.validate().map_err(|e| (section.span(), format!("scenario `{name}`: {e}"), None))?;
             RuntimeSpec::Microvm(c)
         }
@@ -437,7 +438,7 @@ fn resolve_scenario(name: &str, section: &Spanned<ScenarioSection>) -> Result<Sc
         return Err((
             section.span(),
             format!("scenario `{name}` sets micro-VM options but uses runtime `{}`", s.runtime.get_ref()),
-            Some("share, vcpus, memory, accel, kernel, msize, cache, security_model and virtiofsd_threads are for runtime = \"microvm\"".into()),
+            Some("share, vcpus, memory, accel, kernel, msize, cache, security_model, virtiofsd_threads and virtiofsd_args are for runtime = \"microvm\"".into()),
         ));
     }
     Ok(Scenario { name: name.to_string(), label: s.label.clone().unwrap_or_else(|| name.to_string()), runtime })

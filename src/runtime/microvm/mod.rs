@@ -15,6 +15,7 @@
 
 pub mod initramfs;
 pub mod kernel;
+pub mod virtiofsd;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -63,6 +64,9 @@ pub struct MicrovmConfig {
     pub security_model: String,
     /// virtio-fs: virtiofsd's thread pool size.
     pub virtiofsd_threads: Option<u32>,
+    /// virtio-fs: extra virtiofsd arguments (e.g. `--allow-direct-io` for `direct = true`).
+    #[serde(default)]
+    pub virtiofsd_args: Vec<String>,
 }
 
 impl MicrovmConfig {
@@ -80,6 +84,7 @@ impl MicrovmConfig {
             },
             security_model: "none".into(),
             virtiofsd_threads: None,
+            virtiofsd_args: Vec::new(),
         }
     }
 
@@ -102,6 +107,9 @@ impl MicrovmConfig {
                 "security_model `{}`: none, mapped-xattr, mapped-file or passthrough",
                 self.security_model
             ));
+        }
+        if self.share == Share::NineP && (self.virtiofsd_threads.is_some() || !self.virtiofsd_args.is_empty()) {
+            return Err("virtiofsd_threads and virtiofsd_args are for share = \"virtiofs\"".into());
         }
         if self.vcpus == 0 || self.vcpus > 64 {
             return Err(format!("vcpus {} is out of range 1..=64", self.vcpus));
@@ -138,16 +146,6 @@ impl MicrovmConfig {
 }
 
 const QEMU: &str = "qemu-system-x86_64";
-
-/// Where virtiofsd may be: PATH, cargo's bin dir, distribution locations.
-pub fn find_virtiofsd() -> Option<PathBuf> {
-    which("virtiofsd").or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
-        [home.join(".cargo/bin/virtiofsd"), "/usr/libexec/virtiofsd".into(), "/usr/lib/qemu/virtiofsd".into()]
-            .into_iter()
-            .find(|p| p.is_file())
-    })
-}
 
 fn first_line(cmd: &Cmd) -> Option<String> {
     let o = cmd.output().ok()?;
@@ -186,14 +184,10 @@ pub fn probe(cfg: &MicrovmConfig) -> Probe {
         return p;
     }
     if cfg.share == Share::Virtiofs {
-        match find_virtiofsd() {
-            Some(v) => p.notes.push(format!(
-                "virtiofsd: {}",
-                first_line(&Cmd::new(&v).arg("--version")).unwrap_or_else(|| v.display().to_string())
-            )),
-            None => {
-                p.problem =
-                    Some("virtiofsd not found: cargo install virtiofsd (needs libseccomp-dev libcap-ng-dev)".into());
+        match virtiofsd::find() {
+            Ok(v) => p.notes.push(format!("virtiofsd: {}", v.describe())),
+            Err(e) => {
+                p.problem = Some(e);
                 return p;
             }
         }
@@ -226,7 +220,7 @@ pub struct Microvm {
     pub vmlinux: PathBuf,
     pub initramfs: PathBuf,
     pub accel: Accel,
-    pub virtiofsd: Option<PathBuf>,
+    pub virtiofsd: Option<virtiofsd::Virtiofsd>,
     pub dir: PathBuf,
     pub target: PathBuf,
     pub notes: Vec<String>,
@@ -265,7 +259,10 @@ impl Microvm {
             vmlinux,
             initramfs,
             accel: Accel::Tcg,
-            virtiofsd: if cfg.share == Share::Virtiofs { find_virtiofsd() } else { None },
+            virtiofsd: match cfg.share {
+                Share::Virtiofs => Some(virtiofsd::find().map_err(RuntimeError::Unavailable)?),
+                Share::NineP => None,
+            },
             dir,
             target: ctx.target.clone(),
             notes: Vec::new(),
@@ -375,40 +372,30 @@ impl Microvm {
         if let Some(n) = self.cfg.virtiofsd_threads {
             cmd = cmd.arg(format!("--thread-pool-size={n}"));
         }
-        cmd
+        cmd.args(&self.cfg.virtiofsd_args)
     }
 
     pub fn launch(&self, l: &Launch) -> Result<ClientHandle, RuntimeError> {
         let control = l.job_client.parent().unwrap_or(Path::new("/data"));
         let booted = control.join("booted").join(l.client.to_string());
-        let mut companions: Vec<Child> = Vec::new();
+        let mut helper = None;
         let socket = match (&self.virtiofsd, self.cfg.share) {
-            (Some(bin), Share::Virtiofs) => {
+            (Some(v), Share::Virtiofs) => {
                 let sock = self.dir.join(format!("{}.sock", l.id));
                 let _ = std::fs::remove_file(&sock);
-                let log = std::fs::File::create(self.dir.join(format!("{}.virtiofsd.log", l.id)))
-                    .map_err(RuntimeError::io("create the virtiofsd log"))?;
-                let child = self
-                    .virtiofsd_cmd(bin, &sock)
+                let log_path = l.log_dir.join(format!("client-{}.virtiofsd.log", l.client));
+                let log = std::fs::File::create(&log_path)
+                    .map_err(RuntimeError::io(format!("create {}", log_path.display())))?;
+                let cmd = self.virtiofsd_cmd(&v.path, &sock);
+                let child = cmd
                     .command()
                     .stdout(log.try_clone().map_err(RuntimeError::io("clone a log fd"))?)
                     .stderr(log)
                     .spawn()
-                    .map_err(RuntimeError::io("start virtiofsd"))?;
-                companions.push(child);
-                let waited = Instant::now();
-                while !sock.exists() {
-                    if waited.elapsed() > Duration::from_secs(10) {
-                        for c in &mut companions {
-                            kill_group(c);
-                        }
-                        return Err(RuntimeError::Setup(format!(
-                            "virtiofsd did not create {} within 10 s",
-                            sock.display()
-                        )));
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
+                    .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
+                let mut h = Helper { name: "virtiofsd", child, log: log_path };
+                h.wait_for(&sock, Duration::from_secs(10))?;
+                helper = Some(h);
                 Some(sock)
             }
             _ => None,
@@ -419,12 +406,55 @@ impl Microvm {
             teardown.push(Cmd::new("rm").arg("-f").arg(sock));
         }
         let mut h = ClientHandle::spawn_console(l, &cmd, teardown)?;
-        h.companions = companions;
+        if let Some(helper) = helper {
+            h.helper_logs.push(helper.log.clone());
+            h.companions.push(helper.into_child());
+        }
         Ok(h)
     }
 
     pub fn cleanup(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A helper process a client needs (virtiofsd), with its own log.
+struct Helper {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Helper {
+    /// Waits until the helper has created `path`; a helper that exits or takes too long
+    /// is killed and its own last words become the error.
+    fn wait_for(&mut self, path: &Path, limit: Duration) -> Result<(), RuntimeError> {
+        let started = Instant::now();
+        while !path.exists() {
+            let why = match self.child.try_wait() {
+                Ok(Some(st)) => Some(format!("exited ({st}) before it created {}", path.display())),
+                _ if started.elapsed() > limit => {
+                    Some(format!("did not create {} within {} s", path.display(), limit.as_secs()))
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                kill_group(&mut self.child);
+                let said = crate::runtime::log_tail(&self.log, 5);
+                let said = if said.is_empty() { "nothing".to_string() } else { said.replace('\n', " | ") };
+                return Err(RuntimeError::Setup(format!(
+                    "{} {why}; it said: {said} (log: {})",
+                    self.name,
+                    self.log.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn into_child(self) -> Child {
+        self.child
     }
 }
 
@@ -467,6 +497,7 @@ mod tests {
         let mut v = vm(Share::Virtiofs);
         v.accel = Accel::Kvm;
         v.cfg.virtiofsd_threads = Some(4);
+        v.cfg.virtiofsd_args = vec!["--allow-direct-io".into()];
         let argv =
             v.qemu_cmd(Path::new("/data/j.json"), Path::new("/data/b"), Some(Path::new("/run/x/c0.sock"))).argv();
         let joined = argv.join(" ");
@@ -484,7 +515,8 @@ mod tests {
                 "--socket-path=/run/x/c0.sock",
                 "--shared-dir=/srv/t",
                 "--cache=auto",
-                "--thread-pool-size=4"
+                "--thread-pool-size=4",
+                "--allow-direct-io"
             ]
         );
     }
