@@ -144,6 +144,11 @@ impl Oci {
         for d in [&oci.state_root, &oci.bundles] {
             fs::create_dir_all(d).map_err(RuntimeError::io(format!("create {}", d.display())))?;
         }
+        // How to reach these containers again, for the next run if this one is killed.
+        let record = Record { bin: oci.bin.clone(), args: oci.args.clone(), hybrid_workaround: oci.hybrid_workaround };
+        let path = base.join(RECORD);
+        crate::results::write_atomic(&path, &serde_json::to_vec(&record).expect("serializes"))
+            .map_err(RuntimeError::io(format!("write {}", path.display())))?;
         for d in ["proc", "dev", "sys", "tmp", "data"] {
             let p = oci.rootfs.join(d);
             fs::create_dir_all(&p).map_err(RuntimeError::io(format!("create {}", p.display())))?;
@@ -251,17 +256,30 @@ impl Oci {
     }
 }
 
-/// Kills and deletes every container left in a private `--root` by a run that died.
-/// `runtime` is the name the state directory was made for (`oci-<runtime>`).
-pub fn delete_all(runtime: &str, state_root: &Path) {
-    let Some(bin) = which(runtime) else { return };
+/// Written beside a run's OCI state: the exact binary and flags that created the
+/// containers, so a later run can delete them whatever the runtime was called.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Record {
+    bin: PathBuf,
+    args: Vec<String>,
+    hybrid_workaround: bool,
+}
+
+const RECORD: &str = "runtime.json";
+
+/// Kills and deletes every container a run that died left in its OCI state directory
+/// `base` (`oci-…` under the run's state dir), with the runtime recorded there.
+pub fn delete_all(base: &Path) {
+    let Ok(bytes) = fs::read(base.join(RECORD)) else { return };
+    let Ok(record) = serde_json::from_slice::<Record>(&bytes) else { return };
+    let name = record.bin.display().to_string();
     let oci = Oci {
-        name: runtime.to_string(),
-        flavor: Flavor::of(runtime),
-        bin,
-        args: Vec::new(),
-        hybrid_workaround: Flavor::of(runtime) == Flavor::Crun && cgroup_hybrid(),
-        state_root: state_root.to_path_buf(),
+        flavor: Flavor::of(&name),
+        name,
+        bin: record.bin,
+        args: record.args,
+        hybrid_workaround: record.hybrid_workaround,
+        state_root: base.join("state"),
         rootfs: PathBuf::new(),
         bundles: PathBuf::new(),
         target: PathBuf::new(),
