@@ -45,7 +45,6 @@ fn check_one_pass(r: &ClientResult, pattern: Pattern, numjobs: u64) {
     }
 }
 
-#[test]
 fn every_pattern_with_both_engines_moves_one_pass() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
@@ -73,7 +72,6 @@ fn every_pattern_with_both_engines_moves_one_pass() {
     }
 }
 
-#[test]
 fn psync_and_io_uring_move_the_same_bytes() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
@@ -86,7 +84,6 @@ fn psync_and_io_uring_move_the_same_bytes() {
     }
 }
 
-#[test]
 fn time_based_runs_go_pass_after_pass_and_ramp_is_excluded() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
@@ -100,7 +97,6 @@ fn time_based_runs_go_pass_after_pass_and_ramp_is_excluded() {
     assert_eq!(r.summary.latency_ns.count, 256);
 }
 
-#[test]
 fn files_are_reused_when_their_size_matches() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
@@ -114,7 +110,6 @@ fn files_are_reused_when_their_size_matches() {
     assert!(entries(dir.path()).is_empty());
 }
 
-#[test]
 fn written_data_is_incompressible() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
@@ -132,7 +127,6 @@ fn written_data_is_incompressible() {
     assert!(freq.iter().all(|&f| (f as f64 - expected).abs() < expected * 0.2));
 }
 
-#[test]
 fn human_summary_reads_like_fio() {
     let dir = scratch();
     let o = iostudy(&["bench", "--directory", dir.path().to_str().unwrap(), "--rw=randrw", "--bs=4k", "--size=1m"]);
@@ -152,7 +146,6 @@ fn assert_one_line_error(args: &[&str], expected: &str) {
     assert_eq!(err.trim_end().lines().count(), 1, "one-line error, got {err:?}");
 }
 
-#[test]
 fn bad_input_is_a_clear_error_and_leaves_nothing() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
@@ -181,11 +174,8 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
     assert!(entries(dir.path()).is_empty(), "nothing left behind: {:?}", entries(dir.path()));
 }
 
-#[test]
-fn read_only_and_full_filesystems_are_refused_before_writing() {
-    if !need(is_root(), "root (to mount small and read-only tmpfs)") {
-        return;
-    }
+fn read_only_and_full_filesystems_are_refused_before_writing() -> Needs {
+    need(is_root(), "root (to mount small and read-only tmpfs)")?;
     let ro = TmpMount::new("ro,size=8m");
     assert_one_line_error(
         &["bench", "--directory", ro.path().to_str().unwrap(), "--size", "1m"],
@@ -199,6 +189,7 @@ fn read_only_and_full_filesystems_are_refused_before_writing() {
     // What fits still runs there.
     let r = bench_json(&["--directory", d, "--size", "3m", "--numjobs", "2", "--unlink"]);
     assert_eq!(r.read.bytes, 6 << 20);
+    Ok(())
 }
 
 fn now_ns() -> u64 {
@@ -219,7 +210,6 @@ fn write_job(dir: &std::path::Path, barrier_timeout: &str) -> std::path::PathBuf
     path
 }
 
-#[test]
 fn worker_waits_for_go_and_writes_its_result() {
     let dir = scratch();
     let job = write_job(dir.path(), "30s");
@@ -242,7 +232,6 @@ fn worker_waits_for_go_and_writes_its_result() {
     assert!(leftovers.is_empty(), "atomic write leaves no temp file: {leftovers:?}");
 }
 
-#[test]
 fn worker_without_go_fails_clearly() {
     let dir = scratch();
     let job = write_job(dir.path(), "200ms");
@@ -251,3 +240,16 @@ fn worker_without_go_fails_clearly() {
     assert!(stderr(&o).contains("no go signal in"), "{}", stderr(&o));
     assert!(!dir.path().join("client-3.json").exists());
 }
+
+crate::trials![
+    every_pattern_with_both_engines_moves_one_pass,
+    psync_and_io_uring_move_the_same_bytes,
+    time_based_runs_go_pass_after_pass_and_ramp_is_excluded,
+    files_are_reused_when_their_size_matches,
+    written_data_is_incompressible,
+    human_summary_reads_like_fio,
+    bad_input_is_a_clear_error_and_leaves_nothing,
+    read_only_and_full_filesystems_are_refused_before_writing,
+    worker_waits_for_go_and_writes_its_result,
+    worker_without_go_fails_clearly,
+];

@@ -2,7 +2,6 @@
 
 use crate::util::*;
 
-#[test]
 fn help_lists_the_commands_and_hides_internals() {
     let o = iostudy(&["-h"]);
     assert!(o.status.success());
@@ -37,7 +36,6 @@ Options:
     assert!(!run.contains("--mock"), "test-only flags stay hidden");
 }
 
-#[test]
 fn misuse_exits_2_with_a_message() {
     let o = iostudy(&["run"]);
     assert_eq!(o.status.code(), Some(2));
@@ -49,3 +47,5 @@ fn misuse_exits_2_with_a_message() {
         "Error: cannot read study file /nonexistent/study.toml: No such file or directory (os error 2)"
     );
 }
+
+crate::trials![help_lists_the_commands_and_hides_internals, misuse_exits_2_with_a_message,];

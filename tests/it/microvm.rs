@@ -8,15 +8,15 @@ use iostudy::results::store::{CellStatus, Store};
 
 use crate::util::*;
 
-fn vm_ready() -> bool {
-    need(is_root(), "root (virtiofsd, 9p passthrough)")
-        && need(static_worker(), "the static worker (scripts/build-static)")
-        && need(have("qemu-system-x86_64"), "QEMU (apt-get install qemu-system-x86)")
-        && need(
-            iostudy::runtime::microvm::kernel::find(None).is_ok(),
-            "a guest kernel with modules (apt-get install linux-image-amd64)",
-        )
-        && need(iostudy::runtime::microvm::find_virtiofsd().is_some(), "virtiofsd (cargo install virtiofsd)")
+fn vm_ready() -> Needs {
+    need(is_root(), "root (virtiofsd, 9p passthrough)")?;
+    need(static_worker(), "a static iostudy (cargo build, as .cargo/config.toml sets)")?;
+    need(have("qemu-system-x86_64"), "QEMU (apt-get install qemu-system-x86)")?;
+    need(
+        iostudy::runtime::microvm::kernel::find(None).is_ok(),
+        "a guest kernel with modules (apt-get install linux-image-amd64)",
+    )?;
+    need(iostudy::runtime::microvm::virtiofsd::find().is_ok(), "the maintained virtiofsd (cargo install virtiofsd)")
 }
 
 fn vm_study(dir: &Path, scenarios: &str, runtime: &str, extra: &str) -> PathBuf {
@@ -26,6 +26,11 @@ fn vm_study(dir: &Path, scenarios: &str, runtime: &str, extra: &str) -> PathBuf 
     }
     if scenarios.contains("\"vmfs\"") {
         tables.push_str("\n[scenarios.vmfs]\nruntime = \"microvm\"\nshare = \"virtiofs\"\ncache = \"never\"\n");
+    }
+    if scenarios.contains("\"vmbad\"") {
+        tables.push_str(
+            "\n[scenarios.vmbad]\nruntime = \"microvm\"\nshare = \"virtiofs\"\nvirtiofsd_args = [\"--no-such-flag\"]\n",
+        );
     }
     let text = format!(
         r#"[study]
@@ -51,11 +56,8 @@ patterns = ["randread", "write"]
     path
 }
 
-#[test]
-fn bare_vs_9p_vs_virtiofs_end_to_end() {
-    if !vm_ready() {
-        return;
-    }
+fn bare_vs_9p_vs_virtiofs_end_to_end() -> Needs {
+    vm_ready()?;
     let dir = scratch();
     let s = vm_study(dir.path(), "\"bare\", \"vm9p\", \"vmfs\"", "1s", "");
     let out = dir.path().join("results");
@@ -97,13 +99,11 @@ fn bare_vs_9p_vs_virtiofs_end_to_end() {
     let tcg = cells.iter().any(|c| c.runtime_notes.iter().any(|n| n == "accelerator: tcg"));
     assert_eq!(html.contains("ran its guests under TCG"), tcg);
     assert_nothing_left(dir.path(), pid);
+    Ok(())
 }
 
-#[test]
-fn a_hung_guest_is_killed_and_its_console_kept() {
-    if !vm_ready() {
-        return;
-    }
+fn a_hung_guest_is_killed_and_its_console_kept() -> Needs {
+    vm_ready()?;
     let dir = scratch();
     let s = vm_study(dir.path(), "\"vm9p\"", "1s", "cell_timeout = \"25s\"");
     let out = dir.path().join("results");
@@ -137,13 +137,11 @@ fn a_hung_guest_is_killed_and_its_console_kept() {
     let log = why.split("(log: ").nth(1).and_then(|r| r.strip_suffix(')')).expect("the failure names its log");
     assert!(Path::new(log).is_file(), "{log}");
     assert_nothing_left(dir.path(), run_pid);
+    Ok(())
 }
 
-#[test]
-fn interrupting_a_vm_cell_leaves_no_vm_behind() {
-    if !vm_ready() {
-        return;
-    }
+fn interrupting_a_vm_cell_leaves_no_vm_behind() -> Needs {
+    vm_ready()?;
     let dir = scratch();
     let s = vm_study(dir.path(), "\"vmfs\"", "20s", "");
     let out = dir.path().join("results");
@@ -151,7 +149,10 @@ fn interrupting_a_vm_cell_leaves_no_vm_behind() {
     let run_pid = run.id();
     // Wait until the guests are measuring (the go signal is out).
     wait_first_cell_go(dir.path(), Duration::from_secs(60));
-    assert!(!processes_mentioning("virtiofsd").is_empty() || !processes_mentioning("qemu-system").is_empty());
+    // This run's guests and virtiofsd run now (they mention its state directory).
+    let state = format!("/iostudy/{run_pid}-");
+    let mine = |tool: &str| processes_mentioning(tool).into_iter().filter(|p| processes_mentioning(&state).contains(p));
+    assert!(mine("virtiofsd").count() > 0 && mine("qemu-system").count() > 0, "the run's guests are up");
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(run_pid as i32).unwrap(),
         rustix::process::Signal::INT,
@@ -161,4 +162,70 @@ fn interrupting_a_vm_cell_leaves_no_vm_behind() {
     assert_eq!(st.code(), Some(130));
     assert_nothing_left(dir.path(), run_pid);
     assert!(Store::open(&out).cells().unwrap().is_empty(), "the interrupted cell is not stored");
+    Ok(())
 }
+
+fn a_failing_virtiofsd_speaks_for_itself() -> Needs {
+    vm_ready()?;
+    let dir = scratch();
+    let s = vm_study(dir.path(), "\"vmbad\"", "1s", "");
+    let out = dir.path().join("results");
+    let (code, so, se, pid) = run_study(&s, &out, &["--pattern", "write"]);
+    assert_eq!(code, Some(1), "stdout:\n{so}\nstderr:\n{se}");
+    let cells = Store::open(&out).cells().unwrap();
+    let why = cells[0].failure.clone().unwrap();
+    // virtiofsd's own words, not a timeout, and where its whole log is kept.
+    assert!(why.contains("virtiofsd exited"), "{why}");
+    assert!(why.contains("--no-such-flag"), "{why}");
+    let log = out.join("logs").join(&cells[0].cell.id).join("client-0.virtiofsd.log");
+    assert!(why.contains(log.to_str().unwrap()), "{why}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("--no-such-flag"));
+    assert_nothing_left(dir.path(), pid);
+    Ok(())
+}
+
+/// A machine with QEMU's legacy virtiofsd only (Debian 12's, /usr/lib/qemu/virtiofsd):
+/// a virtio-fs study is refused before its first cell, with the fix.
+fn only_the_legacy_virtiofsd_is_refused_before_the_first_cell() -> Needs {
+    use iostudy::runtime::microvm::virtiofsd::{Flavor, Virtiofsd};
+    let legacy = Path::new("/usr/lib/qemu/virtiofsd");
+    need(
+        legacy.is_file() && Virtiofsd::identify(legacy).flavor == Flavor::Legacy,
+        "QEMU's legacy virtiofsd at /usr/lib/qemu/virtiofsd (Debian 12's qemu-system-x86)",
+    )?;
+    need(have("qemu-system-x86_64"), "QEMU (apt-get install qemu-system-x86)")?;
+    need(iostudy::runtime::microvm::kernel::find(None).is_ok(), "a guest kernel (apt-get install linux-image-amd64)")?;
+    // Hide the Rust virtiofsd: a PATH of system directories only, and an empty HOME.
+    let system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let rust_in_system = system_path
+        .split(':')
+        .chain(["/usr/libexec"])
+        .map(|d| Path::new(d).join("virtiofsd"))
+        .any(|p| p.is_file() && Virtiofsd::identify(&p).flavor == Flavor::Rust);
+    need(!rust_in_system, "no maintained virtiofsd in the system directories (only in ~/.cargo/bin)")?;
+    let dir = scratch();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let s = vm_study(dir.path(), "\"vmfs\"", "1s", "");
+    let out = dir.path().join("results");
+    let hidden = |args: &[&str]| {
+        std::process::Command::new(bin()).args(args).env("PATH", system_path).env("HOME", &home).output().unwrap()
+    };
+    let plan = hidden(&["plan", s.to_str().unwrap()]);
+    let text = stdout(&plan);
+    let fix = "found only QEMU's legacy virtiofsd at /usr/lib/qemu/virtiofsd (virtiofsd version 7.";
+    assert!(text.contains(fix) && text.contains("install the maintained one: cargo install virtiofsd"), "{text}");
+    let run = hidden(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    assert!(stderr(&run).contains(fix), "{}", stderr(&run));
+    assert!(!out.exists(), "refused before anything was written");
+    Ok(())
+}
+
+crate::trials![
+    bare_vs_9p_vs_virtiofs_end_to_end,
+    a_hung_guest_is_killed_and_its_console_kept,
+    interrupting_a_vm_cell_leaves_no_vm_behind,
+    a_failing_virtiofsd_speaks_for_itself,
+    only_the_legacy_virtiofsd_is_refused_before_the_first_cell,
+];

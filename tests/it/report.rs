@@ -90,7 +90,6 @@ fn report(dir: &Path) -> String {
     stdout(&o)
 }
 
-#[test]
 fn terminal_and_markdown_snapshots() {
     let dir = scratch();
     fixture(dir.path(), 0.9, Some("runc.read.c4.r2"));
@@ -132,7 +131,6 @@ Warnings:
     assert!(csv.contains("\nrunc,runc,read,4,,3,0,754974706.667,"), "{csv}");
 }
 
-#[test]
 fn charts_and_html_exist_and_parse() {
     let dir = scratch();
     fixture(dir.path(), 0.9, None);
@@ -174,12 +172,9 @@ fn charts_and_html_exist_and_parse() {
     assert_eq!(v["groups"].as_array().unwrap().len(), 8);
 }
 
-#[test]
-fn html_report_renders_in_headless_chromium() {
+fn html_report_renders_in_headless_chromium() -> Needs {
     let chromium = iostudy::runtime::command::which("chromium");
-    if !need(chromium.is_some(), "chromium (apt-get install chromium)") {
-        return;
-    }
+    need(chromium.is_some(), "chromium (apt-get install chromium)")?;
     let dir = scratch();
     fixture(dir.path(), 0.8, None);
     report(dir.path());
@@ -217,9 +212,9 @@ fn html_report_renders_in_headless_chromium() {
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.contains("<h1 id=\"title\">fixture</h1>"), "the DOM was built: {}", &dom[..dom.len().min(400)]);
     assert!(dom.contains("id=\"latency-table\"") && dom.contains("<svg"));
+    Ok(())
 }
 
-#[test]
 fn compare_finds_a_regression_and_gates() {
     let a = scratch();
     let b = scratch();
@@ -248,7 +243,6 @@ fn compare_finds_a_regression_and_gates() {
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
-#[test]
 fn report_of_an_empty_directory_says_what_to_do() {
     let dir = scratch();
     std::fs::create_dir_all(dir.path().join("cells")).unwrap();
@@ -256,3 +250,11 @@ fn report_of_an_empty_directory_says_what_to_do() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("holds no cell results: run a study into it first"), "{}", stderr(&o));
 }
+
+crate::trials![
+    terminal_and_markdown_snapshots,
+    charts_and_html_exist_and_parse,
+    html_report_renders_in_headless_chromium,
+    compare_finds_a_regression_and_gates,
+    report_of_an_empty_directory_says_what_to_do,
+];

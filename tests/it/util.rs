@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: running the binary, scratch directories on
-//! tmpfs, and the rule for tests that need root or a runtime — skip locally with a
-//! printed reason, fail under `IOSTUDY_REQUIRE_RUNTIMES=1` (CI).
+//! tmpfs, and the rule for tests that need root or a runtime — reported as *ignored*
+//! with the reason where they cannot run, failed under `IOSTUDY_REQUIRE_RUNTIMES=1`
+//! (CI).
 
 #![allow(dead_code)]
 
@@ -53,16 +54,57 @@ pub fn required() -> bool {
     std::env::var("IOSTUDY_REQUIRE_RUNTIMES").is_ok_and(|v| v == "1")
 }
 
-/// Returns true when the test may go on; otherwise skips (locally) or fails (CI).
-pub fn need(available: bool, what: &str) -> bool {
-    if available {
-        return true;
+/// Why a test could not run here: what it needs and how to get it.
+#[derive(Debug)]
+pub struct Skip(pub String);
+
+/// What a test that needs root or a runtime returns: `Err(Skip)` when it could not run.
+pub type Needs = Result<(), Skip>;
+
+/// `Ok` when `available`; otherwise the test stops here, as a skip (or, under
+/// `IOSTUDY_REQUIRE_RUNTIMES=1`, a failure — decided by the harness in `main.rs`).
+pub fn need(available: bool, what: &str) -> Needs {
+    if available { Ok(()) } else { Err(Skip(format!("needs {what}"))) }
+}
+
+/// A test body's result: `()` for tests that always run, [`Needs`] for the others.
+pub trait Outcome {
+    fn outcome(self) -> Needs;
+}
+
+impl Outcome for () {
+    fn outcome(self) -> Needs {
+        Ok(())
     }
-    if required() {
-        panic!("{what} is required (IOSTUDY_REQUIRE_RUNTIMES=1) but not available");
+}
+
+impl Outcome for Needs {
+    fn outcome(self) -> Needs {
+        self
     }
-    eprintln!("SKIPPED: {what} is not available here");
-    false
+}
+
+/// One test for the harness: a skip becomes *ignored (reason)*, or a failure when
+/// runtimes are required.
+pub fn trial<O: Outcome + 'static>(module: &str, name: &str, f: fn() -> O) -> libtest_mimic::Trial {
+    let module = module.rsplit("::").next().unwrap_or(module);
+    libtest_mimic::Trial::ignorable_test(format!("{module}::{name}"), move || match f().outcome() {
+        Ok(()) => Ok(libtest_mimic::Completion::Completed),
+        Err(Skip(why)) if required() => {
+            Err(format!("{why}, which IOSTUDY_REQUIRE_RUNTIMES=1 makes mandatory, but it is not available").into())
+        }
+        Err(Skip(why)) => Ok(libtest_mimic::Completion::ignored_with(why)),
+    })
+}
+
+/// The trials of a test module: `trials![a, b]` in module `it::m` → `m::a`, `m::b`.
+#[macro_export]
+macro_rules! trials {
+    ($($name:ident),* $(,)?) => {
+        pub fn trials() -> Vec<libtest_mimic::Trial> {
+            vec![$($crate::util::trial(module_path!(), stringify!($name), $name)),*]
+        }
+    };
 }
 
 pub fn is_root() -> bool {
@@ -97,10 +139,10 @@ impl Drop for TmpMount {
     }
 }
 
+/// Whether the iostudy under test is static, i.e. can be the worker in containers and
+/// VMs (every cargo build of this tree is, through .cargo/config.toml).
 pub fn static_worker() -> bool {
-    let exe = bin();
-    let p = exe.parent().unwrap().parent().unwrap().join("x86_64-unknown-linux-gnu/dist/iostudy");
-    iostudy::runtime::binary::is_static(&p).unwrap_or(false)
+    iostudy::runtime::binary::is_static(&bin()).unwrap_or(false)
 }
 
 pub fn have(tool: &str) -> bool {
