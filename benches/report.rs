@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use iostudy::engine::{Pattern, Span, Workload};
 use iostudy::report;
+use iostudy::results::cell::Cell;
 use iostudy::results::store::Store;
-use iostudy::runtime::mock::{synthetic, synthetic_cell};
-use iostudy::study::plan::Cell;
+use iostudy::results::synthetic;
+use iostudy::study::Study;
 
 const STUDY: &str = r#"[study]
 name = "synthetic-seed"
@@ -41,6 +42,13 @@ fn bench(name: &str, client_counts: [u32; 3]) {
     println!("{name}:");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::create(dir.path(), STUDY, false).expect("store");
+    let study = Study::parse(std::path::Path::new("synthetic.toml"), STUDY).expect("study");
+    let synthetic_runtime = |s: &iostudy::study::Scenario| iostudy::results::cell::RuntimeRecord {
+        kind: s.runtime.kind().into(),
+        name: s.runtime.name(),
+        ..Default::default()
+    };
+    store.write_run_info(&study.run_info(synthetic_runtime, None, Vec::new())).expect("run info");
     let mut n = 0;
     let t0 = 1_800_000_000_000_000_000u64;
     for rep in 1..=3 {
@@ -53,7 +61,8 @@ fn bench(name: &str, client_counts: [u32; 3]) {
                     w.randseed = n;
                     w.log_interval = Span(Duration::from_millis(100));
                     let start = t0 + n * 100_000_000_000;
-                    let results = (0..clients).map(|k| synthetic(&w, k, start + u64::from(k) * 1_000_000)).collect();
+                    let results =
+                        (0..clients).map(|k| synthetic::client(&w, k, start + u64::from(k) * 1_000_000)).collect();
                     let id = format!("{scenario}.{pattern}.c{clients}-{ci}.r{rep}");
                     let cell = Cell {
                         id,
@@ -64,7 +73,7 @@ fn bench(name: &str, client_counts: [u32; 3]) {
                         repetition: rep,
                         workload: w,
                     };
-                    store.write_cell(&synthetic_cell(cell, results)).expect("write cell");
+                    store.write_cell(&synthetic::cell(cell, results)).expect("write cell");
                     n += 1;
                 }
             }

@@ -2,15 +2,17 @@
 //!
 //! The initramfs holds nothing but this binary and a few kernel modules, so init does
 //! what a distribution's would, minimally: mount /proc, /sys and /dev, load the share's
-//! modules in order, mount the share (virtio-9p or virtio-fs) at /data, write a
-//! `booted/<client>` marker the controller times boot by, run the worker's job, then
-//! sync and reboot — QEMU runs with `-no-reboot`, so a reboot ends the VM. Every error
+//! modules in order, mount the share (virtio-9p or virtio-fs) where the kernel command
+//! line says (`iostudy.mount`), report *booted* through the control channel (the
+//! controller times boot by it), run the worker's job, then sync and reboot — QEMU runs with `-no-reboot`, so a reboot ends the VM. Every error
 //! is printed on the serial console (kept by the controller) and still ends the VM:
 //! a guest must never sit waiting for a deadline to kill it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::mount::{MountFlags, mount};
+
+use crate::control::{Link, SharedDirLink};
 
 /// Whether this process is the guest's init: PID 1 started without arguments (in a
 /// container the worker is PID 1 too, but always with `worker --job …`).
@@ -69,20 +71,18 @@ fn run() -> Result<(), String> {
     let fstype = get("fstype").ok_or("no iostudy.fstype on the kernel command line")?;
     let tag = get("tag").unwrap_or_else(|| "data".into());
     let opts = get("opts").unwrap_or_default();
+    let at = get("mount").ok_or("no iostudy.mount on the kernel command line")?;
     let data =
         if opts.is_empty() { None } else { Some(std::ffi::CString::new(opts.clone()).map_err(|e| e.to_string())?) };
-    mount(tag.as_str(), "/data", fstype.as_str(), none, data.as_deref())
-        .map_err(|e| format!("mount -t {fstype} -o {opts} {tag} /data: {e}"))?;
-    if let Some(marker) = get("booted") {
-        let marker = PathBuf::from(marker);
-        if let Some(dir) = marker.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        std::fs::write(&marker, b"booted\n").map_err(|e| format!("write {}: {e}", marker.display()))?;
-    }
+    std::fs::create_dir_all(&at).map_err(|e| format!("create {at}: {e}"))?;
+    mount(tag.as_str(), at.as_str(), fstype.as_str(), none, data.as_deref())
+        .map_err(|e| format!("mount -t {fstype} -o {opts} {tag} {at}: {e}"))?;
     let job = get("job").ok_or("no iostudy.job on the kernel command line")?;
-    let result = crate::worker::run_job_file(Path::new(&job)).map(drop).map_err(|e| format!("{e:#}"));
-    let _ = rustix::mount::unmount("/data", rustix::mount::UnmountFlags::empty());
+    let result = SharedDirLink::open(Path::new(&job)).map_err(|e| e.to_string()).and_then(|link| {
+        link.booted().map_err(|e| e.to_string())?;
+        crate::worker::run(&link).map(drop).map_err(|e| format!("{e:#}"))
+    });
+    let _ = rustix::mount::unmount(at.as_str(), rustix::mount::UnmountFlags::empty());
     result
 }
 

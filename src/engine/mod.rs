@@ -11,7 +11,6 @@ pub mod buffer;
 pub mod io;
 pub mod layout;
 pub mod measure;
-pub mod options;
 pub mod pattern;
 
 use std::path::PathBuf;
@@ -19,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Barrier, OnceLock};
 use std::time::Duration;
 
-pub use options::{Bytes, IoEngineKind, Pattern, Span, Workload, human_bytes, parse_bytes};
+pub use crate::workload::{Bytes, IoEngineKind, Pattern, Span, Workload, human_bytes, parse_bytes};
 
 use crate::engine::io::{Schedule, ThreadIo};
 use crate::engine::measure::{Recorder, WallClock, mono_ns};

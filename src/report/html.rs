@@ -46,12 +46,13 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
         .scenarios
         .iter()
         .map(|(name, _)| {
-            let probe = r.run.as_ref().and_then(|run| run.probes.iter().find(|(n, _)| n == name).map(|(_, p)| p));
+            let recorded =
+                r.run.as_ref().and_then(|run| run.scenarios.iter().find(|s| &s.name == name)).map(|s| &s.runtime);
             let version = r.groups.iter().find(|g| &g.key.scenario == name).and_then(|g| g.runtime_version.clone());
             RuntimeRow {
                 scenario: name.clone(),
-                runtime: probe.map_or_else(String::new, |p| p.runtime.clone()),
-                version: version.or_else(|| probe.and_then(|p| p.version.clone())).unwrap_or_default(),
+                runtime: recorded.map_or_else(String::new, |p| p.name.clone()),
+                version: version.or_else(|| recorded.and_then(|p| p.version.clone())).unwrap_or_default(),
                 boot: {
                     let boots: Vec<f64> =
                         r.groups.iter().filter(|g| &g.key.scenario == name).filter_map(|g| g.boot_s).collect();

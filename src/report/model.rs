@@ -6,7 +6,9 @@
 //! client histogram of every repetition, the latency CDF, and the bandwidth ratio to
 //! the baseline scenario with its interval. Warnings are computed once here so every
 //! format carries the same ones. All renderers (terminal, Markdown, CSV, charts, HTML,
-//! compare) read this model and nothing else.
+//! compare) read this model and nothing else; the model reads the results directory
+//! only through its [`Store`] — the scenarios, labels, baseline and axis order come
+//! from `run.json`, never from re-parsing the study file.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,12 +16,12 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::engine::{Pattern, human_bytes};
 use crate::results::aggregate::{CellFigures, cell_figures_and_histogram};
+use crate::results::cell::{CellResult, CellStatus};
 use crate::results::histogram::{LatencySummary, new_latency_histogram};
 use crate::results::stats::{Estimate, bootstrap_mean, bootstrap_ratio};
-use crate::results::store::{CellResult, CellStatus, RunInfo, Store, StoreError};
-use crate::study::Study;
+use crate::results::store::{RunInfo, Store, StoreError};
+use crate::workload::{Pattern, human_bytes};
 
 /// Overlap of clients below which a cell is flagged (window / longest client run).
 const MIN_WINDOW_FRACTION: f64 = 0.9;
@@ -93,33 +95,35 @@ pub struct Report {
     pub run: Option<RunInfo>,
     /// Runtime notes recorded with the cells, per scenario.
     pub runtime_notes: BTreeMap<String, Vec<String>>,
+    /// Cell files that could not be read, each with why (skipped).
+    pub unreadable: Vec<String>,
 }
 
 impl Report {
     /// Loads a results directory.
     pub fn load(dir: &Path) -> Result<Report, StoreError> {
-        let cells = Store::open(dir).cells()?;
-        Ok(Report::load_with(dir, &cells))
+        let store = Store::open(dir);
+        let set = store.cells()?;
+        Ok(Report::from_store(&store, &set.cells, set.unreadable))
     }
 
-    /// The model of a results directory whose cells are already in memory (a run that
-    /// just ended), reading only the study file and run facts beside them.
-    pub fn load_with(dir: &Path, cells: &[CellResult]) -> Report {
-        let source = std::fs::read_to_string(dir.join("study.toml")).unwrap_or_default();
-        let run: Option<RunInfo> =
-            std::fs::read(dir.join("run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        Report::build(cells, &source, run)
+    /// The model of `cells` (already read, e.g. by a run that just ended) with the
+    /// run's record and study text from `store`.
+    pub fn from_store(store: &Store, cells: &[CellResult], unreadable: Vec<String>) -> Report {
+        let mut report = Report::build(cells, &store.study_source(), store.run_info().ok());
+        report.unreadable = unreadable;
+        report
     }
 
-    /// Builds the model from cell results (any order) and the study text.
+    /// Builds the model from cell results (any order) and the run's record. Without a
+    /// record (an older or imported directory) the cells give scenarios and axes.
     pub fn build(cells: &[CellResult], study_source: &str, run: Option<RunInfo>) -> Report {
-        let study = Study::parse(Path::new("study.toml"), study_source).ok();
-        let mut scenarios: Vec<(String, String)> = match &study {
-            Some(s) => s.scenarios.iter().map(|x| (x.name.clone(), x.label.clone())).collect(),
+        let mut scenarios: Vec<(String, String)> = match &run {
+            Some(r) => r.scenarios.iter().map(|x| (x.name.clone(), x.label.clone())).collect(),
             None => Vec::new(),
         };
-        let mut patterns: Vec<Pattern> = study.as_ref().map(|s| s.patterns.clone()).unwrap_or_default();
-        let mut clients: Vec<u32> = study.as_ref().map(|s| s.clients.clone()).unwrap_or_default();
+        let mut patterns: Vec<Pattern> = run.as_ref().map(|r| r.patterns.clone()).unwrap_or_default();
+        let mut clients: Vec<u32> = run.as_ref().map(|r| r.clients.clone()).unwrap_or_default();
         for c in cells {
             if !scenarios.iter().any(|(n, _)| n == &c.cell.scenario) {
                 scenarios.push((c.cell.scenario.clone(), c.scenario_label.clone()));
@@ -131,13 +135,17 @@ impl Report {
                 clients.push(c.cell.clients);
             }
         }
+        if run.is_none() {
+            patterns.sort();
+            clients.sort();
+        }
         // Only what was run.
         scenarios.retain(|(n, _)| cells.iter().any(|c| &c.cell.scenario == n));
         patterns.retain(|p| cells.iter().any(|c| c.cell.pattern == *p));
         clients.retain(|k| cells.iter().any(|c| c.cell.clients == *k));
-        let baseline = study
+        let baseline = run
             .as_ref()
-            .map(|s| s.baseline.clone())
+            .map(|r| r.baseline.clone())
             .filter(|b| scenarios.iter().any(|(n, _)| n == b))
             .or_else(|| scenarios.first().map(|(n, _)| n.clone()))
             .unwrap_or_default();
@@ -173,20 +181,23 @@ impl Report {
         }
 
         let mut runtime_notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut tcg: Vec<&str> = Vec::new();
         for c in cells {
             let notes = runtime_notes.entry(c.cell.scenario.clone()).or_default();
-            for n in &c.runtime_notes {
-                if !notes.contains(n) {
-                    notes.push(n.clone());
+            let accel = c.runtime.accelerator.iter().map(|a| format!("accelerator: {a}"));
+            for n in c.runtime.notes.iter().cloned().chain(accel) {
+                if !notes.contains(&n) {
+                    notes.push(n);
                 }
             }
-        }
-        for (scenario, notes) in &runtime_notes {
-            if notes.iter().any(|n| n == "accelerator: tcg") {
-                warnings.push(format!(
-                    "scenario {scenario} ran its guests under TCG (software CPU emulation, no working KVM here): its figures measure emulation as much as the storage path; compare transports on a host with KVM"
-                ));
+            if c.runtime.accelerator.as_deref() == Some("tcg") && !tcg.contains(&c.cell.scenario.as_str()) {
+                tcg.push(&c.cell.scenario);
             }
+        }
+        for scenario in tcg {
+            warnings.push(format!(
+                "scenario {scenario} ran its guests under TCG (software CPU emulation, no working KVM here): its figures measure emulation as much as the storage path; compare transports on a host with KVM"
+            ));
         }
 
         // Order groups as the study reads: pattern, scenario, clients, options.
@@ -202,8 +213,8 @@ impl Report {
         });
 
         Report {
-            study_name: study.as_ref().map_or_else(|| "study".to_string(), |s| s.name.clone()),
-            description: study.as_ref().and_then(|s| s.description.clone()),
+            study_name: run.as_ref().map_or_else(|| "study".to_string(), |r| r.study_name.clone()),
+            description: run.as_ref().and_then(|r| r.description.clone()),
             study_source: study_source.to_string(),
             baseline,
             scenarios,
@@ -213,6 +224,7 @@ impl Report {
             warnings,
             run,
             runtime_notes,
+            unreadable: Vec::new(),
         }
     }
 
@@ -274,7 +286,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
     let mut sorted: Vec<&&CellResult> = reps.iter().collect();
     sorted.sort_by_key(|c| c.cell.repetition);
     for c in sorted {
-        runtime_version = runtime_version.or_else(|| c.runtime_version.clone());
+        runtime_version = runtime_version.or_else(|| c.runtime.version.clone());
         if c.status != CellStatus::Ok {
             failed += 1;
             warnings.push(format!("cell {} failed: {}", c.cell.id, c.failure.as_deref().unwrap_or("no result")));

@@ -100,14 +100,14 @@ pub fn bytes_between(c: &ClientResult, from: u64, to: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Pattern, Span, Workload};
-    use crate::runtime::mock::synthetic;
+    use crate::results::synthetic;
+    use crate::workload::{Pattern, Span, Workload};
 
     fn client(id: u32, start_ns: u64, runtime_s: u64) -> ClientResult {
         let mut w = Workload::new(Pattern::Read, 65536, 1 << 30, "/x");
         w.runtime = Some(Span(std::time::Duration::from_secs(runtime_s)));
         w.log_interval = Span(std::time::Duration::from_millis(100));
-        synthetic(&w, id, start_ns)
+        synthetic::client(&w, id, start_ns)
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! Ctrl-C never leaves a half-written result that a later `--resume` would trust.
 
 pub mod aggregate;
+pub mod cell;
 pub mod histogram;
 pub mod host;
 pub mod schema;
 pub mod stats;
 pub mod store;
+pub mod synthetic;
 
 use std::fs;
 use std::io::Write;

@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{IoEngineKind, Workload};
 use crate::results::histogram::{EncodedHistogram, LatencySummary};
+use crate::workload::{IoEngineKind, Workload};
 
 /// Version of this document's layout.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::pattern::SplitMix64;
+use crate::rng::SplitMix64;
 
 const RESAMPLES: usize = 2000;
 

@@ -1,84 +1,60 @@
-//! The result store: one directory per study run, one file per finished cell.
+//! The result store: one directory per study run, one file per finished cell. The only
+//! reader and writer of a results directory.
 //!
 //! ```text
 //! RESULTS_DIR/
 //!   study.toml            the study file as run (a resume must match it)
-//!   run.json              host facts, runtime probes, plan options
+//!   run.json              host facts, the resolved scenarios (labels, runtimes, order),
+//!                         baseline, axis order, plan warnings
 //!   cells/<cell-id>.json  one CellResult per finished cell, written atomically
-//!   logs/<cell-id>/       each client's stdout/stderr
+//!   logs/<cell-id>/       each client's log, and its helpers' (virtiofsd…)
 //! ```
 //!
 //! A cell is on disk, complete, before the next one starts, so a crash or Ctrl-C loses
-//! at most the cell in flight and `--resume` continues from there.
+//! at most the cell in flight and `--resume` continues from there. Reading is
+//! forgiving: one unreadable cell file is reported and skipped, never fatal to the
+//! whole report.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::{ClientResult, HostFacts, write_atomic};
-use crate::runtime::{Probe, RuntimeSpec};
-use crate::study::plan::Cell;
+pub use crate::results::cell::{
+    CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, RuntimeRecord, cell_id,
+};
+use crate::results::{HostFacts, write_atomic};
+use crate::workload::Pattern;
 
-/// Version of the cell result layout.
-pub const CELL_SCHEMA_VERSION: u32 = 1;
+/// Version of `run.json`'s layout.
+pub const RUN_SCHEMA_VERSION: u32 = 2;
 
-/// Whether a cell produced a result for every client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CellStatus {
-    Ok,
-    Failed,
+/// A scenario as the run resolved it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioRecord {
+    pub name: String,
+    pub label: String,
+    /// The runtime as probed before the run (version, notes).
+    pub runtime: RuntimeRecord,
 }
 
-/// A client that did not deliver a result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClientFailure {
-    pub client: u32,
-    pub message: String,
-    /// The last lines of its stderr.
-    pub stderr_tail: String,
-    /// Where its full stderr is kept.
-    pub stderr_log: PathBuf,
-}
-
-/// One finished cell.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CellResult {
-    pub schema_version: u32,
-    pub cell: Cell,
-    pub scenario_label: String,
-    pub runtime: RuntimeSpec,
-    pub runtime_version: Option<String>,
-    pub runtime_notes: Vec<String>,
-    pub status: CellStatus,
-    /// Why the cell failed.
-    pub failure: Option<String>,
-    /// Wall-clock ns when the cell's clients were launched / the cell ended.
-    pub launched_ns: u64,
-    pub finished_ns: u64,
-    /// Launch to all clients ready (container start, layout), s.
-    pub setup_s: f64,
-    /// The go signal's start instant, wall-clock ns.
-    pub start_ns: Option<u64>,
-    /// Whether the host page cache was dropped before the cell.
-    pub caches_dropped: bool,
-    pub clients: Vec<ClientResult>,
-    pub client_failures: Vec<ClientFailure>,
-    /// Per client, seconds from launch until its guest had booted and mounted the
-    /// share (micro-VMs only), measured by the controller; not part of any I/O figure.
-    #[serde(default)]
-    pub boot_s: Vec<Option<f64>>,
-}
-
-/// Facts about a run, written once.
+/// Facts about a run, written once before its first cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunInfo {
+    pub schema_version: u32,
     pub iostudy_version: String,
     pub study_name: String,
+    #[serde(default)]
+    pub description: Option<String>,
     pub host: HostFacts,
     pub scale: Option<f64>,
-    pub probes: Vec<(String, Probe)>,
+    /// Scenarios in study order.
+    pub scenarios: Vec<ScenarioRecord>,
+    /// The scenario others are compared with.
+    pub baseline: String,
+    /// Axis order as the study gives it.
+    pub patterns: Vec<Pattern>,
+    pub clients: Vec<u32>,
     /// The plan's warnings, carried into every report.
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -97,10 +73,24 @@ pub enum StoreError {
         .0.display()
     )]
     StudyChanged(PathBuf),
-    #[error("cannot {what} {}: {source}", path.display())]
+    #[error("cannot {what} {}: {source}{}", path.display(), hint(source))]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("{} is not a cell result: {message}", path.display())]
-    Corrupt { path: PathBuf, message: String },
+}
+
+fn hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            " (the results filesystem is full: free space there, then continue with --resume and the same -o)"
+        }
+        _ => "",
+    }
+}
+
+/// Cells read from a store, and the files that could not be read (each with why).
+#[derive(Debug, Default)]
+pub struct CellSet {
+    pub cells: Vec<CellResult>,
+    pub unreadable: Vec<String>,
 }
 
 /// A results directory.
@@ -113,10 +103,6 @@ impl Store {
     /// Opens `root` for a run of `study_source`; refuses to mix runs.
     pub fn create(root: &Path, study_source: &str, resume: bool) -> Result<Store, StoreError> {
         let store = Store { root: root.to_path_buf() };
-        let io = |what, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StoreError::Io { what, path, source }
-        };
         let study_copy = root.join("study.toml");
         if study_copy.exists() {
             if !resume {
@@ -155,39 +141,76 @@ impl Store {
         self.root.join("logs").join(id)
     }
 
-    /// True when the cell finished successfully in an earlier run.
-    pub fn finished(&self, id: &str) -> bool {
-        self.read_cell(&self.cell_path(id)).is_ok_and(|c| c.status == CellStatus::Ok)
+    /// The study file as run ("" when absent).
+    pub fn study_source(&self) -> String {
+        fs::read_to_string(self.root.join("study.toml")).unwrap_or_default()
     }
 
     pub fn write_run_info(&self, info: &RunInfo) -> Result<(), StoreError> {
         let path = self.root.join("run.json");
         let json = serde_json::to_vec_pretty(info).expect("run info serializes");
-        write_atomic(&path, &json).map_err(|source| StoreError::Io { what: "write", path, source })
+        write_atomic(&path, &json).map_err(io("write", &path))
+    }
+
+    /// `run.json`, or why it cannot be used (absent, another layout version).
+    pub fn run_info(&self) -> Result<RunInfo, String> {
+        let path = self.root.join("run.json");
+        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
+        let version = value.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(1);
+        if version != u64::from(RUN_SCHEMA_VERSION) {
+            return Err(format!(
+                "{} has layout version {version}; this iostudy reads {RUN_SCHEMA_VERSION}",
+                path.display()
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| format!("{} is not a run record: {e}", path.display()))
     }
 
     pub fn write_cell(&self, cell: &CellResult) -> Result<(), StoreError> {
         let path = self.cell_path(&cell.cell.id);
         let json = serde_json::to_vec(cell).expect("cell result serializes");
-        write_atomic(&path, &json).map_err(|source| StoreError::Io { what: "write", path, source })
+        write_atomic(&path, &json).map_err(io("write", &path))
     }
 
-    pub fn read_cell(&self, path: &Path) -> Result<CellResult, StoreError> {
-        let bytes =
-            fs::read(path).map_err(|source| StoreError::Io { what: "read", path: path.to_path_buf(), source })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt { path: path.to_path_buf(), message: e.to_string() })
+    /// Reads one cell file; the error says which file and why.
+    pub fn read_cell(&self, path: &Path) -> Result<CellResult, String> {
+        let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not valid JSON (truncated or damaged?): {e}", path.display()))?;
+        let version = value.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        if version != u64::from(CELL_SCHEMA_VERSION) {
+            return Err(format!(
+                "{} has cell layout version {version}; this iostudy {} reads {CELL_SCHEMA_VERSION}: report it with the iostudy that wrote it",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
+            ));
+        }
+        serde_json::from_value(value).map_err(|e| format!("{} is not a cell result: {e}", path.display()))
     }
 
-    /// Every cell result in the store, sorted by id.
-    pub fn cells(&self) -> Result<Vec<CellResult>, StoreError> {
+    /// Every readable cell result, sorted by id, and the files that were not.
+    pub fn cells(&self) -> Result<CellSet, StoreError> {
         let dir = self.cells_dir();
         let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
-            .map_err(|source| StoreError::Io { what: "list", path: dir.clone(), source })?
+            .map_err(io("list", &dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
         paths.sort();
-        paths.iter().map(|p| self.read_cell(p)).collect()
+        let mut set = CellSet::default();
+        for p in paths {
+            match self.read_cell(&p) {
+                Ok(c) => set.cells.push(c),
+                Err(e) => set.unreadable.push(e),
+            }
+        }
+        Ok(set)
     }
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { what, path, source }
 }

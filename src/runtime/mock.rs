@@ -1,156 +1,248 @@
-//! The `mock` runtime: synthetic, deterministic clients for fast CLI tests.
+//! The `mock` runtime: the one fake backend — synthetic clients that speak the real
+//! control protocol, and a record of what the runner asked of them.
 //!
-//! A mock client is a thread that speaks the worker's protocol — reads the job, writes
-//! `ready`, waits for `go`, writes `client-<id>.json` — with made-up figures, so the
-//! runner, the result store and the reports are exercised end to end in milliseconds.
-//! It is reachable only through a hidden flag; no study can select it by accident.
+//! A mock client is a thread that opens its job, reports ready, waits for go and
+//! delivers a synthetic result ([`crate::results::synthetic`]), so the runner, the
+//! store and the reports run end to end in milliseconds. Each client can be scripted
+//! ([`Behaviour`]) to fail before it is ready, hang, or fail after go, and launches
+//! can be slowed, so the runner's handling of each is unit-tested; every launch, kill
+//! and teardown is recorded ([`Event`]). Users reach it only through a hidden flag.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::engine::Workload;
-use crate::engine::pattern::SplitMix64;
-use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
-use crate::results::store::{CELL_SCHEMA_VERSION, CellResult, CellStatus};
-use crate::results::{
-    ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries, LayoutStats, SCHEMA_VERSION,
-    Summary, ThreadStats, write_atomic,
-};
-use crate::runtime::{ClientHandle, Launch, RuntimeSpec};
-use crate::study::plan::Cell;
-use crate::worker::{Job, read_go, ready_path};
+use serde::Deserialize;
 
-pub struct Mock {
-    cancel: Arc<AtomicBool>,
+use crate::control::{Link, SharedDirLink};
+use crate::results::synthetic;
+use crate::runtime::{
+    Backend, Client, Exit, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec,
+};
+
+pub static KIND: MockKind = MockKind;
+
+pub struct MockKind;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {}
+
+impl Kind for MockKind {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn hidden(&self) -> bool {
+        true
+    }
+
+    fn parse(&self, section: &Section<'_>) -> Result<Arc<dyn Spec>, SpannedError> {
+        let Settings {} = section.deserialize()?;
+        Ok(Arc::new(MockSpec::default()))
+    }
+}
+
+/// How one mock client behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Ready, go, a synthetic result.
+    Normal,
+    /// Exits with an error before it is ready.
+    FailEarly,
+    /// Never reports ready (until killed).
+    Hang,
+    /// Exits with an error after go, without a result.
+    FailAfterGo,
+}
+
+/// What the runner did to a mock client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Launched { client: u32, at: Instant },
+    Killed { client: u32 },
+    TornDown { client: u32 },
+}
+
+/// Synthetic clients, scripted per client; records every launch, kill and teardown.
+#[derive(Debug, Clone, Default)]
+pub struct MockSpec {
+    /// Behaviours by client index (default: normal).
+    pub behaviours: BTreeMap<u32, Behaviour>,
+    /// How long each launch takes (a container runtime's start-up).
+    pub launch_delay: Duration,
+    pub events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl MockSpec {
+    /// The record of what happened so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("not poisoned").clone()
+    }
+}
+
+impl Spec for MockSpec {
+    fn kind(&self) -> &'static str {
+        "mock"
+    }
+
+    fn name(&self) -> String {
+        "mock".into()
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({})
+    }
+
+    fn probe(&self) -> Probe {
+        let mut p = Probe::of(self);
+        p.usable = true;
+        p.version = Some("synthetic".into());
+        p.notes.push("synthetic results, for tests only".into());
+        p
+    }
+
+    fn startup_estimate(&self) -> Duration {
+        Duration::from_millis(20)
+    }
+
+    fn prepare(&self, _ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError> {
+        Ok(Box::new(Mock { spec: self.clone() }))
+    }
+}
+
+struct Mock {
+    spec: MockSpec,
 }
 
 impl Mock {
-    pub fn new(cancel: Arc<AtomicBool>) -> Self {
-        Self { cancel }
+    fn record(&self, e: Event) {
+        self.spec.events.lock().expect("not poisoned").push(e);
+    }
+}
+
+impl Backend for Mock {
+    fn client_path(&self, _target: &Path, host_path: &Path) -> PathBuf {
+        host_path.to_path_buf()
     }
 
-    pub fn launch(&self, l: &Launch) -> ClientHandle {
-        let job_path = l.job_host.clone();
-        let cancel = self.cancel.clone();
-        let handle = std::thread::spawn(move || -> Result<(), String> {
-            let text = std::fs::read_to_string(&job_path).map_err(|e| e.to_string())?;
-            let job: Job = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-            let barrier = job.barrier.as_ref().ok_or("mock clients need a barrier")?;
-            let ready = ready_path(&barrier.control_dir, job.client_id);
-            std::fs::create_dir_all(ready.parent().expect("ready has a parent")).map_err(|e| e.to_string())?;
-            write_atomic(&ready, b"ready\n").map_err(|e| e.to_string())?;
-            let deadline = Instant::now() + barrier.timeout.0;
-            let start_ns = loop {
-                if let Some(go) = read_go(&barrier.control_dir).map_err(|e| e.to_string())? {
-                    break go;
-                }
-                if cancel.load(Ordering::SeqCst) || Instant::now() > deadline {
-                    return Err("no go signal".into());
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            };
-            let result = synthetic(&job.workload, job.client_id, start_ns);
-            let json = serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?;
-            write_atomic(&job.output, &json).map_err(|e| e.to_string())
+    fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError> {
+        self.record(Event::Launched { client: l.client, at: Instant::now() });
+        std::thread::sleep(self.spec.launch_delay);
+        let behaviour = self.spec.behaviours.get(&l.client).copied().unwrap_or(Behaviour::Normal);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (job, stopped) = (l.job.clone(), stop.clone());
+        std::fs::write(&l.log, b"").map_err(RuntimeError::io(format!("create {}", l.log.display())))?;
+        let log = l.log.clone();
+        // Like a real client, it ignores the controller's Ctrl-C: only a kill stops it.
+        let thread = std::thread::spawn(move || -> Result<(), String> {
+            let result = run(&job, behaviour, &|| stopped.load(Ordering::SeqCst));
+            if let Err(e) = &result
+                && !stopped.load(Ordering::SeqCst)
+            {
+                let _ = std::fs::write(&log, format!("mock client: {e}\n"));
+            }
+            result
         });
-        ClientHandle::thread(l, handle)
+        Ok(Box::new(MockClient {
+            client: l.client,
+            log: l.log.clone(),
+            thread: Some(thread),
+            stop,
+            exit: None,
+            events: self.spec.events.clone(),
+        }))
     }
+
+    fn cleanup(&self) {}
 }
 
-/// A deterministic result: ~100 MiB/s per thread, latencies spread over 0.1–10 ms.
-pub fn synthetic(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
-    let runtime_ns = w.runtime.map_or(1_000_000_000, |r| r.0.as_nanos() as u64);
-    let bs = w.bs.get();
-    let per_thread_bytes = (100u64 << 20) * runtime_ns / 1_000_000_000 / bs * bs;
-    let mut rng = SplitMix64::new(w.randseed ^ u64::from(client_id));
-    let mut hist = new_latency_histogram();
-    let ops = per_thread_bytes / bs * u64::from(w.numjobs);
-    for _ in 0..ops.min(10_000) {
-        hist.saturating_record(100_000 + rng.next_u64() % 9_900_000);
-    }
-    let reads = w.rw.read_percent(w.rwmixread) > 0;
-    let total = DirectionStats { bytes: per_thread_bytes * u64::from(w.numjobs), ops };
-    let (read, write) = if reads { (total, DirectionStats::default()) } else { (DirectionStats::default(), total) };
-    let secs = runtime_ns as f64 / 1e9;
-    let dir = DirectionSummary {
-        bw_bytes_per_s: total.bytes as f64 / secs,
-        iops: ops as f64 / secs,
-        latency_ns: LatencySummary::of(&hist),
+/// A mock client's life, until `stopped()`.
+fn run(job: &Path, behaviour: Behaviour, stopped: &dyn Fn() -> bool) -> Result<(), String> {
+    let link = SharedDirLink::open(job).map_err(|e| e.to_string())?;
+    let wait_until_stopped = || {
+        while !stopped() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Err("stopped".to_string())
     };
-    let interval_ns = w.log_interval.0.as_nanos() as u64;
-    let first_index = start_ns / interval_ns;
-    let last_index = (start_ns + runtime_ns - 1) / interval_ns;
-    let n = (last_index - first_index + 1) as usize;
-    let mut bytes = vec![total.bytes / n as u64; n];
-    bytes[0] += total.bytes % n as u64;
-    let mut op_series = vec![ops / n as u64; n];
-    op_series[0] += ops % n as u64;
-    ClientResult {
-        schema_version: SCHEMA_VERSION,
-        iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
-        client_id,
-        host: HostFacts::current(),
-        workload: w.clone(),
-        ioengine_used: w.ioengine,
-        ioengine_note: Some("mock runtime: synthetic figures".into()),
-        start_ns,
-        end_ns: start_ns + runtime_ns,
-        threads: (0..w.numjobs)
-            .map(|t| ThreadStats {
-                thread: t,
-                file: w.file_path(t).display().to_string(),
-                read: if reads {
-                    DirectionStats { bytes: per_thread_bytes, ops: per_thread_bytes / bs }
-                } else {
-                    DirectionStats::default()
-                },
-                write: if reads {
-                    DirectionStats::default()
-                } else {
-                    DirectionStats { bytes: per_thread_bytes, ops: per_thread_bytes / bs }
-                },
-                errors: 0,
-                start_ns,
-                end_ns: start_ns + runtime_ns,
-            })
-            .collect(),
-        read,
-        write,
-        summary: Summary {
-            runtime_s: secs,
-            bw_bytes_per_s: dir.bw_bytes_per_s,
-            iops: dir.iops,
-            latency_ns: dir.latency_ns,
-            read: reads.then_some(dir),
-            write: (!reads).then_some(dir),
-        },
-        histograms: Histograms { all: EncodedHistogram::encode(&hist), read: None, write: None },
-        intervals: IntervalSeries { interval_ns, first_index, bytes, ops: op_series },
-        layout: LayoutStats::default(),
+    match behaviour {
+        Behaviour::FailEarly => return Err("failed before it was ready (scripted)".into()),
+        Behaviour::Hang => return wait_until_stopped(),
+        _ => {}
+    }
+    link.ready().map_err(|e| e.to_string())?;
+    let start_ns = loop {
+        if let Some(go) = link.read_go().map_err(|e| e.to_string())? {
+            break go.start_ns;
+        }
+        if stopped() {
+            return Err("no go signal".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    if behaviour == Behaviour::FailAfterGo {
+        return Err("failed after go (scripted)".into());
+    }
+    let result = synthetic::client(&link.job().workload, link.job().client_id, start_ns);
+    link.deliver(&result).map_err(|e| e.to_string())
+}
+
+struct MockClient {
+    client: u32,
+    log: PathBuf,
+    thread: Option<JoinHandle<Result<(), String>>>,
+    stop: Arc<AtomicBool>,
+    exit: Option<Exit>,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Client for MockClient {
+    fn client(&self) -> u32 {
+        self.client
+    }
+
+    fn poll(&mut self) -> Option<Exit> {
+        if self.exit.is_none() && self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            self.exit = Some(match self.thread.take().expect("present").join() {
+                Ok(Ok(())) => Exit::Success,
+                Ok(Err(e)) => Exit::Failed(e),
+                Err(_) => Exit::Failed("panicked".into()),
+            });
+        }
+        self.exit.clone()
+    }
+
+    fn kill(&mut self) {
+        if self.poll().is_some() {
+            return;
+        }
+        self.events.lock().expect("not poisoned").push(Event::Killed { client: self.client });
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.exit = Some(Exit::Failed("killed".into()));
+    }
+
+    fn teardown(&mut self) {
+        self.events.lock().expect("not poisoned").push(Event::TornDown { client: self.client });
+    }
+
+    fn log(&self) -> &Path {
+        &self.log
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        crate::runtime::log_tail(&self.log, lines)
     }
 }
 
-/// A finished cell of synthetic clients, for fixtures and benchmarks of the reports.
-pub fn synthetic_cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
-    let start = clients.iter().map(|c| c.start_ns).min().unwrap_or(0);
-    let end = clients.iter().map(|c| c.end_ns).max().unwrap_or(start);
-    CellResult {
-        schema_version: CELL_SCHEMA_VERSION,
-        scenario_label: cell.scenario.clone(),
-        runtime_version: Some(format!("{} (synthetic)", cell.scenario)),
-        cell,
-        runtime: RuntimeSpec::Mock,
-        runtime_notes: Vec::new(),
-        status: CellStatus::Ok,
-        failure: None,
-        launched_ns: start,
-        finished_ns: end,
-        setup_s: 0.1,
-        start_ns: Some(start),
-        caches_dropped: true,
-        clients,
-        client_failures: Vec::new(),
-        boot_s: Vec::new(),
+impl Drop for MockClient {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -1,52 +1,141 @@
-//! Where clients run: one seam, a fixed set of backends.
+//! Where clients run: one seam, one module per backend, one registration line each.
 //!
-//! A scenario names a [`RuntimeSpec`] (`process`, `oci`, `mock`); for a run it becomes a
-//! [`Backend`], which launches one client at a time and hands back a [`ClientHandle`]
-//! the runner polls, kills and tears down. Backends own everything they create
-//! (bundles, container state, rootfs) and remove it in [`Backend::cleanup`], so no
-//! exit path — error, hang, Ctrl-C — leaves a container or directory behind. External
-//! tools go through the [`command::Cmd`] seam so exact command lines are unit-tested.
+//! A backend owns everything about itself, behind three traits:
+//!
+//! * [`Kind`] — the backend as the study file names it (`runtime = "oci"`): it parses
+//!   and validates its own keys of a `[scenarios.NAME]` table, offers built-in scenario
+//!   names (`bare`, `runc`…), lists what `iostudy runtimes` probes, and reaps what a run
+//!   killed outright left behind.
+//! * [`Spec`] — a scenario's configured runtime: probe, start-up estimate, the settings
+//!   it records with results, and [`Spec::prepare`] for a run.
+//! * [`Backend`] — a runtime prepared for one run: where the target appears inside a
+//!   client, the barrier's timing, and [`Backend::launch`], which returns a [`Client`]
+//!   the runner polls, kills and tears down.
+//!
+//! [`KINDS`] is the only list of backends; nothing else matches on them, so a new
+//! backend is one module plus one line there, and the compiler asks for every method
+//! it must provide. Backends own what they create (bundles, container state, sockets)
+//! and remove it in [`Backend::cleanup`] and [`Client::teardown`]; external tools go
+//! through the [`command::Cmd`] seam so exact command lines are unit-tested.
 
 pub mod binary;
+pub mod child;
 pub mod command;
 pub mod microvm;
 pub mod mock;
 pub mod oci;
+pub mod process;
 
 use std::fmt;
-use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use command::Cmd;
+use crate::results::cell::{RuntimeRecord, escape};
 
-/// How a scenario's clients run, as the study file says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RuntimeSpec {
-    /// Worker processes on the host (bare metal).
-    Process,
-    /// Containers from a generated OCI bundle, run by an OCI CLI.
-    Oci { runtime: String, args: Vec<String> },
-    /// One QEMU guest per client, the target shared over virtio-9p or virtio-fs.
-    Microvm(microvm::MicrovmConfig),
-    /// Synthetic deterministic clients (tests only).
-    Mock,
+/// Every backend iostudy knows — the registration point.
+pub static KINDS: &[&dyn Kind] = &[&process::KIND, &oci::KIND, &microvm::KIND, &mock::KIND];
+
+/// Where the study target is mounted inside containers and guests.
+pub const TARGET_MOUNT: &str = "/data";
+
+/// A backend as the study file names it.
+pub trait Kind: Sync {
+    /// The study file's `runtime = "…"` value.
+    fn name(&self) -> &'static str;
+    /// Not offered to users (the mock).
+    fn hidden(&self) -> bool {
+        false
+    }
+    /// Parses and validates this backend's keys of a scenario table.
+    fn parse(&self, section: &Section<'_>) -> Result<Arc<dyn Spec>, SpannedError>;
+    /// Scenario names usable without a table, e.g. `runc`.
+    fn builtins(&self) -> Vec<(&'static str, Arc<dyn Spec>)> {
+        Vec::new()
+    }
+    /// The configurations `iostudy runtimes` probes.
+    fn known(&self) -> Vec<Arc<dyn Spec>> {
+        Vec::new()
+    }
+    /// Removes what a run killed outright left of this backend in its state directory
+    /// (its processes are already killed): containers in private roots, sockets…
+    fn reap(&self, _run_state: &Path) {}
 }
 
-impl fmt::Display for RuntimeSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RuntimeSpec::Process => f.write_str("process"),
-            RuntimeSpec::Oci { runtime, .. } => write!(f, "oci/{runtime}"),
-            RuntimeSpec::Microvm(c) => write!(f, "microvm/{}", c.share_name()),
-            RuntimeSpec::Mock => f.write_str("mock"),
-        }
+/// A scenario's runtime, as configured.
+pub trait Spec: Send + Sync + fmt::Debug {
+    /// The [`Kind::name`] it belongs to.
+    fn kind(&self) -> &'static str;
+    /// Short display name, e.g. `oci/runc`.
+    fn name(&self) -> String;
+    /// Its settings as results record them.
+    fn settings(&self) -> serde_json::Value;
+    /// Whether it can run here, without starting anything long-lived.
+    fn probe(&self) -> Probe;
+    /// What starting one client costs, for the plan's duration estimate.
+    fn startup_estimate(&self) -> Duration;
+    /// Prepares what every client of this scenario shares in a run.
+    fn prepare(&self, ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError>;
+}
+
+/// A runtime prepared for one run.
+pub trait Backend: Send + Sync {
+    /// Where `host_path`, a path under the study's target, appears inside a client.
+    fn client_path(&self, target: &Path, host_path: &Path) -> PathBuf;
+    /// Whether clients have a page cache of their own to drop (a guest kernel's).
+    fn drops_guest_caches(&self) -> bool {
+        false
+    }
+    /// Facts learnt while preparing.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// `kvm` or `tcg` for virtual machines.
+    fn accelerator(&self) -> Option<String> {
+        None
+    }
+    /// The go signal's lead time and the clients' poll period for a cell of `clients`.
+    fn timing(&self, clients: u32) -> Timing {
+        Timing::local(clients)
+    }
+    /// Starts one client.
+    fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError>;
+    /// Removes what preparing created.
+    fn cleanup(&self);
+}
+
+/// A launched client.
+pub trait Client: Send {
+    fn client(&self) -> u32;
+    /// How it ended, or `None` while it runs.
+    fn poll(&mut self) -> Option<Exit>;
+    /// Stops it if it still runs, and waits for it.
+    fn kill(&mut self);
+    /// Removes what it left behind. Call after it ended or was killed.
+    fn teardown(&mut self);
+    /// Its own log.
+    fn log(&self) -> &Path;
+    /// The last lines of its helpers' logs and then of its own.
+    fn log_tail(&self, lines: usize) -> String;
+}
+
+/// The barrier's timing for one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// From the moment all clients are ready to the go instant.
+    pub lead: Duration,
+    /// How often clients look for go.
+    pub poll: Duration,
+}
+
+impl Timing {
+    /// Clients on this host: they see go within a poll period.
+    pub fn local(clients: u32) -> Timing {
+        Timing { lead: Duration::from_millis(100 + 5 * u64::from(clients)), poll: Duration::from_millis(5) }
     }
 }
 
@@ -63,29 +152,28 @@ pub struct Probe {
     pub notes: Vec<String>,
 }
 
-impl RuntimeSpec {
-    /// Checks availability without starting anything long-lived.
-    pub fn probe(&self) -> Probe {
-        match self {
-            RuntimeSpec::Process => Probe {
-                runtime: self.to_string(),
-                usable: true,
-                version: Some(format!("iostudy {}", env!("CARGO_PKG_VERSION"))),
-                problem: None,
-                notes: match binary::process_worker() {
-                    Ok(p) => vec![format!("worker: {}", p.display())],
-                    Err(_) => Vec::new(),
-                },
-            },
-            RuntimeSpec::Oci { runtime, args } => oci::probe(runtime, args),
-            RuntimeSpec::Microvm(c) => microvm::probe(c),
-            RuntimeSpec::Mock => Probe {
-                runtime: self.to_string(),
-                usable: true,
-                version: Some("synthetic".into()),
-                problem: None,
-                notes: vec!["synthetic results, for tests only".into()],
-            },
+impl Probe {
+    /// A probe of `spec` that found nothing wrong yet.
+    pub fn of(spec: &dyn Spec) -> Probe {
+        Probe { runtime: spec.name(), usable: false, version: None, problem: None, notes: Vec::new() }
+    }
+
+    /// Marks the probe as failed with `problem`.
+    pub fn fail(mut self, problem: impl Into<String>) -> Probe {
+        self.problem = Some(problem.into());
+        self.usable = false;
+        self
+    }
+
+    /// What results record about the runtime before a run.
+    pub fn record(&self, spec: &dyn Spec) -> RuntimeRecord {
+        RuntimeRecord {
+            kind: spec.kind().to_string(),
+            name: spec.name(),
+            settings: spec.settings(),
+            version: self.version.clone(),
+            notes: self.notes.clone(),
+            accelerator: None,
         }
     }
 }
@@ -108,17 +196,37 @@ impl RuntimeError {
     }
 }
 
-/// What the runner shares with a backend for one study run.
+/// What the runner shares with every backend of a run.
 #[derive(Debug, Clone)]
 pub struct RunContext {
     /// Unique per run: names containers and state directories.
     pub run_id: String,
-    /// Private scratch for bundles and runtime state; removed at the end.
+    /// The run's private scratch; removed at the end.
     pub state_dir: PathBuf,
     /// The study's target directory on the host.
     pub target: PathBuf,
     /// Set when the user interrupts: long waits give up.
     pub cancel: Arc<AtomicBool>,
+}
+
+/// One scenario's share of a run.
+#[derive(Debug, Clone)]
+pub struct ScenarioContext {
+    pub run: RunContext,
+    pub scenario: String,
+    /// This scenario's own scratch directory (`<kind>-<scenario>` in the run's state
+    /// dir), where [`Kind::reap`] looks after a crash.
+    pub dir: PathBuf,
+}
+
+impl ScenarioContext {
+    pub fn new(run: &RunContext, kind: &str, scenario: &str) -> ScenarioContext {
+        ScenarioContext {
+            run: run.clone(),
+            scenario: scenario.to_string(),
+            dir: run.state_dir.join(format!("{kind}-{}", escape(scenario))),
+        }
+    }
 }
 
 /// One client to start.
@@ -127,85 +235,12 @@ pub struct Launch {
     /// Unique name (container id).
     pub id: String,
     pub client: u32,
-    /// The job file, as the host sees it and as the client sees it.
-    pub job_host: PathBuf,
-    pub job_client: PathBuf,
-    /// Where the client's stdout/stderr go.
-    pub stdout: PathBuf,
-    pub stderr: PathBuf,
+    /// Where the client finds its job, as the client sees it (`worker --job PATH`).
+    pub job: PathBuf,
+    /// Where the client's output goes (stdout and stderr, or a guest's console).
+    pub log: PathBuf,
     /// The cell's log directory (`RESULTS_DIR/logs/<cell>/`): helpers' logs go here too.
     pub log_dir: PathBuf,
-}
-
-/// A prepared runtime for one study run.
-pub enum Backend {
-    Process { exe: PathBuf },
-    Oci(oci::Oci),
-    Microvm(microvm::Microvm),
-    Mock(mock::Mock),
-}
-
-impl Backend {
-    /// Prepares what every client of this runtime shares (e.g. the container rootfs).
-    pub fn prepare(spec: &RuntimeSpec, ctx: &RunContext) -> Result<Backend, RuntimeError> {
-        match spec {
-            RuntimeSpec::Process => {
-                let exe = binary::process_worker().map_err(RuntimeError::io("find the iostudy executable"))?;
-                Ok(Backend::Process { exe })
-            }
-            RuntimeSpec::Oci { runtime, args } => Ok(Backend::Oci(oci::Oci::prepare(runtime, args, ctx)?)),
-            RuntimeSpec::Microvm(c) => Ok(Backend::Microvm(microvm::Microvm::prepare(c, ctx)?)),
-            RuntimeSpec::Mock => Ok(Backend::Mock(mock::Mock::new(ctx.cancel.clone()))),
-        }
-    }
-
-    /// Where the study target appears inside a client.
-    pub fn target_in_client(&self, host_target: &Path) -> PathBuf {
-        match self {
-            Backend::Process { .. } | Backend::Mock(_) => host_target.to_path_buf(),
-            Backend::Oci(_) | Backend::Microvm(_) => PathBuf::from(oci::TARGET_IN_CONTAINER),
-        }
-    }
-
-    /// Whether clients have a page cache of their own to drop (a guest kernel's).
-    pub fn drops_guest_caches(&self) -> bool {
-        matches!(self, Backend::Microvm(_))
-    }
-
-    /// Facts learnt while preparing (e.g. the accelerator a probe chose).
-    pub fn notes(&self) -> &[String] {
-        match self {
-            Backend::Microvm(vm) => &vm.notes,
-            _ => &[],
-        }
-    }
-
-    /// Starts one client.
-    pub fn launch(&self, l: &Launch) -> Result<ClientHandle, RuntimeError> {
-        match self {
-            Backend::Process { exe } => {
-                let cmd = Cmd::new(exe).arg("worker").arg("--job").arg(&l.job_client);
-                ClientHandle::spawn(l, &cmd, Vec::new(), Vec::new())
-            }
-            Backend::Oci(oci) => oci.launch(l),
-            Backend::Microvm(vm) => vm.launch(l),
-            Backend::Mock(m) => Ok(m.launch(l)),
-        }
-    }
-
-    /// Removes what [`Backend::prepare`] created.
-    pub fn cleanup(&self) {
-        match self {
-            Backend::Oci(oci) => oci.cleanup(),
-            Backend::Microvm(vm) => vm.cleanup(),
-            _ => {}
-        }
-    }
-}
-
-enum Proc {
-    Child(Child),
-    Thread(Option<JoinHandle<Result<(), String>>>),
 }
 
 /// How a client ended.
@@ -215,149 +250,33 @@ pub enum Exit {
     Failed(String),
 }
 
-/// A running (or finished) client.
-pub struct ClientHandle {
-    pub client: u32,
-    pub id: String,
-    pub stderr: PathBuf,
-    proc: Proc,
-    exit: Option<Exit>,
-    /// Stops a hung client (e.g. `runc kill ID KILL`), before its process is killed.
-    kill: Vec<Cmd>,
-    /// Removes what the client left (e.g. `runc delete --force ID`).
-    teardown: Vec<Cmd>,
-    /// Helper processes that live and die with the client (e.g. virtiofsd).
-    pub companions: Vec<Child>,
-    /// The helpers' logs, quoted when the client fails.
-    pub helper_logs: Vec<PathBuf>,
+/// A location in the study file and a message, with a hint.
+pub type SpannedError = (Range<usize>, String, Option<String>);
+
+/// A `[scenarios.NAME]` table's backend keys (all but `runtime` and `label`), with
+/// their places in the study file.
+pub struct Section<'a> {
+    pub scenario: &'a str,
+    /// The whole table's place.
+    pub span: Range<usize>,
+    pub table: toml::Spanned<toml::de::DeValue<'a>>,
 }
 
-impl ClientHandle {
-    /// Spawns `cmd` with output to the launch's log files.
-    pub fn spawn(l: &Launch, cmd: &Cmd, kill: Vec<Cmd>, teardown: Vec<Cmd>) -> Result<ClientHandle, RuntimeError> {
-        let out = File::create(&l.stdout).map_err(RuntimeError::io(format!("create {}", l.stdout.display())))?;
-        let err = File::create(&l.stderr).map_err(RuntimeError::io(format!("create {}", l.stderr.display())))?;
-        Self::start(l, cmd, out, err, kill, teardown)
-    }
-
-    /// Spawns `cmd` with stdout and stderr into one log (a VM's serial console).
-    pub fn spawn_console(l: &Launch, cmd: &Cmd, teardown: Vec<Cmd>) -> Result<ClientHandle, RuntimeError> {
-        let log = File::create(&l.stderr).map_err(RuntimeError::io(format!("create {}", l.stderr.display())))?;
-        let out = log.try_clone().map_err(RuntimeError::io("clone a log fd"))?;
-        Self::start(l, cmd, out, log, Vec::new(), teardown)
-    }
-
-    fn start(
-        l: &Launch,
-        cmd: &Cmd,
-        stdout: File,
-        stderr: File,
-        kill: Vec<Cmd>,
-        teardown: Vec<Cmd>,
-    ) -> Result<ClientHandle, RuntimeError> {
-        let child = cmd
-            .command()
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
-        Ok(ClientHandle {
-            client: l.client,
-            id: l.id.clone(),
-            stderr: l.stderr.clone(),
-            proc: Proc::Child(child),
-            exit: None,
-            kill,
-            teardown,
-            companions: Vec::new(),
-            helper_logs: Vec::new(),
+impl Section<'_> {
+    /// Deserializes the keys into a backend's own settings (`deny_unknown_fields`),
+    /// located errors included.
+    pub fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, SpannedError> {
+        let de = toml::de::ValueDeserializer::from(self.table.clone());
+        T::deserialize(de).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let hint = crate::hints::unknown_field_hint(&message);
+            (e.span().unwrap_or(self.span.clone()), format!("scenario `{}`: {message}", self.scenario), hint)
         })
     }
 
-    fn thread(l: &Launch, handle: JoinHandle<Result<(), String>>) -> ClientHandle {
-        ClientHandle {
-            client: l.client,
-            id: l.id.clone(),
-            stderr: l.stderr.clone(),
-            proc: Proc::Thread(Some(handle)),
-            exit: None,
-            kill: Vec::new(),
-            teardown: Vec::new(),
-            companions: Vec::new(),
-            helper_logs: Vec::new(),
-        }
-    }
-
-    /// How the client ended, or `None` while it runs.
-    pub fn poll(&mut self) -> Option<&Exit> {
-        if self.exit.is_none() {
-            self.exit = match &mut self.proc {
-                Proc::Child(c) => match c.try_wait() {
-                    Ok(Some(st)) if st.success() => Some(Exit::Success),
-                    Ok(Some(st)) => Some(Exit::Failed(describe_status(st))),
-                    Ok(None) => None,
-                    Err(e) => Some(Exit::Failed(format!("cannot wait for it: {e}"))),
-                },
-                Proc::Thread(h) => {
-                    if h.as_ref().is_some_and(|h| h.is_finished()) {
-                        let r = h.take().expect("present").join();
-                        Some(match r {
-                            Ok(Ok(())) => Exit::Success,
-                            Ok(Err(e)) => Exit::Failed(e),
-                            Err(_) => Exit::Failed("panicked".into()),
-                        })
-                    } else {
-                        None
-                    }
-                }
-            };
-        }
-        self.exit.as_ref()
-    }
-
-    /// Stops the client if it still runs (its whole process group), and waits for it.
-    pub fn kill(&mut self) {
-        if self.poll().is_some() {
-            return;
-        }
-        for cmd in &self.kill {
-            let _ = cmd.output();
-        }
-        if let Proc::Child(c) = &mut self.proc {
-            kill_group(c);
-        }
-        for c in &mut self.companions {
-            kill_group(c);
-        }
-        if let Proc::Thread(h) = &mut self.proc
-            && let Some(h) = h.take()
-        {
-            let _ = h.join();
-        }
-        self.exit = Some(Exit::Failed("killed".into()));
-    }
-
-    /// Removes what the client left behind. Call after it ended or was killed.
-    pub fn teardown(&mut self) {
-        for c in &mut self.companions {
-            // virtiofsd exits with its VM; give it a moment, then make sure.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-            while matches!(c.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            kill_group(c);
-        }
-        self.companions.clear();
-        for cmd in self.teardown.drain(..) {
-            let _ = cmd.output();
-        }
-    }
-}
-
-impl Drop for ClientHandle {
-    fn drop(&mut self) {
-        self.kill();
-        self.teardown();
+    /// An error about the whole table.
+    pub fn error(&self, message: impl Into<String>, hint: Option<String>) -> SpannedError {
+        (self.span.clone(), format!("scenario `{}`: {}", self.scenario, message.into()), hint)
     }
 }
 
@@ -368,34 +287,19 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Kills a child that leads its own process group, with its group, and reaps it.
-pub fn kill_group(child: &mut Child) {
-    if let Ok(None) = child.try_wait()
-        && let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32)
-    {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn describe_status(st: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exited with status {c}"),
-        (None, Some(s)) => format!("killed by signal {s}"),
-        _ => st.to_string(),
-    }
+/// The kind registered under `name`.
+pub fn kind(name: &str) -> Option<&'static dyn Kind> {
+    KINDS.iter().copied().find(|k| k.name() == name)
 }
 
 /// Probes of every runtime iostudy knows, for `iostudy runtimes`.
 pub fn probe_all() -> Vec<Probe> {
-    let mut v = vec![RuntimeSpec::Process.probe()];
-    for name in oci::KNOWN {
-        v.push(RuntimeSpec::Oci { runtime: name.to_string(), args: Vec::new() }.probe());
+    KINDS.iter().filter(|k| !k.hidden()).flat_map(|k| k.known()).map(|s| s.probe()).collect()
+}
+
+/// Reaps what a dead run left in `run_state`, backend by backend.
+pub fn reap_all(run_state: &Path) {
+    for k in KINDS {
+        k.reap(run_state);
     }
-    for share in [microvm::Share::NineP, microvm::Share::Virtiofs] {
-        v.push(RuntimeSpec::Microvm(microvm::MicrovmConfig::new(share)).probe());
-    }
-    v
 }

@@ -14,18 +14,112 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-use oci_spec::runtime::{MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder};
+use oci_spec::runtime::{MountBuilder, ProcessBuilder, RootBuilder, Spec as OciConfig, UserBuilder};
+use serde::{Deserialize, Serialize};
 
 use crate::runtime::binary::worker_binary;
+use crate::runtime::child::ChildClient;
 use crate::runtime::command::{Cmd, which};
-use crate::runtime::{ClientHandle, Launch, Probe, RunContext, RuntimeError};
+use crate::runtime::{
+    Backend, Client, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec, TARGET_MOUNT,
+};
 
 /// OCI CLIs probed by `iostudy runtimes`.
 pub const KNOWN: &[&str] = &["runc", "crun", "runsc", "youki", "kata-runtime"];
 
-/// Where the study target is mounted inside the container.
-pub const TARGET_IN_CONTAINER: &str = "/data";
+pub static KIND: OciKind = OciKind;
+
+pub struct OciKind;
+
+/// The keys of an `oci` scenario.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// `runc`, `crun`, `runsc`, `youki`, `kata-runtime`, or a path.
+    oci_runtime: Option<String>,
+    /// Extra global arguments, e.g. `["--platform=ptrace"]` for runsc.
+    #[serde(default)]
+    runtime_args: Vec<String>,
+}
+
+impl Kind for OciKind {
+    fn name(&self) -> &'static str {
+        "oci"
+    }
+
+    fn parse(&self, section: &Section<'_>) -> Result<Arc<dyn Spec>, SpannedError> {
+        let s: Settings = section.deserialize()?;
+        let runtime = s.oci_runtime.ok_or_else(|| {
+            section.error(
+                "uses runtime `oci` but names no oci_runtime",
+                Some("add oci_runtime = \"runc\" (or crun, runsc, youki, kata-runtime, or a path)".into()),
+            )
+        })?;
+        Ok(Arc::new(OciSpec { runtime, args: s.runtime_args }))
+    }
+
+    fn builtins(&self) -> Vec<(&'static str, Arc<dyn Spec>)> {
+        let spec = |r: &str| -> Arc<dyn Spec> { Arc::new(OciSpec { runtime: r.into(), args: Vec::new() }) };
+        vec![
+            ("runc", spec("runc")),
+            ("crun", spec("crun")),
+            ("runsc", spec("runsc")),
+            ("gvisor", spec("runsc")),
+            ("youki", spec("youki")),
+        ]
+    }
+
+    fn known(&self) -> Vec<Arc<dyn Spec>> {
+        KNOWN.iter().map(|r| Arc::new(OciSpec { runtime: r.to_string(), args: Vec::new() }) as Arc<dyn Spec>).collect()
+    }
+
+    fn reap(&self, run_state: &Path) {
+        for e in fs::read_dir(run_state).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with("oci-") {
+                delete_all(&e.path());
+            }
+        }
+    }
+}
+
+/// Containers run by an OCI CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OciSpec {
+    /// The CLI's name on PATH, or its path.
+    #[serde(rename = "oci_runtime")]
+    pub runtime: String,
+    #[serde(rename = "runtime_args")]
+    pub args: Vec<String>,
+}
+
+impl Spec for OciSpec {
+    fn kind(&self) -> &'static str {
+        "oci"
+    }
+
+    fn name(&self) -> String {
+        format!("oci/{}", self.runtime)
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("serializes")
+    }
+
+    fn probe(&self) -> Probe {
+        probe(&self.runtime, &self.args)
+    }
+
+    fn startup_estimate(&self) -> Duration {
+        Duration::from_millis(if Flavor::of(&self.runtime) == Flavor::Runsc { 1500 } else { 500 })
+    }
+
+    fn prepare(&self, ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError> {
+        Ok(Box::new(Oci::prepare(&self.runtime, &self.args, ctx)?))
+    }
+}
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
@@ -71,8 +165,7 @@ pub fn cgroup_hybrid() -> bool {
 
 /// Availability of an OCI CLI here.
 pub fn probe(runtime: &str, args: &[String]) -> Probe {
-    let mut p =
-        Probe { runtime: format!("oci/{runtime}"), usable: false, version: None, problem: None, notes: Vec::new() };
+    let mut p = Probe::of(&OciSpec { runtime: runtime.to_string(), args: args.to_vec() });
     let Some(bin) = which(runtime) else {
         p.problem = Some(format!("{runtime} not found: {}", install_hint(runtime)));
         return p;
@@ -121,15 +214,14 @@ pub struct Oci {
 }
 
 impl Oci {
-    pub fn prepare(runtime: &str, args: &[String], ctx: &RunContext) -> Result<Oci, RuntimeError> {
+    pub fn prepare(runtime: &str, args: &[String], ctx: &ScenarioContext) -> Result<Oci, RuntimeError> {
         let probe = probe(runtime, args);
         if let Some(problem) = probe.problem {
             return Err(RuntimeError::Unavailable(problem));
         }
         let bin = which(runtime).ok_or_else(|| RuntimeError::Unavailable(format!("{runtime} not found")))?;
         let worker = worker_binary().map_err(RuntimeError::Unavailable)?;
-        let safe: String = runtime.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-        let base = ctx.state_dir.join(format!("oci-{safe}"));
+        let base = ctx.dir.clone();
         let oci = Oci {
             name: runtime.to_string(),
             flavor: Flavor::of(runtime),
@@ -139,7 +231,7 @@ impl Oci {
             state_root: base.join("state"),
             rootfs: base.join("rootfs"),
             bundles: base.join("bundles"),
-            target: ctx.target.clone(),
+            target: ctx.run.target.clone(),
         };
         for d in [&oci.state_root, &oci.bundles] {
             fs::create_dir_all(d).map_err(RuntimeError::io(format!("create {}", d.display())))?;
@@ -149,7 +241,7 @@ impl Oci {
         let path = base.join(RECORD);
         crate::results::write_atomic(&path, &serde_json::to_vec(&record).expect("serializes"))
             .map_err(RuntimeError::io(format!("write {}", path.display())))?;
-        for d in ["proc", "dev", "sys", "tmp", "data"] {
+        for d in ["proc", "dev", "sys", "tmp", TARGET_MOUNT.trim_start_matches('/')] {
             let p = oci.rootfs.join(d);
             fs::create_dir_all(&p).map_err(RuntimeError::io(format!("create {}", p.display())))?;
         }
@@ -193,9 +285,9 @@ impl Oci {
     }
 
     /// The bundle's config: the worker as the only process, the target at /data.
-    pub fn spec(&self, job_in_container: &Path, id: &str) -> Result<Spec, RuntimeError> {
+    pub fn spec(&self, job_in_container: &Path, id: &str) -> Result<OciConfig, RuntimeError> {
         let err = |e: oci_spec::OciSpecError| RuntimeError::Setup(format!("cannot build the OCI config: {e}"));
-        let mut spec = Spec::default();
+        let mut spec = OciConfig::default();
         spec.set_hostname(Some(id.chars().take(63).collect()));
         spec.set_root(Some(RootBuilder::default().path(&self.rootfs).readonly(true).build().map_err(err)?));
         let process = ProcessBuilder::default()
@@ -213,7 +305,7 @@ impl Oci {
             .build()
             .map_err(err)?;
         let mut process = process;
-        if let Some(defaults) = Spec::default().process() {
+        if let Some(defaults) = OciConfig::default().process() {
             process.set_capabilities(defaults.capabilities().clone());
             process.set_rlimits(defaults.rlimits().clone());
         }
@@ -221,7 +313,7 @@ impl Oci {
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         mounts.push(
             MountBuilder::default()
-                .destination(TARGET_IN_CONTAINER)
+                .destination(TARGET_MOUNT)
                 .typ("bind")
                 .source(&self.target)
                 .options(vec!["rbind".to_string(), "rw".to_string()])
@@ -232,24 +324,34 @@ impl Oci {
         Ok(spec)
     }
 
-    pub fn launch(&self, l: &Launch) -> Result<ClientHandle, RuntimeError> {
+    fn launch_client(&self, l: &Launch) -> Result<ChildClient, RuntimeError> {
         let bundle = self.bundles.join(&l.id);
         fs::create_dir_all(&bundle).map_err(RuntimeError::io(format!("create {}", bundle.display())))?;
-        let spec = self.spec(&l.job_client, &l.id)?;
+        let spec = self.spec(&l.job, &l.id)?;
         spec.save(bundle.join("config.json"))
             .map_err(|e| RuntimeError::Setup(format!("cannot write {}/config.json: {e}", bundle.display())))?;
         let kill = vec![self.kill_cmd(&l.id)];
         let teardown = vec![self.delete_cmd(&l.id), Cmd::new("rm").arg("-rf").arg(&bundle)];
-        ClientHandle::spawn(l, &self.run_cmd(&bundle, &l.id), kill, teardown)
+        ChildClient::spawn(l, &self.run_cmd(&bundle, &l.id), kill, teardown)
     }
 
     /// Lists the containers in this runtime's private root.
     pub fn list_cmd(&self) -> Cmd {
         self.cmd(&["list".into(), "--quiet".into()])
     }
+}
+
+impl Backend for Oci {
+    fn client_path(&self, target: &Path, host_path: &Path) -> PathBuf {
+        Path::new(TARGET_MOUNT).join(host_path.strip_prefix(target).unwrap_or(host_path))
+    }
+
+    fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError> {
+        Ok(Box::new(self.launch_client(l)?))
+    }
 
     /// Removes the rootfs, bundles and the private state root.
-    pub fn cleanup(&self) {
+    fn cleanup(&self) {
         if let Some(base) = self.rootfs.parent() {
             let _ = fs::remove_dir_all(base);
         }
@@ -269,7 +371,7 @@ const RECORD: &str = "runtime.json";
 
 /// Kills and deletes every container a run that died left in its OCI state directory
 /// `base` (`oci-…` under the run's state dir), with the runtime recorded there.
-pub fn delete_all(base: &Path) {
+fn delete_all(base: &Path) {
     let Ok(bytes) = fs::read(base.join(RECORD)) else { return };
     let Ok(record) = serde_json::from_slice::<Record>(&bytes) else { return };
     let name = record.bin.display().to_string();

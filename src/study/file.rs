@@ -5,6 +5,7 @@
 //! read as raw TOML values first: any of them may be a list, and a list joins the
 //! matrix as an axis. Each value is checked by deserializing it through the engine's
 //! own `Workload`, so the study file accepts exactly what `iostudy bench` accepts.
+//! Scenario tables belong to their backends, which parse them with the same spans.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::engine::{Bytes, Pattern, Span};
+use crate::workload::{Pattern, Span};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -21,8 +22,10 @@ pub struct StudyFile {
     pub study: StudySection,
     pub workload: Spanned<BTreeMap<String, Spanned<toml::Value>>>,
     pub matrix: MatrixSection,
+    /// `[scenarios.NAME]` tables: read here only for their names and places; each is
+    /// parsed by its backend ([`crate::runtime::Kind::parse`]).
     #[serde(default)]
-    pub scenarios: BTreeMap<String, Spanned<ScenarioSection>>,
+    pub scenarios: BTreeMap<String, Spanned<toml::Table>>,
 }
 
 /// `[study]`: what the study is and where it runs.
@@ -62,70 +65,6 @@ pub struct MatrixSection {
     pub scenarios: Spanned<Vec<Spanned<String>>>,
     pub clients: Spanned<Vec<Spanned<u32>>>,
     pub patterns: Spanned<Vec<Spanned<Pattern>>>,
-}
-
-/// `[scenarios.NAME]`: how a scenario's clients run.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScenarioSection {
-    /// `process`, `oci`, `microvm` or (tests only) `mock`.
-    pub runtime: Spanned<String>,
-    /// For `oci`: `runc`, `crun`, `runsc`, `youki`, `kata-runtime`, or a path.
-    #[serde(default)]
-    pub oci_runtime: Option<Spanned<String>>,
-    /// For `oci`: extra global arguments, e.g. `["--platform=ptrace"]` for runsc.
-    #[serde(default)]
-    pub runtime_args: Vec<String>,
-    /// Display name in reports (default: the scenario's key).
-    #[serde(default)]
-    pub label: Option<String>,
-    /// For `microvm`: `9p` or `virtiofs`.
-    #[serde(default)]
-    pub share: Option<Spanned<String>>,
-    /// For `microvm`: guest vCPUs (default 1).
-    #[serde(default)]
-    pub vcpus: Option<u32>,
-    /// For `microvm`: guest memory (default 512M).
-    #[serde(default)]
-    pub memory: Option<Bytes>,
-    /// For `microvm`: `auto` (probe KVM, fall back to TCG), `kvm` or `tcg`.
-    #[serde(default)]
-    pub accel: Option<Spanned<String>>,
-    /// For `microvm`: guest kernel image (default: newest /boot/vmlinuz-* with modules).
-    #[serde(default)]
-    pub kernel: Option<PathBuf>,
-    /// For `microvm` with 9p: message size (default 512K).
-    #[serde(default)]
-    pub msize: Option<Bytes>,
-    /// For `microvm`: 9p cache mode (none, loose, fscache, mmap) or virtiofsd's
-    /// (auto, never, always).
-    #[serde(default)]
-    pub cache: Option<String>,
-    /// For `microvm` with 9p: QEMU security model (default none).
-    #[serde(default)]
-    pub security_model: Option<String>,
-    /// For `microvm` with virtio-fs: virtiofsd thread pool size.
-    #[serde(default)]
-    pub virtiofsd_threads: Option<u32>,
-    /// For `microvm` with virtio-fs: extra virtiofsd arguments.
-    #[serde(default)]
-    pub virtiofsd_args: Option<Vec<String>>,
-}
-
-impl ScenarioSection {
-    /// Whether any micro-VM setting is present.
-    pub fn has_microvm_settings(&self) -> bool {
-        self.share.is_some()
-            || self.vcpus.is_some()
-            || self.memory.is_some()
-            || self.accel.is_some()
-            || self.kernel.is_some()
-            || self.msize.is_some()
-            || self.cache.is_some()
-            || self.security_model.is_some()
-            || self.virtiofsd_threads.is_some()
-            || self.virtiofsd_args.is_some()
-    }
 }
 
 fn one() -> Spanned<u32> {

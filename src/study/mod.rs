@@ -6,18 +6,26 @@
 
 pub mod file;
 pub mod plan;
+pub mod preflight;
 
 use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
-use crate::engine::{Pattern, Workload};
-use crate::runtime::RuntimeSpec;
-use file::{ScenarioSection, StudyFile};
+use crate::hints::{closest, unknown_field_hint};
+use crate::results::HostFacts;
+use crate::results::cell::RuntimeRecord;
+use crate::results::store::{RUN_SCHEMA_VERSION, RunInfo, ScenarioRecord};
+use crate::runtime::{KINDS, Section, SpannedError, Spec};
+use crate::workload::{Pattern, Workload};
+use file::StudyFile;
 
 /// A study file problem, located in the file.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +65,11 @@ pub const WORKLOAD_KEYS: &[&str] = &[
 ];
 
 /// A scenario: a name, and the runtime its clients run in.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: String,
     pub label: String,
-    pub runtime: RuntimeSpec,
+    pub runtime: Arc<dyn Spec>,
 }
 
 /// A workload option with several values: one matrix axis.
@@ -108,10 +116,18 @@ impl Study {
             let (line, col) = line_col(source, span.start);
             StudyError::At { path: path.to_path_buf(), line, col, message, hint }
         };
-        let file: StudyFile = toml::from_str(source).map_err(|e| {
-            let message = e.message().trim().to_string();
-            let hint = unknown_field_hint(&message);
-            at(e.span().unwrap_or(0..0), message, hint)
+        if source.trim().is_empty() {
+            return Err(at(
+                0..0,
+                "the study file is empty".into(),
+                Some("a study needs [study], [workload] and [matrix] tables: start from examples/small.toml".into()),
+            ));
+        }
+        let doc = DeTable::parse(source).map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().into(), None))?;
+        let file = StudyFile::deserialize(toml::de::Deserializer::from(doc.clone())).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let (message, hint) = explain(doc.get_ref(), e.message().trim(), &span);
+            at(span, message, hint)
         })?;
 
         // Scenarios: defined ones, or built-in names.
@@ -122,9 +138,8 @@ impl Study {
                 return Err(at(name.span(), format!("scenario `{}` is listed twice", name.get_ref()), None));
             }
             let scenario = match file.scenarios.get(name.get_ref()) {
-                Some(section) => {
-                    resolve_scenario(name.get_ref(), section).map_err(|(span, msg, hint)| at(span, msg, hint))?
-                }
+                Some(section) => resolve_scenario(doc.get_ref(), name.get_ref(), section.span())
+                    .map_err(|(span, msg, hint)| at(span, msg, hint))?,
                 None => builtin_scenario(name.get_ref()).ok_or_else(|| {
                     at(
                         name.span(),
@@ -132,7 +147,7 @@ impl Study {
                         Some(format!(
                             "add a [scenarios.{}] table with a runtime, or use a built-in scenario: {}",
                             name.get_ref(),
-                            BUILTIN_SCENARIOS.join(", ")
+                            builtin_names().join(", ")
                         )),
                     )
                 })?,
@@ -276,6 +291,33 @@ impl Study {
         Ok(study)
     }
 
+    /// What a results directory records about a run of this study: its scenarios in
+    /// order with their runtimes (`record` gives each one's), baseline and axes.
+    pub fn run_info(
+        &self,
+        record: impl Fn(&Scenario) -> RuntimeRecord,
+        scale: Option<f64>,
+        warnings: Vec<String>,
+    ) -> RunInfo {
+        RunInfo {
+            schema_version: RUN_SCHEMA_VERSION,
+            iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
+            study_name: self.name.clone(),
+            description: self.description.clone(),
+            host: HostFacts::current(),
+            scale,
+            scenarios: self
+                .scenarios
+                .iter()
+                .map(|s| ScenarioRecord { name: s.name.clone(), label: s.label.clone(), runtime: record(s) })
+                .collect(),
+            baseline: self.baseline.clone(),
+            patterns: self.patterns.clone(),
+            clients: self.clients.clone(),
+            warnings,
+        }
+    }
+
     /// Every combination of axis values (one empty combination when there are no axes).
     pub fn combinations(&self) -> Vec<Vec<(String, toml::Value)>> {
         let mut out = vec![Vec::new()];
@@ -341,118 +383,126 @@ pub fn value_text(v: &toml::Value) -> String {
     }
 }
 
-/// Scenario names usable without a `[scenarios.NAME]` table.
-pub const BUILTIN_SCENARIOS: &[&str] = &["bare", "runc", "crun", "runsc", "gvisor", "youki"];
+/// Scenario names usable without a `[scenarios.NAME]` table, from every backend.
+pub fn builtin_names() -> Vec<&'static str> {
+    KINDS.iter().filter(|k| !k.hidden()).flat_map(|k| k.builtins()).map(|(n, _)| n).collect()
+}
 
 fn builtin_scenario(name: &str) -> Option<Scenario> {
-    let runtime = match name {
-        "bare" => RuntimeSpec::Process,
-        "runc" | "crun" | "runsc" | "youki" => RuntimeSpec::Oci { runtime: name.to_string(), args: Vec::new() },
-        "gvisor" => RuntimeSpec::Oci { runtime: "runsc".to_string(), args: Vec::new() },
-        _ => return None,
-    };
+    let runtime = KINDS.iter().filter(|k| !k.hidden()).flat_map(|k| k.builtins()).find(|(n, _)| *n == name)?.1;
     Some(Scenario { name: name.to_string(), label: name.to_string(), runtime })
 }
 
-type SpannedError = (Range<usize>, String, Option<String>);
-
-fn resolve_scenario(name: &str, section: &Spanned<ScenarioSection>) -> Result<Scenario, SpannedError> {
-    use crate::runtime::microvm::{Accel, MicrovmConfig, Share};
-    let s = section.get_ref();
-    let runtime = match s.runtime.get_ref().as_str() {
-        "process" => RuntimeSpec::Process,
-        "mock" => RuntimeSpec::Mock,
-        "oci" => {
-            let rt = s.oci_runtime.as_ref().ok_or_else(|| {
-                (
-                    section.span(),
-                    format!("scenario `{name}` uses runtime `oci` but names no oci_runtime"),
-                    Some("add oci_runtime = \"runc\" (or crun, runsc, youki, kata-runtime, or a path)".to_string()),
-                )
-            })?;
-            RuntimeSpec::Oci { runtime: rt.get_ref().clone(), args: s.runtime_args.clone() }
-        }
-        "microvm" => {
-            let share_value = s.share.as_ref().ok_or_else(|| {
-                (
-                    section.span(),
-                    format!("scenario `{name}` uses runtime `microvm` but names no share"),
-                    Some("add share = \"9p\" (Kata 1.x's virtio-9p) or share = \"virtiofs\"".to_string()),
-                )
-            })?;
-            let share = match share_value.get_ref().as_str() {
-                "9p" => Share::NineP,
-                "virtiofs" | "virtio-fs" => Share::Virtiofs,
-                other => {
-                    return Err((
-                        share_value.span(),
-                        format!("unknown share `{other}`"),
-                        Some("9p or virtiofs".into()),
-                    ));
-                }
-            };
-            let mut c = MicrovmConfig::new(share);
-            if let Some(a) = &s.accel {
-                c.accel = match a.get_ref().as_str() {
-                    "auto" => Accel::Auto,
-                    "kvm" => Accel::Kvm,
-                    "tcg" => Accel::Tcg,
-                    other => {
-                        return Err((a.span(), format!("unknown accel `{other}`"), Some("auto, kvm or tcg".into())));
-                    }
-                };
-            }
-            c.vcpus = s.vcpus.unwrap_or(c.vcpus);
-            c.memory = s.memory.unwrap_or(c.memory);
-            c.kernel = s.kernel.clone();
-            c.msize = s.msize.unwrap_or(c.msize);
-            c.cache = s.cache.clone().unwrap_or(c.cache);
-            c.security_model = s.security_model.clone().unwrap_or(c.security_model);
-            c.virtiofsd_threads = s.virtiofsd_threads;
-            c.virtiofsd_args = s.virtiofsd_args.clone().unwrap_or_default();
-            c.validate().map_err(|e| (section.span(), format!("scenario `{name}`: {e}"), None))?;
-            RuntimeSpec::Microvm(c)
-        }
-        other => {
-            let hint = match other {
-                "containerd" | "kubernetes" | "ssh" => {
-                    format!(
-                        "the `{other}` runtime is not available in this version of iostudy; runtimes: process, oci, microvm"
-                    )
-                }
-                _ => "runtimes: process, oci, microvm".to_string(),
-            };
-            return Err((s.runtime.span(), format!("unknown runtime `{other}` in scenario `{name}`"), Some(hint)));
-        }
+/// A `[scenarios.NAME]` table: `runtime` picks the backend, which parses the rest.
+fn resolve_scenario(doc: &DeTable<'_>, name: &str, span: Range<usize>) -> Result<Scenario, SpannedError> {
+    let table = doc
+        .get("scenarios")
+        .and_then(|s| s.get_ref().get(name))
+        .and_then(|t| t.get_ref().as_table().map(|tab| (t.span(), tab.clone())));
+    let Some((table_span, mut table)) = table else {
+        return Err((span, format!("[scenarios.{name}] must be a table"), None));
     };
-    if !matches!(runtime, RuntimeSpec::Oci { .. })
-        && let Some(rt) = &s.oci_runtime
-    {
-        return Err((
-            rt.span(),
-            format!("oci_runtime is only for runtime = \"oci\" (scenario `{name}` uses `{}`)", s.runtime.get_ref()),
-            None,
-        ));
+    let mut take = |key: &str| table.remove(key);
+    let runtime = take("runtime");
+    let label = take("label");
+    let runtime_value = runtime.ok_or_else(|| {
+        (
+            span.clone(),
+            format!("scenario `{name}` names no runtime"),
+            Some(format!("add runtime = \"…\": one of {}", kind_names().join(", "))),
+        )
+    })?;
+    let Some(runtime_name) = runtime_value.get_ref().as_str() else {
+        return Err((runtime_value.span(), format!("scenarios.{name}.runtime must be a string"), None));
+    };
+    let kind = KINDS.iter().copied().find(|k| k.name() == runtime_name).ok_or_else(|| {
+        let known = kind_names();
+        let hint = match closest(runtime_name, &known) {
+            Some(c) => format!("did you mean `{c}`? runtimes: {}", known.join(", ")),
+            None => format!("runtimes: {}", known.join(", ")),
+        };
+        (runtime_value.span(), format!("unknown runtime `{runtime_name}` in scenario `{name}`"), Some(hint))
+    })?;
+    let label = match label {
+        None => name.to_string(),
+        Some(l) => match l.get_ref().as_str() {
+            Some(text) => text.to_string(),
+            None => return Err((l.span(), format!("scenarios.{name}.label must be a string"), None)),
+        },
+    };
+    let section =
+        Section { scenario: name, span: table_span.clone(), table: Spanned::new(table_span, DeValue::Table(table)) };
+    let runtime = kind.parse(&section)?;
+    Ok(Scenario { name: name.to_string(), label, runtime })
+}
+
+fn kind_names() -> Vec<&'static str> {
+    KINDS.iter().filter(|k| !k.hidden()).map(|k| k.name()).collect()
+}
+
+/// A located serde error in words: which key (with its table), and a hint.
+fn explain(doc: &DeTable<'_>, message: &str, span: &Range<usize>) -> (String, Option<String>) {
+    let path = key_path(doc, span.start);
+    if let Some(field) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+        if path.is_empty() {
+            let hint = format!("add a [{field}] table (see examples/small.toml)");
+            return (format!("the study file has no [{field}] table"), Some(hint));
+        }
+        let hint = match (path.as_str(), field) {
+            ("study", "target") => {
+                Some("e.g. target = \"/dev/shm/iostudy\": the directory every client's files live in".into())
+            }
+            ("study", "name") => Some("e.g. name = \"my-study\"".into()),
+            ("matrix", "clients") => Some("e.g. clients = [1, 8, 64]".into()),
+            ("matrix", "patterns") => Some("e.g. patterns = [\"read\", \"randread\", \"write\", \"randwrite\"]".into()),
+            ("matrix", "scenarios") => Some("e.g. scenarios = [\"bare\", \"runc\"]".into()),
+            _ => None,
+        };
+        return (format!("{path}.{field} is required"), hint);
     }
-    if !matches!(runtime, RuntimeSpec::Microvm(_)) && s.has_microvm_settings() {
-        return Err((
-            section.span(),
-            format!("scenario `{name}` sets micro-VM options but uses runtime `{}`", s.runtime.get_ref()),
-            Some("share, vcpus, memory, accel, kernel, msize, cache, security_model, virtiofsd_threads and virtiofsd_args are for runtime = \"microvm\"".into()),
-        ));
+    let hint = unknown_field_hint(message);
+    if path.is_empty() { (message.to_string(), hint) } else { (format!("{path}: {message}"), hint) }
+}
+
+/// The dotted key path (`matrix.clients[1]`) of the innermost value at byte `offset`.
+pub fn key_path(doc: &DeTable<'_>, offset: usize) -> String {
+    fn walk(v: &Spanned<DeValue<'_>>, offset: usize, path: &mut String) {
+        match v.get_ref() {
+            DeValue::Table(t) => {
+                for (k, child) in t.iter() {
+                    if child.span().contains(&offset) || (k.span().contains(&offset)) {
+                        path.push('.');
+                        path.push_str(k.get_ref());
+                        walk(child, offset, path);
+                        return;
+                    }
+                }
+            }
+            DeValue::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    if child.span().contains(&offset) {
+                        path.push_str(&format!("[{i}]"));
+                        walk(child, offset, path);
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
     }
-    Ok(Scenario { name: name.to_string(), label: s.label.clone().unwrap_or_else(|| name.to_string()), runtime })
+    let mut path = String::new();
+    for (k, v) in doc.iter() {
+        if v.span().contains(&offset) || k.span().contains(&offset) {
+            path.push_str(k.get_ref());
+            walk(v, offset, &mut path);
+            break;
+        }
+    }
+    path
 }
 
 fn names(scenarios: &[Scenario]) -> String {
     scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn unknown_field_hint(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (field, rest) = rest.split_once('`')?;
-    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
-    closest(field, &expected).map(|c| format!("did you mean `{c}`?"))
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -464,32 +514,9 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// The candidate closest to `word` by edit distance, if it is close.
-pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min()
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name, self.runtime)
+        write!(f, "{} ({})", self.name, self.runtime.name())
     }
 }
 

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use iostudy::engine::Pattern;
+use iostudy::control::{Barrier, Channel, Go, Job, PROTOCOL_VERSION, SharedDir};
+use iostudy::engine::{Pattern, Workload};
 use iostudy::results::ClientResult;
 
 use crate::util::*;
@@ -196,49 +197,46 @@ fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
-fn write_job(dir: &std::path::Path, barrier_timeout: &str) -> std::path::PathBuf {
-    let job = serde_json::json!({
-        "schema_version": 1,
-        "client_id": 3,
-        "workload": {"rw": "randread", "bs": "4k", "size": "1m", "directory": dir.join("data")},
-        "output": dir.join("client-3.json"),
-        "barrier": {"control_dir": dir.join("control"), "timeout": barrier_timeout},
-    });
+/// Acts as the controller of one client (id 3) through the control protocol: posts
+/// its job in `dir/control` and returns the channel and the job's path.
+fn post_job(dir: &std::path::Path, barrier_timeout: &str) -> (SharedDir, std::path::PathBuf) {
+    let control = dir.join("control");
+    let channel = SharedDir::create(&control, &control).unwrap();
     std::fs::create_dir_all(dir.join("data")).unwrap();
-    let path = dir.join("job.json");
-    std::fs::write(&path, serde_json::to_vec(&job).unwrap()).unwrap();
-    path
+    let workload = Workload::new(Pattern::Randread, 4096, 1 << 20, dir.join("data"));
+    let barrier = Barrier { timeout: barrier_timeout.parse().unwrap(), poll: "5ms".parse().unwrap() };
+    let job = channel.post_job(&Job::new(3, workload, Some(barrier), false)).unwrap();
+    (channel, job)
 }
 
 fn worker_waits_for_go_and_writes_its_result() {
     let dir = scratch();
-    let job = write_job(dir.path(), "30s");
+    let (channel, job) = post_job(dir.path(), "30s");
     let mut child = std::process::Command::new(bin()).args(["worker", "--job", job.to_str().unwrap()]).spawn().unwrap();
-    let ready = dir.path().join("control/ready/3");
     let waited = std::time::Instant::now();
-    while !ready.exists() {
+    while !channel.is_ready(3).unwrap() {
         assert!(waited.elapsed() < Duration::from_secs(20), "worker never became ready");
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(!dir.path().join("client-3.json").exists(), "no result before go");
+    assert!(channel.result(3).is_err(), "no result before go");
     let start_ns = now_ns() + 300_000_000;
-    std::fs::write(dir.path().join("control/go"), format!("{{\"start_ns\": {start_ns}}}")).unwrap();
+    channel.go(&Go { protocol: PROTOCOL_VERSION, start_ns }).unwrap();
     assert!(child.wait().unwrap().success());
-    let r: ClientResult = serde_json::from_slice(&std::fs::read(dir.path().join("client-3.json")).unwrap()).unwrap();
+    let r: ClientResult = channel.result(3).unwrap();
     assert_eq!(r.client_id, 3);
     assert!(r.start_ns >= start_ns, "measured phase starts at the go instant, not before");
     assert_eq!(r.read.bytes, 1 << 20);
-    let leftovers: Vec<_> = entries(dir.path()).into_iter().filter(|e| e.contains(".tmp")).collect();
+    let leftovers: Vec<_> = entries(&dir.path().join("control")).into_iter().filter(|e| e.contains(".tmp")).collect();
     assert!(leftovers.is_empty(), "atomic write leaves no temp file: {leftovers:?}");
 }
 
 fn worker_without_go_fails_clearly() {
     let dir = scratch();
-    let job = write_job(dir.path(), "200ms");
+    let (channel, job) = post_job(dir.path(), "200ms");
     let o = iostudy(&["worker", "--job", job.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no go signal in"), "{}", stderr(&o));
-    assert!(!dir.path().join("client-3.json").exists());
+    assert!(channel.result(3).is_err());
 }
 
 crate::trials![

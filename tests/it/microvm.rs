@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use iostudy::results::store::{CellStatus, Store};
+use iostudy::results::cell::CellStatus;
 
 use crate::util::*;
 
@@ -63,7 +63,7 @@ fn bare_vs_9p_vs_virtiofs_end_to_end() -> Needs {
     let out = dir.path().join("results");
     let (code, so, se, pid) = run_study(&s, &out, &[]);
     assert_eq!(code, Some(0), "stdout:\n{so}\nstderr:\n{se}");
-    let cells = Store::open(&out).cells().unwrap();
+    let cells = stored_cells(&out);
     assert_eq!(cells.len(), 6);
     let host_kernel = rustix::system::uname().release().to_string_lossy().into_owned();
     let guest_kernel = iostudy::runtime::microvm::kernel::find(None).unwrap().version;
@@ -82,13 +82,10 @@ fn bare_vs_9p_vs_virtiofs_end_to_end() -> Needs {
         assert!(c.clients.iter().all(|r| r.host.cpus == 1));
         assert_eq!(c.boot_s.len(), 2);
         assert!(c.boot_s.iter().all(|b| b.is_some_and(|s| s > 0.0 && s < c.setup_s + 1e-9)));
-        assert!(
-            c.runtime_notes.iter().any(|n| n == "accelerator: tcg" || n == "accelerator: kvm"),
-            "{:?}",
-            c.runtime_notes
-        );
+        assert!(matches!(c.runtime.accelerator.as_deref(), Some("tcg" | "kvm")), "{:?}", c.runtime);
         let share = if c.cell.scenario == "vm9p" { "9p" } else { "virtiofs" };
-        assert!(matches!(&c.runtime, iostudy::runtime::RuntimeSpec::Microvm(m) if m.share_name() == share));
+        assert_eq!(c.runtime.kind, "microvm");
+        assert_eq!(c.runtime.settings["share"], share);
         assert!(c.clients.iter().all(|r| r.read.bytes + r.write.bytes > 0));
     }
     // The report shows all three, and flags TCG where it was used.
@@ -96,7 +93,7 @@ fn bare_vs_9p_vs_virtiofs_end_to_end() -> Needs {
     for label in ["bare", "Kata-style 9p", "vmfs"] {
         assert!(html.contains(&format!("<td>{label}</td>")), "report lists {label}");
     }
-    let tcg = cells.iter().any(|c| c.runtime_notes.iter().any(|n| n == "accelerator: tcg"));
+    let tcg = cells.iter().any(|c| c.runtime.accelerator.as_deref() == Some("tcg"));
     assert_eq!(html.contains("ran its guests under TCG"), tcg);
     assert_nothing_left(dir.path(), pid);
     Ok(())
@@ -126,12 +123,12 @@ fn a_hung_guest_is_killed_and_its_console_kept() -> Needs {
         .unwrap();
     let st = wait_for(&mut run, Duration::from_secs(90));
     assert_eq!(st.code(), Some(1));
-    let cells = Store::open(&out).cells().unwrap();
+    let cells = stored_cells(&out);
     let why = cells[0].failure.clone().unwrap();
     assert!(why.contains("before the deadline (hung?)"), "{why}");
     let logs = out.join("logs").join(&cells[0].cell.id);
-    let console = std::fs::read_to_string(logs.join("client-0.stderr")).unwrap_or_default()
-        + &std::fs::read_to_string(logs.join("client-1.stderr")).unwrap_or_default();
+    let console = std::fs::read_to_string(logs.join("client-0.log")).unwrap_or_default()
+        + &std::fs::read_to_string(logs.join("client-1.log")).unwrap_or_default();
     assert!(console.contains("] "), "the guests' serial consoles are kept: {console}");
     // The failure points at a kept console log.
     let log = why.split("(log: ").nth(1).and_then(|r| r.strip_suffix(')')).expect("the failure names its log");
@@ -161,7 +158,7 @@ fn interrupting_a_vm_cell_leaves_no_vm_behind() -> Needs {
     let st = wait_for(&mut run, Duration::from_secs(30));
     assert_eq!(st.code(), Some(130));
     assert_nothing_left(dir.path(), run_pid);
-    assert!(Store::open(&out).cells().unwrap().is_empty(), "the interrupted cell is not stored");
+    assert!(stored_cells(&out).is_empty(), "the interrupted cell is not stored");
     Ok(())
 }
 
@@ -172,7 +169,7 @@ fn a_failing_virtiofsd_speaks_for_itself() -> Needs {
     let out = dir.path().join("results");
     let (code, so, se, pid) = run_study(&s, &out, &["--pattern", "write"]);
     assert_eq!(code, Some(1), "stdout:\n{so}\nstderr:\n{se}");
-    let cells = Store::open(&out).cells().unwrap();
+    let cells = stored_cells(&out);
     let why = cells[0].failure.clone().unwrap();
     // virtiofsd's own words, not a timeout, and where its whole log is kept.
     assert!(why.contains("virtiofsd exited"), "{why}");

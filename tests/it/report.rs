@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use iostudy::engine::{Pattern, Span, Workload};
 use iostudy::results::ClientResult;
+use iostudy::results::cell::Cell;
 use iostudy::results::store::Store;
-use iostudy::runtime::mock::{synthetic, synthetic_cell};
-use iostudy::study::plan::Cell;
+use iostudy::results::synthetic;
+use iostudy::study::Study;
 
 use crate::util::*;
 
@@ -45,6 +46,14 @@ fn scale(c: &mut ClientResult, f: f64) {
 /// varying by a few percent; one client of `late` cell starts 4 s late.
 fn fixture(dir: &Path, runc_factor: f64, late: Option<&str>) {
     let store = Store::create(dir, STUDY, false).unwrap();
+    let study = Study::parse(Path::new("fixture.toml"), STUDY).unwrap();
+    let synthetic_runtime = |s: &iostudy::study::Scenario| iostudy::results::cell::RuntimeRecord {
+        kind: s.runtime.kind().into(),
+        name: s.runtime.name(),
+        version: Some(format!("{} (synthetic)", s.name)),
+        ..Default::default()
+    };
+    store.write_run_info(&study.run_info(synthetic_runtime, None, Vec::new())).unwrap();
     let t0 = 1_900_000_000_000_000_000u64;
     let mut n = 0u64;
     for rep in 1..=3u32 {
@@ -62,7 +71,7 @@ fn fixture(dir: &Path, runc_factor: f64, late: Option<&str>) {
                     let results: Vec<ClientResult> = (0..clients)
                         .map(|k| {
                             let delay = if late == Some(id.as_str()) && k == 1 { 4_000_000_000 } else { 0 };
-                            let mut c = synthetic(&w, k, start + delay);
+                            let mut c = synthetic::client(&w, k, start + delay);
                             scale(&mut c, rep_noise * if scenario == "runc" { runc_factor } else { 1.0 });
                             c
                         })
@@ -76,7 +85,7 @@ fn fixture(dir: &Path, runc_factor: f64, late: Option<&str>) {
                         repetition: rep,
                         workload: w,
                     };
-                    store.write_cell(&synthetic_cell(cell, results)).expect("write cell");
+                    store.write_cell(&synthetic::cell(cell, results)).expect("write cell");
                     n += 1;
                 }
             }

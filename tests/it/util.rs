@@ -10,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use iostudy::results::ClientResult;
+use iostudy::results::cell::CellResult;
+use iostudy::results::store::Store;
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_iostudy"))
@@ -210,7 +212,7 @@ pub fn assert_nothing_left(dir: &Path, run_pid: u32) {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(left(), Vec::<u32>::new(), "no client, VM or helper process survives");
-    let control = dir.join("target/.iostudy-control");
+    let control = dir.join("target").join(iostudy::control::CONTROL_DIR);
     assert!(!control.exists() || entries(&control).is_empty(), "control dirs removed: {:?}", entries(&control));
     // The run's private runtime state (bundles, rootfs, --root dirs) is gone.
     for base in [PathBuf::from("/run/iostudy"), std::env::temp_dir().join("iostudy")] {
@@ -224,11 +226,12 @@ pub fn assert_nothing_left(dir: &Path, run_pid: u32) {
 
 /// Whether a run in `dir` has told the clients of its first cell to go.
 pub fn first_cell_went(dir: &Path) -> bool {
-    std::fs::read_dir(dir.join("target/.iostudy-control"))
+    use iostudy::control::{CONTROL_DIR, cell_dir, go_sent};
+    std::fs::read_dir(dir.join("target").join(CONTROL_DIR))
         .into_iter()
         .flatten()
         .flatten()
-        .any(|run| run.path().join("cell-0/go").exists())
+        .any(|run| go_sent(&cell_dir(&run.path(), 0)))
 }
 
 /// Waits (up to `limit`) until a run in `dir` has told its first cell's clients to go.
@@ -238,4 +241,11 @@ pub fn wait_first_cell_go(dir: &Path, limit: Duration) {
         assert!(Instant::now() < deadline, "the first cell's clients were never told to go");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Every cell result of a results directory; fails on an unreadable one.
+pub fn stored_cells(results: &Path) -> Vec<CellResult> {
+    let set = Store::open(results).cells().unwrap();
+    assert!(set.unreadable.is_empty(), "unreadable cells: {:?}", set.unreadable);
+    set.cells
 }

@@ -98,7 +98,7 @@ pub fn build(out: &Path, init: &Path, modules: &[std::path::PathBuf]) -> Result<
     let io = |e: std::io::Error| format!("cannot write the initramfs {}: {e}", out.display());
     let file = std::fs::File::create(out).map_err(io)?;
     let mut c = Cpio::new(std::io::BufWriter::new(file));
-    for d in ["dev", "proc", "sys", "data", "modules", "tmp"] {
+    for d in ["dev", "proc", "sys", "modules", "tmp"] {
         c.dir(d).map_err(io)?;
     }
     c.char_device("dev/console", 5, 1).map_err(io)?;

@@ -18,15 +18,89 @@ pub mod kernel;
 pub mod virtiofsd;
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
-use crate::engine::Bytes;
+use crate::runtime::child::{ChildClient, Helper, kill_group};
 use crate::runtime::command::{Cmd, which};
-use crate::runtime::{ClientHandle, Launch, Probe, RunContext, RuntimeError, binary, kill_group};
+use crate::runtime::{
+    Backend, Client, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec, TARGET_MOUNT,
+    Timing, binary,
+};
+use crate::workload::Bytes;
+
+pub static KIND: MicrovmKind = MicrovmKind;
+
+pub struct MicrovmKind;
+
+/// The keys of a `microvm` scenario, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    /// `9p` (Kata 1.x) or `virtiofs`.
+    share: Option<Spanned<String>>,
+    vcpus: Option<u32>,
+    memory: Option<Bytes>,
+    /// `auto` (probe KVM, fall back to TCG), `kvm` or `tcg`.
+    accel: Option<Spanned<String>>,
+    kernel: Option<PathBuf>,
+    msize: Option<Bytes>,
+    cache: Option<String>,
+    security_model: Option<String>,
+    virtiofsd_threads: Option<u32>,
+    virtiofsd_args: Option<Vec<String>>,
+}
+
+impl Kind for MicrovmKind {
+    fn name(&self) -> &'static str {
+        "microvm"
+    }
+
+    fn parse(&self, section: &Section<'_>) -> Result<Arc<dyn Spec>, SpannedError> {
+        let s: Settings = section.deserialize()?;
+        let share_value = s.share.ok_or_else(|| {
+            section.error(
+                "uses runtime `microvm` but names no share",
+                Some("add share = \"9p\" (Kata 1.x's virtio-9p) or share = \"virtiofs\"".into()),
+            )
+        })?;
+        let share = match share_value.get_ref().as_str() {
+            "9p" => Share::NineP,
+            "virtiofs" | "virtio-fs" => Share::Virtiofs,
+            other => {
+                return Err((share_value.span(), format!("unknown share `{other}`"), Some("9p or virtiofs".into())));
+            }
+        };
+        let mut c = MicrovmConfig::new(share);
+        if let Some(a) = &s.accel {
+            c.accel = match a.get_ref().as_str() {
+                "auto" => Accel::Auto,
+                "kvm" => Accel::Kvm,
+                "tcg" => Accel::Tcg,
+                other => {
+                    return Err((a.span(), format!("unknown accel `{other}`"), Some("auto, kvm or tcg".into())));
+                }
+            };
+        }
+        c.vcpus = s.vcpus.unwrap_or(c.vcpus);
+        c.memory = s.memory.unwrap_or(c.memory);
+        c.kernel = s.kernel;
+        c.msize = s.msize.unwrap_or(c.msize);
+        c.cache = s.cache.unwrap_or(c.cache);
+        c.security_model = s.security_model.unwrap_or(c.security_model);
+        c.virtiofsd_threads = s.virtiofsd_threads;
+        c.virtiofsd_args = s.virtiofsd_args.unwrap_or_default();
+        c.validate().map_err(|e| section.error(e, None))?;
+        Ok(Arc::new(c))
+    }
+
+    fn known(&self) -> Vec<Arc<dyn Spec>> {
+        vec![Arc::new(MicrovmConfig::new(Share::NineP)), Arc::new(MicrovmConfig::new(Share::Virtiofs))]
+    }
+}
 
 /// How the target is shared into the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -153,15 +227,36 @@ fn first_line(cmd: &Cmd) -> Option<String> {
     text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
 }
 
+impl Spec for MicrovmConfig {
+    fn kind(&self) -> &'static str {
+        "microvm"
+    }
+
+    fn name(&self) -> String {
+        format!("microvm/{}", self.share_name())
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("serializes")
+    }
+
+    fn probe(&self) -> Probe {
+        probe(self)
+    }
+
+    fn startup_estimate(&self) -> Duration {
+        // A guest boots in ~4–7 s under TCG, well under 1 s with KVM.
+        Duration::from_secs(7)
+    }
+
+    fn prepare(&self, ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError> {
+        Ok(Box::new(Microvm::prepare(self, ctx)?))
+    }
+}
+
 /// Availability: QEMU, a kernel with modules, the share's modules, virtiofsd, worker.
 pub fn probe(cfg: &MicrovmConfig) -> Probe {
-    let mut p = Probe {
-        runtime: format!("microvm/{}", cfg.share_name()),
-        usable: false,
-        version: None,
-        problem: None,
-        notes: Vec::new(),
-    };
+    let mut p = Probe::of(cfg);
     if let Err(e) = cfg.validate() {
         p.problem = Some(e);
         return p;
@@ -230,22 +325,23 @@ pub struct Microvm {
 static KVM_PROBE: Mutex<Option<(bool, String)>> = Mutex::new(None);
 
 impl Microvm {
-    pub fn prepare(cfg: &MicrovmConfig, ctx: &RunContext) -> Result<Microvm, RuntimeError> {
+    pub fn prepare(cfg: &MicrovmConfig, ctx: &ScenarioContext) -> Result<Microvm, RuntimeError> {
         let probe = probe(cfg);
         if let Some(problem) = probe.problem {
             return Err(RuntimeError::Unavailable(problem));
         }
-        if ctx.target.to_string_lossy().contains(',') {
+        let target = &ctx.run.target;
+        if target.to_string_lossy().contains(',') {
             return Err(RuntimeError::Setup(format!(
                 "the target {} contains a comma, which QEMU options cannot carry: choose another target",
-                ctx.target.display()
+                target.display()
             )));
         }
         let qemu = which(QEMU).ok_or_else(|| RuntimeError::Unavailable(format!("{QEMU} not found")))?;
         let k = kernel::find(cfg.kernel.as_deref()).map_err(RuntimeError::Unavailable)?;
-        let dir = ctx.state_dir.join(format!("microvm-{}", cfg.share_name()));
+        let dir = ctx.dir.clone();
         std::fs::create_dir_all(&dir).map_err(RuntimeError::io(format!("create {}", dir.display())))?;
-        let vmlinux = ctx.state_dir.join(format!("vmlinux-{}", k.version));
+        let vmlinux = ctx.run.state_dir.join(format!("vmlinux-{}", k.version));
         if !vmlinux.exists() {
             kernel::extract_elf(&k.image, &vmlinux).map_err(RuntimeError::Setup)?;
         }
@@ -264,7 +360,7 @@ impl Microvm {
                 Share::NineP => None,
             },
             dir,
-            target: ctx.target.clone(),
+            target: target.clone(),
             notes: Vec::new(),
         };
         vm.accel = match cfg.accel {
@@ -278,7 +374,6 @@ impl Microvm {
                 if works { Accel::Kvm } else { Accel::Tcg }
             }
         };
-        vm.notes.push(format!("accelerator: {}", if vm.accel == Accel::Kvm { "kvm" } else { "tcg" }));
         Ok(vm)
     }
 
@@ -339,13 +434,15 @@ impl Microvm {
     }
 
     /// QEMU's command line for one client.
-    pub fn qemu_cmd(&self, job_in_guest: &Path, booted_in_guest: &Path, socket: Option<&Path>) -> Cmd {
+    pub fn qemu_cmd(&self, job_in_guest: &Path, socket: Option<&Path>) -> Cmd {
         let (fstype, opts) = self.cfg.mount();
-        let mut params = format!("iostudy.fstype={fstype} iostudy.tag=data iostudy.job={}", job_in_guest.display());
+        let mut params = format!(
+            "iostudy.fstype={fstype} iostudy.tag=data iostudy.mount={TARGET_MOUNT} iostudy.job={}",
+            job_in_guest.display()
+        );
         if !opts.is_empty() {
             params.push_str(&format!(" iostudy.opts={opts}"));
         }
-        params.push_str(&format!(" iostudy.booted={}", booted_in_guest.display()));
         let cmd = self.base_cmd(self.accel, &params);
         match (self.cfg.share, socket) {
             (Share::Virtiofs, Some(sock)) => cmd.args([
@@ -375,86 +472,62 @@ impl Microvm {
         cmd.args(&self.cfg.virtiofsd_args)
     }
 
-    pub fn launch(&self, l: &Launch) -> Result<ClientHandle, RuntimeError> {
-        let control = l.job_client.parent().unwrap_or(Path::new("/data"));
-        let booted = control.join("booted").join(l.client.to_string());
+    fn launch_client(&self, l: &Launch) -> Result<ChildClient, RuntimeError> {
         let mut helper = None;
         let socket = match (&self.virtiofsd, self.cfg.share) {
             (Some(v), Share::Virtiofs) => {
                 let sock = self.dir.join(format!("{}.sock", l.id));
                 let _ = std::fs::remove_file(&sock);
-                let log_path = l.log_dir.join(format!("client-{}.virtiofsd.log", l.client));
-                let log = std::fs::File::create(&log_path)
-                    .map_err(RuntimeError::io(format!("create {}", log_path.display())))?;
-                let cmd = self.virtiofsd_cmd(&v.path, &sock);
-                let child = cmd
-                    .command()
-                    .stdout(log.try_clone().map_err(RuntimeError::io("clone a log fd"))?)
-                    .stderr(log)
-                    .spawn()
-                    .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
-                let mut h = Helper { name: "virtiofsd", child, log: log_path };
+                let log = l.log_dir.join(format!("client-{}.virtiofsd.log", l.client));
+                let mut h = Helper::spawn("virtiofsd", &self.virtiofsd_cmd(&v.path, &sock), &log)?;
                 h.wait_for(&sock, Duration::from_secs(10))?;
                 helper = Some(h);
                 Some(sock)
             }
             _ => None,
         };
-        let cmd = self.qemu_cmd(&l.job_client, &booted, socket.as_deref());
+        let cmd = self.qemu_cmd(&l.job, socket.as_deref());
         let mut teardown = Vec::new();
         if let Some(sock) = &socket {
             teardown.push(Cmd::new("rm").arg("-f").arg(sock));
         }
-        let mut h = ClientHandle::spawn_console(l, &cmd, teardown)?;
-        if let Some(helper) = helper {
-            h.helper_logs.push(helper.log.clone());
-            h.companions.push(helper.into_child());
-        }
-        Ok(h)
+        let client = ChildClient::spawn(l, &cmd, Vec::new(), teardown)?;
+        Ok(match helper {
+            Some(h) => client.with_helper(h),
+            None => client,
+        })
+    }
+}
+
+impl Backend for Microvm {
+    fn client_path(&self, target: &Path, host_path: &Path) -> PathBuf {
+        Path::new(TARGET_MOUNT).join(host_path.strip_prefix(target).unwrap_or(host_path))
     }
 
-    pub fn cleanup(&self) {
+    fn drops_guest_caches(&self) -> bool {
+        true
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
+    }
+
+    fn accelerator(&self) -> Option<String> {
+        Some(if self.accel == Accel::Kvm { "kvm" } else { "tcg" }.to_string())
+    }
+
+    fn timing(&self, clients: u32) -> Timing {
+        // Guests poll over their share, and under TCG a guest's clock reading is slow.
+        let t = Timing::local(clients);
+        Timing { lead: t.lead * 2, ..t }
+    }
+
+    fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError> {
+        Ok(Box::new(self.launch_client(l)?))
+    }
+
+    fn cleanup(&self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A helper process a client needs (virtiofsd), with its own log.
-struct Helper {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Helper {
-    /// Waits until the helper has created `path`; a helper that exits or takes too long
-    /// is killed and its own last words become the error.
-    fn wait_for(&mut self, path: &Path, limit: Duration) -> Result<(), RuntimeError> {
-        let started = Instant::now();
-        while !path.exists() {
-            let why = match self.child.try_wait() {
-                Ok(Some(st)) => Some(format!("exited ({st}) before it created {}", path.display())),
-                _ if started.elapsed() > limit => {
-                    Some(format!("did not create {} within {} s", path.display(), limit.as_secs()))
-                }
-                _ => None,
-            };
-            if let Some(why) = why {
-                kill_group(&mut self.child);
-                let said = crate::runtime::log_tail(&self.log, 5);
-                let said = if said.is_empty() { "nothing".to_string() } else { said.replace('\n', " | ") };
-                return Err(RuntimeError::Setup(format!(
-                    "{} {why}; it said: {said} (log: {})",
-                    self.name,
-                    self.log.display()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(())
-    }
-
-    fn into_child(self) -> Child {
-        self.child
     }
 }
 
@@ -478,14 +551,13 @@ mod tests {
 
     #[test]
     fn qemu_command_for_9p() {
-        let argv =
-            vm(Share::NineP).qemu_cmd(Path::new("/data/c/job-0.json"), Path::new("/data/c/booted/0"), None).argv();
+        let argv = vm(Share::NineP).qemu_cmd(Path::new("/data/c/job-0.json"), None).argv();
         let joined = argv.join(" ");
         assert!(joined.starts_with("/usr/bin/qemu-system-x86_64 -M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max -smp 1 -m 512M -nodefaults -no-user-config -display none -serial stdio -no-reboot -kernel /run/x/vmlinux -initrd /run/x/initramfs.cpio -append"), "{joined}");
         let append = &argv[argv.iter().position(|a| a == "-append").unwrap() + 1];
         assert_eq!(
             append,
-            "console=ttyS0 quiet pci=off reboot=t panic=-1 tsc_early_khz=2000000 iostudy.fstype=9p iostudy.tag=data iostudy.job=/data/c/job-0.json iostudy.opts=trans=virtio,version=9p2000.L,msize=524288,cache=none iostudy.booted=/data/c/booted/0"
+            "console=ttyS0 quiet pci=off reboot=t panic=-1 tsc_early_khz=2000000 iostudy.fstype=9p iostudy.tag=data iostudy.mount=/data iostudy.job=/data/c/job-0.json iostudy.opts=trans=virtio,version=9p2000.L,msize=524288,cache=none"
         );
         assert!(joined.ends_with(
             "-fsdev local,id=fs0,path=/srv/t,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=data"
@@ -498,15 +570,14 @@ mod tests {
         v.accel = Accel::Kvm;
         v.cfg.virtiofsd_threads = Some(4);
         v.cfg.virtiofsd_args = vec!["--allow-direct-io".into()];
-        let argv =
-            v.qemu_cmd(Path::new("/data/j.json"), Path::new("/data/b"), Some(Path::new("/run/x/c0.sock"))).argv();
+        let argv = v.qemu_cmd(Path::new("/data/j.json"), Some(Path::new("/run/x/c0.sock"))).argv();
         let joined = argv.join(" ");
         assert!(joined.contains("-M microvm,pit=on,pic=on,rtc=on,memory-backend=mem -accel kvm -cpu host"), "{joined}");
         assert!(!joined.contains("tsc_early_khz"), "KVM keeps the real TSC");
         assert!(joined.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"));
         assert!(joined.ends_with("-chardev socket,id=vfs,path=/run/x/c0.sock -device vhost-user-fs-device,queue-size=1024,chardev=vfs,tag=data"));
         assert!(
-            joined.contains("iostudy.fstype=virtiofs iostudy.tag=data iostudy.job=/data/j.json iostudy.booted=/data/b")
+            joined.contains("iostudy.fstype=virtiofs iostudy.tag=data iostudy.mount=/data iostudy.job=/data/j.json")
         );
         assert_eq!(
             v.virtiofsd_cmd(Path::new("/usr/bin/virtiofsd"), Path::new("/run/x/c0.sock")).argv(),

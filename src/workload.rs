@@ -1,5 +1,8 @@
 //! The workload: what one client does, under fio's option names.
 //!
+//! It sits below everything else (the engine runs it, results record it, studies vary
+//! it), so it imports nothing of the crate.
+//!
 //! Users think in fio (`rw`, `bs`, `numjobs`, `iodepth`…), so the fields keep those
 //! names in the study file, the job file and on the command line. Sizes accept fio's
 //! binary units (`64K` = 65536, `4k`, `1m`, `1MiB`); durations accept humantime

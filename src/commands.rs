@@ -1,0 +1,189 @@
+//! One handler per subcommand: each turns parsed flags into calls on the library and
+//! its outcome into output and an exit code. Nothing here is reused elsewhere.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cli::{BenchArgs, Cli, Command, CompareArgs, DemoArgs, PlanArgs, ReportArgs, RunArgs, Selection};
+use crate::report::model::Report;
+use crate::results::cell::CellStatus;
+use crate::results::store::Store;
+use crate::runner::{self, RunOptions};
+use crate::study::Study;
+use crate::study::plan::{Plan, PlanOptions};
+use crate::study::preflight::Preflight;
+use crate::{EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, demo, engine, report, results, runtime, worker};
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plan(args) => plan(&args),
+        Command::Run(args) => run_study(&args),
+        Command::Demo(args) => demo(&args),
+        Command::Report(args) => report(&args),
+        Command::Compare(args) => compare(&args),
+        Command::Runtimes => {
+            print!("{}", report::runtimes::render(&runtime::probe_all()));
+            Ok(ExitCode::from(EXIT_OK))
+        }
+        Command::Bench(args) => bench(&args),
+        Command::Worker(args) => {
+            worker::run_job_file(&args.job)?;
+            Ok(ExitCode::from(EXIT_OK))
+        }
+    }
+}
+
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let study = Study::load(&args.study)?;
+    let plan = Plan::build(&study, &plan_options(&args.selection))?;
+    let pre = Preflight::gather(&plan);
+    print!("{}", plan.render(&pre));
+    Ok(ExitCode::from(if pre.blockers().is_empty() { EXIT_OK } else { EXIT_ERROR }))
+}
+
+fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let model = Report::load(&args.results)?;
+    for w in &model.unreadable {
+        eprintln!("warning: skipped {w}");
+    }
+    anyhow::ensure!(
+        !model.groups.is_empty(),
+        "{} holds no cell results: run a study into it first (iostudy run STUDY -o {})",
+        args.results.display(),
+        args.results.display()
+    );
+    let dir = report::write_all(&model, &args.results)?;
+    print!("{}", report::terminal(&model));
+    println!("\nreport: {}", dir.join("report.html").display());
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let workload = args.workload();
+    let result = engine::run(&workload, 0, Box::new(|| Ok(None)));
+    if args.unlink {
+        for t in 0..workload.numjobs {
+            let _ = std::fs::remove_file(workload.file_path(t));
+        }
+    }
+    let result = result?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &result).context("writing the result")?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", report::client::render(&result))?;
+    }
+    stdout.flush()?;
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.threshold >= 0.0 && args.threshold < 1.0,
+        "--threshold {} must be a fraction in [0, 1), e.g. 0.05 for 5 %",
+        args.threshold
+    );
+    let a = Report::load(&args.a)?;
+    let b = Report::load(&args.b)?;
+    for w in a.unreadable.iter().chain(&b.unreadable) {
+        eprintln!("warning: skipped {w}");
+    }
+    let c =
+        report::compare::compare(&a, &b, &args.a.display().to_string(), &args.b.display().to_string(), args.threshold);
+    anyhow::ensure!(
+        !c.changes.is_empty(),
+        "{} and {} have no cell in common (same scenario, pattern, clients and options)",
+        args.a.display(),
+        args.b.display()
+    );
+    print!("{}", report::compare::text(&c));
+    if let Some(path) = &args.html {
+        let page = report::compare::html(&c).map_err(anyhow::Error::msg)?;
+        results::write_atomic(path, page.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::from(if c.regressions() > 0 { EXIT_CHECK_FAILED } else { EXIT_OK }))
+}
+
+fn plan_options(s: &Selection) -> PlanOptions {
+    PlanOptions {
+        scale: s.scale,
+        scenarios: s.scenarios.clone(),
+        patterns: s.patterns.clone(),
+        clients: s.clients.clone(),
+        mock: s.mock,
+    }
+}
+
+fn run_study(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let study = Study::load(&args.study)?;
+    let plan = Plan::build(&study, &plan_options(&args.selection))?;
+    execute(&plan, &args.output, args.resume)
+}
+
+fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let target = demo::scratch_target().context("creating the demo's scratch directory")?;
+    let (text, skipped) = demo::study_text(target.path(), args.mock);
+    let output = args.output.clone().unwrap_or_else(demo::default_output);
+    let study = Study::parse(Path::new("demo.toml"), &text)?;
+    let plan = Plan::build(&study, &PlanOptions { mock: args.mock, ..PlanOptions::default() })?;
+    eprintln!(
+        "iostudy demo: {} cells ({}), results in {}",
+        plan.cells.len(),
+        plan.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+        output.display()
+    );
+    for s in &skipped {
+        eprintln!("  left out {s}");
+    }
+    execute(&plan, &output, false)
+}
+
+/// Runs a plan, prints the summary, writes the report, maps the outcome to an exit code.
+fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode> {
+    let pre = Preflight::gather(plan);
+    for w in &pre.warnings {
+        eprintln!("warning: {w}");
+    }
+    let cancel = runner::cancel_on_signals();
+    let opts = RunOptions { output: output.to_path_buf(), resume, progress: std::io::stderr().is_terminal() };
+    let outcome = runner::run(plan, &pre, &opts, cancel)?;
+    for n in &outcome.notes {
+        eprintln!("note: {n}");
+    }
+    for w in &outcome.unreadable {
+        eprintln!("warning: skipped {w}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    write!(stdout, "{}", report::summary::render(&outcome.cells))?;
+    writeln!(
+        stdout,
+        "\n{} cell(s) run, {} skipped (already done), {} failed; results in {}",
+        outcome.ran,
+        outcome.skipped,
+        outcome.failed,
+        output.display()
+    )?;
+    if !outcome.cells.is_empty() {
+        let mut all = outcome.cells.clone();
+        let ids: HashSet<&str> = outcome.cells.iter().map(|c| c.cell.id.as_str()).collect();
+        all.extend(outcome.others.iter().filter(|c| !ids.contains(c.cell.id.as_str())).cloned());
+        let model = Report::from_store(&Store::open(output), &all, outcome.unreadable.clone());
+        match report::write_all(&model, output) {
+            Ok(dir) => writeln!(stdout, "report: {}", dir.join("report.html").display())?,
+            Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
+        }
+    }
+    stdout.flush()?;
+    if outcome.interrupted {
+        eprintln!("interrupted: finished cells are saved; continue with --resume -o {}", output.display());
+        return Ok(ExitCode::from(130));
+    }
+    let failed = outcome.cells.iter().any(|c| c.status == CellStatus::Failed);
+    Ok(ExitCode::from(if failed { EXIT_CHECK_FAILED } else { EXIT_OK }))
+}

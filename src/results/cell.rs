@@ -1,0 +1,166 @@
+//! One cell's identity and its finished result, as the results directory records them.
+//!
+//! These types are the ground floor of everything after a run: the report, `compare`
+//! and `--resume` read them, so they carry their own record of the runtime (kind,
+//! settings as they were, version, notes, accelerator) rather than the study's or a
+//! backend's configuration types — a new configuration field must not silently change
+//! what every cell file means. [`CELL_SCHEMA_VERSION`] is bumped on any change.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::results::ClientResult;
+use crate::workload::{Pattern, Workload};
+
+/// Version of the cell result layout (2: the runtime is a [`RuntimeRecord`]).
+pub const CELL_SCHEMA_VERSION: u32 = 2;
+
+/// One cell of the matrix: a scenario, a client count, a pattern, option values and a
+/// repetition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Stable identifier ([`cell_id`]): the result file name and `--resume`'s key.
+    pub id: String,
+    pub scenario: String,
+    pub pattern: Pattern,
+    pub clients: u32,
+    /// Values of the study's list-valued workload options.
+    pub options: Vec<(String, String)>,
+    /// 1-based.
+    pub repetition: u32,
+    /// The workload each client runs (its directory is assigned per client).
+    pub workload: Workload,
+}
+
+/// The identifier of a cell, usable as a file name: `scenario.pattern.cN[.k=v…].rR`.
+///
+/// Every component is escaped, not replaced: characters outside `[A-Za-z0-9_+,-]`
+/// become `%XX`, so scenarios `a/b` and `a_b` (or `a.b`) get distinct ids. An id longer
+/// than a file name may be is cut and suffixed with a hash of the whole.
+pub fn cell_id(scenario: &str, pattern: Pattern, clients: u32, options: &[(String, String)], rep: u32) -> String {
+    let mut id = format!("{}.{pattern}.c{clients}", escape(scenario));
+    for (k, v) in options {
+        id.push_str(&format!(".{}={}", escape(k), escape(v)));
+    }
+    id.push_str(&format!(".r{rep}"));
+    const MAX: usize = 200; // leaves room for ".json" and temp-file prefixes under 255
+    if id.len() > MAX {
+        let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let mut cut = MAX - 17;
+        while !id.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        id = format!("{}~{hash:016x}", &id[..cut]);
+    }
+    id
+}
+
+/// Percent-escapes everything but `[A-Za-z0-9_+,-]`.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b',' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The runtime a cell ran in, as recorded: what reports show and `compare` matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RuntimeRecord {
+    /// The backend kind: `process`, `oci`, `microvm`, `mock`, …
+    pub kind: String,
+    /// Short display name, e.g. `oci/runc`, `microvm/9p`.
+    pub name: String,
+    /// The scenario's runtime settings as they were (backend-specific keys).
+    pub settings: serde_json::Value,
+    /// The runtime's own version line.
+    pub version: Option<String>,
+    /// Facts worth recording (workarounds applied, platform, helper versions).
+    pub notes: Vec<String>,
+    /// `kvm` or `tcg` for virtual machines.
+    #[serde(default)]
+    pub accelerator: Option<String>,
+}
+
+/// Whether a cell produced a result for every client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellStatus {
+    Ok,
+    Failed,
+}
+
+/// A client that did not deliver a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientFailure {
+    pub client: u32,
+    pub message: String,
+    /// The last lines of its log (and of its helpers' logs).
+    pub stderr_tail: String,
+    /// Where its full log is kept.
+    pub stderr_log: PathBuf,
+}
+
+/// One finished cell.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellResult {
+    pub schema_version: u32,
+    pub cell: Cell,
+    pub scenario_label: String,
+    pub runtime: RuntimeRecord,
+    pub status: CellStatus,
+    /// Why the cell failed.
+    pub failure: Option<String>,
+    /// The phase it failed in: `setup`, `launch`, `ready`, `run`, `collect`.
+    #[serde(default)]
+    pub failure_phase: Option<String>,
+    /// Wall-clock ns when the cell's clients were launched / the cell ended.
+    pub launched_ns: u64,
+    pub finished_ns: u64,
+    /// Launch to all clients ready (container start, boot, layout), s.
+    pub setup_s: f64,
+    /// The go signal's start instant, wall-clock ns.
+    pub start_ns: Option<u64>,
+    /// Whether the host page cache was dropped before the cell.
+    pub caches_dropped: bool,
+    pub clients: Vec<ClientResult>,
+    pub client_failures: Vec<ClientFailure>,
+    /// Per client, seconds from launch until its guest had booted and mounted the
+    /// share (micro-VMs only), measured by the controller; not part of any I/O figure.
+    #[serde(default)]
+    pub boot_s: Vec<Option<f64>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_escape_instead_of_replacing() {
+        let a = cell_id("a/b", Pattern::Read, 1, &[], 1);
+        let b = cell_id("a_b", Pattern::Read, 1, &[], 1);
+        let c = cell_id("a.b", Pattern::Read, 1, &[], 1);
+        assert_eq!(a, "a%2Fb.read.c1.r1");
+        assert_eq!(b, "a_b.read.c1.r1");
+        assert_eq!(c, "a%2Eb.read.c1.r1");
+        assert_eq!(
+            cell_id("bare", Pattern::Randwrite, 8, &[("bs".into(), "4k".into()), ("iodepth".into(), "8".into())], 2),
+            "bare.randwrite.c8.bs=4k.iodepth=8.r2"
+        );
+        assert_eq!(cell_id("Kata 9p", Pattern::Read, 1, &[], 1), "Kata%209p.read.c1.r1");
+    }
+
+    #[test]
+    fn long_ids_stay_file_names_and_distinct() {
+        let long = "x".repeat(300);
+        let a = cell_id(&long, Pattern::Read, 1, &[], 1);
+        let b = cell_id(&long, Pattern::Read, 1, &[], 2);
+        assert!(a.len() <= 200 && b.len() <= 200);
+        assert_ne!(a, b);
+    }
+}

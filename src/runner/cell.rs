@@ -1,0 +1,393 @@
+//! One cell's life: jobs posted, clients launched in parallel, the barrier, the
+//! measured run under a deadline, results collected, everything torn down.
+//!
+//! Each step is a [`Phase`]; whatever goes wrong is a typed [`CellFailure`] naming
+//! the phase, the client and its own last words. A client that fails or hangs fails
+//! the cell and every other client of the cell is killed at once; the study goes on.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::control::{Barrier, Channel, Go, Job, PROTOCOL_VERSION, SharedDir};
+use crate::results::cell::{CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, RuntimeRecord};
+use crate::runtime::{Backend, Client, Exit, Launch};
+use crate::workload::Span;
+
+/// Where in its life a cell was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Control directory, logs, caches, jobs.
+    Setup,
+    /// Starting the clients.
+    Launch,
+    /// Waiting until every client has laid out its files.
+    Ready,
+    /// The measured run, until every client exited.
+    Run,
+    /// Reading the results.
+    Collect,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Setup => "setup",
+            Phase::Launch => "launch",
+            Phase::Ready => "ready",
+            Phase::Run => "run",
+            Phase::Collect => "collect",
+        }
+    }
+}
+
+/// Why a cell failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellFailure {
+    /// The cell could not be set up (control directory, jobs, logs).
+    Setup(String),
+    /// A client could not be started.
+    Launch { client: u32, error: String },
+    /// A client ended with a failure.
+    Client { client: u32, why: String },
+    /// A client exited successfully but never reported ready.
+    ExitedBeforeReady { client: u32 },
+    /// A client broke the control protocol (another version, a garbled message).
+    Protocol(String),
+    /// Clients still not ready, or not finished, at the deadline.
+    Deadline { phase: Phase, clients: Vec<u32> },
+    /// The user interrupted the run.
+    Interrupted,
+    /// Clients exited but left no result.
+    NoResult { clients: Vec<u32>, first: String },
+}
+
+impl CellFailure {
+    pub fn phase(&self, during: Phase) -> Phase {
+        match self {
+            CellFailure::Setup(_) => Phase::Setup,
+            CellFailure::Launch { .. } => Phase::Launch,
+            CellFailure::Deadline { phase, .. } => *phase,
+            CellFailure::NoResult { .. } => Phase::Collect,
+            _ => during,
+        }
+    }
+}
+
+impl fmt::Display for CellFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        match self {
+            CellFailure::Setup(e) => f.write_str(e),
+            CellFailure::Launch { client, error } => write!(f, "cannot launch client {client}: {error}"),
+            CellFailure::Client { client, why } => write!(f, "client {client} {why}"),
+            CellFailure::ExitedBeforeReady { client } => write!(f, "client {client} exited before it was ready"),
+            CellFailure::Protocol(e) => f.write_str(e),
+            CellFailure::Deadline { phase, clients } => {
+                let what = if *phase == Phase::Ready { "ready" } else { "finished" };
+                write!(f, "client(s) {} not {what} before the deadline (hung?)", list(clients))
+            }
+            CellFailure::Interrupted => f.write_str("interrupted"),
+            CellFailure::NoResult { clients, first } => {
+                write!(f, "{} client(s) left no result; client {}", clients.len(), first)
+            }
+        }
+    }
+}
+
+/// Everything one cell needs from its run.
+pub struct CellRun<'a> {
+    pub cell: &'a Cell,
+    pub label: &'a str,
+    pub runtime: RuntimeRecord,
+    pub backend: &'a dyn Backend,
+    /// The study's target on the host.
+    pub target: &'a Path,
+    /// This cell's control directory on the host (under the target).
+    pub control: PathBuf,
+    /// This cell's log directory.
+    pub logs: PathBuf,
+    /// Container ids and sockets are named `<name_prefix>-<client>`.
+    pub name_prefix: String,
+    pub data_dir: &'a str,
+    pub drop_caches: bool,
+    pub barrier_timeout: Duration,
+    pub cell_timeout: Option<Duration>,
+    pub cancel: &'a AtomicBool,
+}
+
+/// How many clients are started at once.
+const LAUNCH_PARALLELISM: usize = 32;
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl CellRun<'_> {
+    /// Runs the cell; its result, failed or not, is ready to store.
+    pub fn run(&self) -> CellResult {
+        let mut result = CellResult {
+            schema_version: CELL_SCHEMA_VERSION,
+            cell: self.cell.clone(),
+            scenario_label: self.label.to_string(),
+            runtime: self.runtime.clone(),
+            status: CellStatus::Failed,
+            failure: None,
+            failure_phase: None,
+            launched_ns: now_ns(),
+            finished_ns: 0,
+            setup_s: 0.0,
+            start_ns: None,
+            caches_dropped: false,
+            clients: Vec::new(),
+            client_failures: Vec::new(),
+            boot_s: Vec::new(),
+        };
+        let mut phase = Phase::Setup;
+        match self.execute(&mut result, &mut phase) {
+            Ok(()) => result.status = CellStatus::Ok,
+            Err((failure, detail)) => {
+                result.failure_phase = Some(failure.phase(phase).name().to_string());
+                result.failure = Some(format!("{failure}{detail}"));
+            }
+        }
+        let _ = fs::remove_dir_all(&self.control);
+        result.finished_ns = now_ns();
+        result
+    }
+
+    fn execute(&self, result: &mut CellResult, phase: &mut Phase) -> Result<(), (CellFailure, String)> {
+        let cell = self.cell;
+        let n = cell.clients;
+        let setup = |e: String| (CellFailure::Setup(e), String::new());
+        let channel = SharedDir::create(&self.control, &self.backend.client_path(self.target, &self.control))
+            .map_err(|e| setup(e.to_string()))?;
+        fs::create_dir_all(&self.logs).map_err(|e| setup(format!("cannot create {}: {e}", self.logs.display())))?;
+        if self.drop_caches {
+            result.caches_dropped = drop_host_caches().is_ok();
+        }
+
+        let timing = self.backend.timing(n);
+        let barrier = Barrier { timeout: Span(self.barrier_timeout), poll: Span(timing.poll) };
+        let mut launches = Vec::with_capacity(n as usize);
+        for k in 0..n {
+            let host_data = self.target.join(self.data_dir).join(format!("client-{k}"));
+            fs::create_dir_all(&host_data).map_err(|e| setup(format!("cannot create {}: {e}", host_data.display())))?;
+            let mut workload = cell.workload.clone();
+            workload.directory = self.backend.client_path(self.target, &host_data);
+            let job = Job::new(k, workload, Some(barrier), self.backend.drops_guest_caches());
+            let at = channel.post_job(&job).map_err(|e| setup(e.to_string()))?;
+            launches.push(Launch {
+                id: format!("{}-{k}", self.name_prefix),
+                client: k,
+                job: at,
+                log: self.logs.join(format!("client-{k}.log")),
+                log_dir: self.logs.clone(),
+            });
+        }
+
+        *phase = Phase::Launch;
+        let started = Instant::now();
+        let mut clients = launch_all(self.backend, &launches).map_err(|f| (f, String::new()))?;
+
+        // Barrier: all ready, then go. Guests report when their share is mounted; the
+        // first sighting times the boot.
+        *phase = Phase::Ready;
+        let ready_deadline = started + self.cell_timeout.map_or(self.barrier_timeout, |t| t.min(self.barrier_timeout));
+        let mut boot: Vec<Option<f64>> = vec![None; n as usize];
+        let pending = |clients: &mut [Box<dyn Client>]| -> Vec<u32> {
+            clients.iter().map(|c| c.client()).filter(|&k| !matches!(channel.is_ready(k), Ok(true))).collect()
+        };
+        let outcome = self.wait(&mut clients, ready_deadline, Phase::Ready, pending, |clients| {
+            for (k, b) in boot.iter_mut().enumerate() {
+                if b.is_none() && channel.is_booted(k as u32) {
+                    *b = Some(started.elapsed().as_secs_f64());
+                }
+            }
+            let mut all = true;
+            for c in clients.iter_mut() {
+                let k = c.client();
+                match channel.is_ready(k) {
+                    Ok(true) => {}
+                    Ok(false) if matches!(c.poll(), Some(Exit::Success)) => {
+                        return Err(CellFailure::ExitedBeforeReady { client: k });
+                    }
+                    Ok(false) => all = false,
+                    Err(e) => return Err(CellFailure::Protocol(format!("client {k}: {e}"))),
+                }
+            }
+            Ok(all)
+        });
+        if boot.iter().any(Option::is_some) {
+            result.boot_s = boot;
+        }
+        outcome.map_err(|f| self.fail(&mut clients, result, f))?;
+        result.setup_s = started.elapsed().as_secs_f64();
+        let start_ns = now_ns() + timing.lead.as_nanos() as u64;
+        channel
+            .go(&Go { protocol: PROTOCOL_VERSION, start_ns })
+            .map_err(|e| self.fail(&mut clients, result, CellFailure::Protocol(e.to_string())))?;
+        result.start_ns = Some(start_ns);
+
+        // Run: every client exits successfully before the deadline.
+        *phase = Phase::Run;
+        let w = &cell.workload;
+        let deadline = match self.cell_timeout {
+            Some(t) => started + t,
+            None => {
+                let active = w.ramp_time.0 + w.runtime.map_or(Duration::from_secs(3600), |r| r.0);
+                Instant::now() + timing.lead + active + (active / 2).max(Duration::from_secs(30))
+            }
+        };
+        let running = |clients: &mut [Box<dyn Client>]| -> Vec<u32> {
+            clients.iter_mut().filter_map(|c| c.poll().is_none().then(|| c.client())).collect()
+        };
+        self.wait(&mut clients, deadline, Phase::Run, running, |clients| {
+            Ok(clients.iter_mut().all(|c| c.poll().is_some()))
+        })
+        .map_err(|f| self.fail(&mut clients, result, f))?;
+        for c in &mut clients {
+            c.teardown();
+        }
+
+        *phase = Phase::Collect;
+        for c in &clients {
+            let k = c.client();
+            match channel.result(k) {
+                Ok(r) => result.clients.push(r),
+                Err(e) => result.client_failures.push(ClientFailure {
+                    client: k,
+                    message: format!("no result: {e}"),
+                    stderr_tail: c.log_tail(10),
+                    stderr_log: c.log().to_path_buf(),
+                }),
+            }
+        }
+        if let Some(first) = result.client_failures.first() {
+            let last = first.stderr_tail.lines().last().unwrap_or("no output");
+            let failure = CellFailure::NoResult {
+                clients: result.client_failures.iter().map(|f| f.client).collect(),
+                first: format!("{}: {last} (log: {})", first.client, first.stderr_log.display()),
+            };
+            return Err((failure, String::new()));
+        }
+        Ok(())
+    }
+
+    /// Polls until `done`, a client fails, the deadline passes (the failure names the
+    /// clients `late` lists) or the user interrupts.
+    fn wait(
+        &self,
+        clients: &mut [Box<dyn Client>],
+        deadline: Instant,
+        phase: Phase,
+        late: impl Fn(&mut [Box<dyn Client>]) -> Vec<u32>,
+        mut done: impl FnMut(&mut [Box<dyn Client>]) -> Result<bool, CellFailure>,
+    ) -> Result<(), CellFailure> {
+        loop {
+            for c in clients.iter_mut() {
+                if let Some(Exit::Failed(why)) = c.poll() {
+                    return Err(CellFailure::Client { client: c.client(), why });
+                }
+            }
+            if done(clients)? {
+                return Ok(());
+            }
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(CellFailure::Interrupted);
+            }
+            if Instant::now() >= deadline {
+                return Err(CellFailure::Deadline { phase, clients: late(clients) });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills every client, records their logs, and returns the failure with the most
+    /// telling log line appended.
+    fn fail(&self, clients: &mut [Box<dyn Client>], result: &mut CellResult, f: CellFailure) -> (CellFailure, String) {
+        for c in clients.iter_mut() {
+            c.kill();
+            c.teardown();
+        }
+        let culprit = match &f {
+            CellFailure::Client { client, .. } | CellFailure::ExitedBeforeReady { client } => Some(*client),
+            _ => None,
+        };
+        for c in clients.iter_mut() {
+            let exit = c.poll();
+            let text = c.log_tail(10);
+            if !matches!(exit, Some(Exit::Success)) && (!text.is_empty() || culprit == Some(c.client())) {
+                result.client_failures.push(ClientFailure {
+                    client: c.client(),
+                    message: match exit {
+                        Some(Exit::Failed(w)) => w,
+                        _ => "did not finish".into(),
+                    },
+                    stderr_tail: text,
+                    stderr_log: c.log().to_path_buf(),
+                });
+            }
+        }
+        let detail = result
+            .client_failures
+            .iter()
+            .find(|c| !c.stderr_tail.is_empty())
+            .map(|c| {
+                format!(": {} (log: {})", c.stderr_tail.lines().last().unwrap_or_default(), c.stderr_log.display())
+            })
+            .unwrap_or_default();
+        (f, detail)
+    }
+}
+
+/// Starts every client, several at a time (a container or a guest takes a while to
+/// start; clients must not wait for each other). A failed launch stops the others.
+fn launch_all(backend: &dyn Backend, launches: &[Launch]) -> Result<Vec<Box<dyn Client>>, CellFailure> {
+    let next = AtomicUsize::new(0);
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut slots: Vec<Option<Result<Box<dyn Client>, String>>> = (0..launches.len()).map(|_| None).collect();
+    let results = std::sync::Mutex::new(&mut slots);
+    std::thread::scope(|s| {
+        for _ in 0..launches.len().min(LAUNCH_PARALLELISM) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= launches.len() || failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let r = backend.launch(&launches[i]).map_err(|e| e.to_string());
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    results.lock().expect("not poisoned")[i] = Some(r);
+                }
+            });
+        }
+    });
+    let mut clients = Vec::with_capacity(launches.len());
+    let mut first_error = None;
+    for (i, slot) in slots.into_iter().enumerate() {
+        match slot {
+            Some(Ok(c)) => clients.push(c),
+            Some(Err(error)) if first_error.is_none() => {
+                first_error = Some(CellFailure::Launch { client: launches[i].client, error })
+            }
+            _ => {}
+        }
+    }
+    match first_error {
+        // Dropping the clients started so far kills and tears them down.
+        Some(f) => Err(f),
+        None => Ok(clients),
+    }
+}
+
+/// `sync; echo 3 > /proc/sys/vm/drop_caches`.
+pub fn drop_host_caches() -> std::io::Result<()> {
+    rustix::fs::sync();
+    fs::write("/proc/sys/vm/drop_caches", b"3\n")
+}

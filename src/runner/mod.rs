@@ -1,0 +1,278 @@
+//! Running a plan: cells × repetitions in plan order, each cell's clients launched in
+//! parallel, started together through the barrier, collected, torn down ([`cell`]).
+//!
+//! Before the first cell: the plan's blockers, the target, what dead runs left
+//! ([`recovery`]), and every scenario's backend prepared — only then is anything
+//! written into the results directory. Every finished cell is stored before the next
+//! starts. Teardown is owned, not hoped for: clients kill and tear down on drop, the
+//! run's state and control directories and backends' files are removed by a guard,
+//! and SIGINT/SIGTERM only set a flag that every wait loop checks, so Ctrl-C unwinds
+//! through the same paths.
+
+pub mod cell;
+pub mod recovery;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::control::{CONTROL_DIR, cell_dir};
+use crate::report::units::bandwidth;
+use crate::results::aggregate::cell_figures;
+use crate::results::cell::{CellResult, CellStatus, RuntimeRecord};
+use crate::results::store::{Store, StoreError};
+use crate::runtime::{Backend, RunContext, RuntimeError, ScenarioContext};
+use crate::study::plan::Plan;
+use crate::study::preflight::Preflight;
+use cell::CellRun;
+
+/// Why a run could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the study cannot run here:\n  - {}", .0.join("\n  - "))]
+    Blocked(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("scenario `{scenario}`: {source}")]
+    Runtime { scenario: String, source: RuntimeError },
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+/// Where clients' files live under the target: `iostudy-data/client-<k>/`, shared by
+/// every cell so files are laid out once and reused.
+pub const DATA_DIR: &str = "iostudy-data";
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
+    let path = path.to_path_buf();
+    move |source| RunError::Io { what, path, source }
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub output: PathBuf,
+    pub resume: bool,
+    /// Draw a progress bar on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// What happened.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub ran: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub interrupted: bool,
+    /// The plan's cells that have a result, in plan order: this run's, and those an
+    /// earlier run finished (with `--resume`).
+    pub cells: Vec<CellResult>,
+    /// Cells in the results directory that are not in this plan (an earlier run with
+    /// other filters): the report shows them too.
+    pub others: Vec<CellResult>,
+    /// Cell files that could not be read.
+    pub unreadable: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Removes the run's scratch directories and backends' files on every exit path.
+struct Scratch {
+    state_dir: PathBuf,
+    control_dir: PathBuf,
+    backends: BTreeMap<String, Box<dyn Backend>>,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for b in self.backends.values() {
+            b.cleanup();
+        }
+        let _ = fs::remove_dir_all(&self.state_dir);
+        let _ = fs::remove_dir_all(&self.control_dir);
+        if let Some(parent) = self.control_dir.parent() {
+            let _ = fs::remove_dir(parent); // only when no other run uses it
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Installs SIGINT/SIGTERM handlers that set `flag`.
+pub fn cancel_on_signals() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    flag
+}
+
+/// Where runs keep their private state: `/run/iostudy` as root, else the temp dir.
+pub fn state_base() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        PathBuf::from("/run/iostudy")
+    } else {
+        std::env::temp_dir().join("iostudy")
+    }
+}
+
+/// Runs every pending cell of `plan`.
+pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcome, RunError> {
+    let blockers = pre.blockers();
+    if !blockers.is_empty() {
+        return Err(RunError::Blocked(blockers));
+    }
+    let mut notes = Vec::new();
+    let root = rustix::process::geteuid().is_root();
+    let drop_caches = plan.study.drop_caches && root;
+    if plan.study.drop_caches && !root {
+        notes.push("not root: the host page cache was not dropped between cells".to_string());
+    }
+
+    let target = plan.study.target.clone();
+    fs::create_dir_all(&target).map_err(io_err("create the target", &target))?;
+    let run_id = format!("{}-{}", std::process::id(), now_ns() / 1_000_000 % 100_000_000);
+    let state_base = state_base();
+    notes.extend(recovery::reap_dead_runs(&state_base, &target.join(CONTROL_DIR)));
+    let mut scratch = Scratch {
+        state_dir: state_base.join(&run_id),
+        control_dir: target.join(CONTROL_DIR).join(&run_id),
+        backends: BTreeMap::new(),
+    };
+    fs::create_dir_all(&scratch.state_dir).map_err(io_err("create", &scratch.state_dir))?;
+    fs::create_dir_all(&scratch.control_dir).map_err(io_err("create", &scratch.control_dir))?;
+
+    // Every scenario's backend before anything is written into the results directory.
+    let ctx = RunContext {
+        run_id: run_id.clone(),
+        state_dir: scratch.state_dir.clone(),
+        target: target.clone(),
+        cancel: cancel.clone(),
+    };
+    for sc in &plan.scenarios {
+        let sctx = ScenarioContext::new(&ctx, sc.runtime.kind(), &sc.name);
+        let backend =
+            sc.runtime.prepare(&sctx).map_err(|source| RunError::Runtime { scenario: sc.name.clone(), source })?;
+        scratch.backends.insert(sc.name.clone(), backend);
+    }
+
+    let store = Store::create(&opts.output, &plan.study.source, opts.resume)?;
+    let stored = store.cells()?;
+    let records: BTreeMap<&str, RuntimeRecord> =
+        plan.scenarios.iter().map(|s| (s.name.as_str(), pre.probe(&s.name).record(s.runtime.as_ref()))).collect();
+    let unprobed = |s: &crate::study::Scenario| RuntimeRecord {
+        kind: s.runtime.kind().into(),
+        name: s.runtime.name(),
+        settings: s.runtime.settings(),
+        ..RuntimeRecord::default()
+    };
+    store.write_run_info(&plan.study.run_info(
+        |s| records.get(s.name.as_str()).cloned().unwrap_or_else(|| unprobed(s)),
+        plan.scale,
+        pre.warnings.iter().map(ToString::to_string).collect(),
+    ))?;
+
+    let mut previous: BTreeMap<String, CellResult> = stored.cells.into_iter().map(|c| (c.cell.id.clone(), c)).collect();
+    let mut results: BTreeMap<usize, CellResult> = BTreeMap::new();
+    let mut pending = Vec::new();
+    for (i, c) in plan.cells.iter().enumerate() {
+        match previous.remove(&c.id) {
+            Some(done) if opts.resume && done.status == CellStatus::Ok => {
+                results.insert(i, done);
+            }
+            _ => pending.push((i, c)),
+        }
+    }
+    let skipped = results.len();
+
+    let bar = progress_bar(pending.len() as u64, opts.progress);
+    let (mut ran, mut failed, mut interrupted) = (0, 0, false);
+    for (index, cell) in pending {
+        if cancel.load(Ordering::SeqCst) {
+            interrupted = true;
+            break;
+        }
+        bar.set_message(format!("{} {} c={}", cell.scenario, cell.pattern, cell.clients));
+        let backend = scratch.backends[&cell.scenario].as_ref();
+        let scenario = plan.scenario(&cell.scenario);
+        let mut runtime = records[cell.scenario.as_str()].clone();
+        runtime.notes.extend(backend.notes());
+        runtime.accelerator = backend.accelerator();
+        let cx = CellRun {
+            cell,
+            label: &scenario.label,
+            runtime,
+            backend,
+            target: &target,
+            control: cell_dir(&scratch.control_dir, index),
+            logs: store.log_dir(&cell.id),
+            name_prefix: format!("iostudy-{run_id}-{index}"),
+            data_dir: DATA_DIR,
+            drop_caches,
+            barrier_timeout: plan.study.barrier_timeout,
+            cell_timeout: plan.study.cell_timeout,
+            cancel: &cancel,
+        };
+        let result = cx.run();
+        if cancel.load(Ordering::SeqCst) && result.status == CellStatus::Failed {
+            // Interrupted mid-cell: nothing of it is stored, `--resume` runs it again.
+            interrupted = true;
+            break;
+        }
+        store.write_cell(&result)?;
+        ran += 1;
+        if result.status == CellStatus::Failed {
+            failed += 1;
+            let line = format!("cell {} failed: {}", cell.id, result.failure.as_deref().unwrap_or("?"));
+            // Without a bar (not a terminal) failures still show as they happen.
+            if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
+        } else if let Some(f) = cell_figures(&result.clients) {
+            bar.set_message(format!(
+                "last: {} {} c={} {}",
+                cell.scenario,
+                cell.pattern,
+                cell.clients,
+                bandwidth(f.window_bw_bytes_per_s)
+            ));
+        }
+        bar.inc(1);
+        results.insert(index, result);
+    }
+    bar.finish_and_clear();
+    if !plan.study.keep_files {
+        let _ = fs::remove_dir_all(target.join(DATA_DIR));
+    }
+    drop(scratch);
+    Ok(RunOutcome {
+        ran,
+        skipped,
+        failed,
+        interrupted,
+        cells: results.into_values().collect(),
+        others: previous.into_values().collect(),
+        unreadable: stored.unreadable,
+        notes,
+    })
+}
+
+fn progress_bar(len: u64, enabled: bool) -> ProgressBar {
+    let target = if enabled && std::env::var_os("NO_COLOR").is_none() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(len), target);
+    bar.set_style(
+        ProgressStyle::with_template("cell {pos}/{len} [{elapsed_precise}, ETA {eta}] {msg}").expect("static template"),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests;
