@@ -15,7 +15,7 @@ use crate::results::store::Store;
 use crate::runner::{self, RunOptions};
 use crate::study::Study;
 use crate::study::plan::{Plan, PlanOptions};
-use crate::study::preflight::Preflight;
+use crate::study::preflight::{Preflight, Results};
 use crate::{EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, demo, engine, report, results, runtime, worker};
 
 /// Runs the parsed command line.
@@ -41,7 +41,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let study = Study::load(&args.study)?;
     let plan = Plan::build(&study, &plan_options(&args.selection))?;
-    let pre = Preflight::gather(&plan);
+    let pre = Preflight::gather(&plan, None);
     print!("{}", plan.render(&pre));
     Ok(ExitCode::from(if pre.blockers().is_empty() { EXIT_OK } else { EXIT_ERROR }))
 }
@@ -96,12 +96,23 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     }
     let c =
         report::compare::compare(&a, &b, &args.a.display().to_string(), &args.b.display().to_string(), args.threshold);
-    anyhow::ensure!(
-        !c.changes.is_empty(),
-        "{} and {} have no cell in common (same scenario, pattern, clients and options)",
-        args.a.display(),
-        args.b.display()
-    );
+    if c.changes.is_empty() {
+        let why = match c.different_workloads.first() {
+            Some((key, diff)) => format!(
+                "; {} cell(s) match by scenario, pattern and clients but ran other workloads (e.g. {} {} c={}: {diff})",
+                c.different_workloads.len(),
+                key.scenario,
+                key.mode(),
+                key.clients
+            ),
+            None => String::new(),
+        };
+        anyhow::bail!(
+            "{} and {} have no comparable cell (same scenario, pattern, clients, options and workload){why}",
+            args.a.display(),
+            args.b.display()
+        );
+    }
     print!("{}", report::compare::text(&c));
     if let Some(path) = &args.html {
         let page = report::compare::html(&c).map_err(anyhow::Error::msg)?;
@@ -146,7 +157,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs a plan, prints the summary, writes the report, maps the outcome to an exit code.
 fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode> {
-    let pre = Preflight::gather(plan);
+    let pre = Preflight::gather(plan, Some(Results { dir: output, resume }));
     for w in &pre.warnings {
         eprintln!("warning: {w}");
     }

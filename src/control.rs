@@ -315,6 +315,10 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) ->
 /// `TARGET/.iostudy-control/<run>/cell-<index>/`.
 pub const CONTROL_DIR: &str = ".iostudy-control";
 
+/// Where clients' files live under the target: `iostudy-data/client-<k>/`, shared by
+/// every cell so files are laid out once and reused.
+pub const DATA_DIR: &str = "iostudy-data";
+
 /// The control directory of cell `index` of a run whose control directory is `run`.
 pub fn cell_dir(run: &Path, index: usize) -> PathBuf {
     run.join(format!("cell-{index}"))

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! workload, rng         what one client does (fio's options); the one PRNG
+//! safety                where iostudy may write as root: no links, no foreign files
 //! results               the result documents, the store, aggregation, statistics
 //! engine                the fio-like client: layout, I/O engines, measurement
 //! control               the versioned protocol between controller and clients
@@ -32,6 +33,7 @@ pub mod results;
 pub mod rng;
 pub mod runner;
 pub mod runtime;
+pub mod safety;
 pub mod study;
 pub mod worker;
 pub mod workload;

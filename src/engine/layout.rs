@@ -1,8 +1,12 @@
 //! Preparing the files before measuring, as fio does.
 //!
 //! Every check that can fail runs before the first byte is written: the directory
-//! exists, is writable, has room for what must still be written, and — with O_DIRECT —
-//! its filesystem takes direct I/O at this block size. Then each file is created or
+//! exists, is writable, has room for what must still be written (with a margin for the
+//! filesystem's own metadata), the process may open that many files, and — with
+//! O_DIRECT — its filesystem takes direct I/O at this block size. Files are opened
+//! without following links and only when they are the running user's own
+//! ([`crate::safety::open_nofollow`]): a link or another user's file planted where a
+//! data file goes is refused, never extended. Then each file is created or
 //! extended to full size with sequential incompressible writes and fsynced; a file that
 //! already has the right size is reused untouched, so a study lays out once and reads
 //! many times. If writing fails anyway (another writer filled the disk), what this call
@@ -10,16 +14,17 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rustix::fs::{StatVfsMountFlags, StatxFlags};
+use rustix::fs::{OFlags, StatVfsMountFlags, StatxFlags};
 
 use crate::engine::buffer::{AlignedBuf, BUFFER_ALIGN};
 use crate::engine::pattern::SplitMix64;
 use crate::engine::{EngineError, Workload};
 use crate::results::LayoutStats;
+use crate::safety::open_nofollow;
 
 const LAYOUT_CHUNK: u64 = 1 << 20;
 
@@ -39,18 +44,29 @@ pub fn prepare(w: &Workload) -> Result<LayoutStats, EngineError> {
         check_direct(w)?;
     }
 
+    ensure_open_files(w.numjobs)?;
     let size = w.size.get();
     let mut plans = Vec::new();
     let mut needed = 0u64;
     for t in 0..w.numjobs {
         let path = w.file_path(t);
-        let (existed, current_len) = match fs::metadata(&path) {
-            Ok(m) if m.is_file() => (true, m.len()),
-            Ok(_) => {
+        let (existed, current_len) = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.uid() == rustix::process::geteuid().as_raw() => (true, m.len()),
+            Ok(m) => {
+                let why = if m.file_type().is_symlink() {
+                    "it is a symbolic link, and iostudy does not follow links it did not make: remove it".to_string()
+                } else if !m.is_file() {
+                    "it exists and is not a regular file: remove it".to_string()
+                } else {
+                    format!(
+                        "it belongs to uid {}: iostudy does not adopt files it did not create; remove it or choose another directory",
+                        m.uid()
+                    )
+                };
                 return Err(EngineError::Io {
                     what: "use as a data file".into(),
                     path,
-                    source: std::io::Error::other("it exists and is not a regular file"),
+                    source: std::io::Error::other(why),
                 });
             }
             Err(e) if e.kind() == ErrorKind::NotFound => (false, 0),
@@ -69,7 +85,7 @@ pub fn prepare(w: &Workload) -> Result<LayoutStats, EngineError> {
             source: e.into(),
         })?;
         let available = vfs.f_bavail.saturating_mul(vfs.f_frsize);
-        if needed > available {
+        if needed.saturating_add(space_margin(needed)) > available {
             return Err(EngineError::NoSpace { dir: dir.clone(), needed, available });
         }
     }
@@ -98,6 +114,38 @@ pub fn prepare(w: &Workload) -> Result<LayoutStats, EngineError> {
     Ok(stats)
 }
 
+/// Room kept free beside `needed` bytes of data, for the filesystem's own metadata
+/// (extents, inodes): a file that fills a filesystem exactly fails part-way.
+pub fn space_margin(needed: u64) -> u64 {
+    (needed / 64).max(1 << 20)
+}
+
+/// File descriptors a client needs besides its data files.
+pub const SPARE_FDS: u64 = 64;
+
+/// Raises the soft limit on open files as far as needed (and allowed), and refuses a
+/// `numjobs` that could not open its files, before any file is laid out.
+pub fn ensure_open_files(numjobs: u32) -> Result<(), EngineError> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let needed = u64::from(numjobs) + SPARE_FDS;
+    let cur = getrlimit(Resource::Nofile);
+    let (soft, hard) = (cur.current.unwrap_or(u64::MAX), cur.maximum.unwrap_or(u64::MAX));
+    if soft >= needed {
+        return Ok(());
+    }
+    // A guest's init (root in its own kernel) may raise the hard limit too.
+    let raised = needed.min(hard);
+    let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(needed), maximum: Some(needed.max(hard)) })
+        .or_else(|_| setrlimit(Resource::Nofile, Rlimit { current: Some(raised), maximum: cur.maximum }));
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if now < needed {
+        return Err(EngineError::Invalid(format!(
+            "numjobs {numjobs} needs {needed} open files, and this process may open {now}: lower numjobs or raise the limit (ulimit -n)"
+        )));
+    }
+    Ok(())
+}
+
 fn check_directory(dir: &Path) -> Result<(), EngineError> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
@@ -121,45 +169,9 @@ fn check_directory(dir: &Path) -> Result<(), EngineError> {
 }
 
 /// Probes O_DIRECT on the target filesystem and checks the block size against the
-/// alignment it reports (statx `STATX_DIOALIGN`, Linux ≥ 6.1; 512 bytes otherwise).
+/// alignment it reports.
 fn check_direct(w: &Workload) -> Result<(), EngineError> {
-    let path = w.file_path(0);
-    let existed = path.exists();
-    let opened = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(&path);
-    let file = match opened {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-            if !existed {
-                let _ = fs::remove_file(&path);
-            }
-            return Err(EngineError::DirectUnsupported(w.directory.clone()));
-        }
-        Err(source) => {
-            return Err(EngineError::Io { what: "create".into(), path, source });
-        }
-    };
-    let align = match rustix::fs::statx(&file, "", rustix::fs::AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) {
-        Ok(sx) if StatxFlags::from_bits_retain(sx.stx_mask).contains(StatxFlags::DIOALIGN) => {
-            if sx.stx_dio_offset_align == 0 {
-                drop(file);
-                if !existed {
-                    let _ = fs::remove_file(&path);
-                }
-                return Err(EngineError::DirectUnsupported(w.directory.clone()));
-            }
-            u64::from(sx.stx_dio_offset_align).max(u64::from(sx.stx_dio_mem_align))
-        }
-        _ => 512,
-    };
-    drop(file);
-    if !existed {
-        let _ = fs::remove_file(&path);
-    }
+    let align = direct_alignment(&w.file_path(0), &w.directory)?;
     let bs = w.bs.get();
     if bs % align != 0 || align as usize > BUFFER_ALIGN {
         return Err(EngineError::DirectMisaligned { bs, align, dir: w.directory.clone() });
@@ -167,8 +179,43 @@ fn check_direct(w: &Workload) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// The alignment O_DIRECT needs on the filesystem of `probe` (a file path that is
+/// created for the probe and removed again unless it existed), from statx
+/// `STATX_DIOALIGN` (Linux ≥ 6.1; 512 bytes otherwise). `dir` names the place in errors.
+pub fn direct_alignment(probe: &Path, dir: &Path) -> Result<u64, EngineError> {
+    let existed = probe.symlink_metadata().is_ok();
+    let cleanup = || {
+        if !existed {
+            let _ = fs::remove_file(probe);
+        }
+    };
+    let opened = open_nofollow(probe, OpenOptions::new().write(true).truncate(false), OFlags::DIRECT, true);
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            cleanup();
+            return Err(EngineError::DirectUnsupported(dir.to_path_buf()));
+        }
+        Err(source) => {
+            return Err(EngineError::Io { what: "create".into(), path: probe.to_path_buf(), source });
+        }
+    };
+    let align = match rustix::fs::statx(&file, "", rustix::fs::AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) {
+        Ok(sx) if StatxFlags::from_bits_retain(sx.stx_mask).contains(StatxFlags::DIOALIGN) => (sx.stx_dio_offset_align
+            != 0)
+            .then(|| u64::from(sx.stx_dio_offset_align).max(u64::from(sx.stx_dio_mem_align))),
+        _ => Some(512),
+    };
+    drop(file);
+    cleanup();
+    align.ok_or_else(|| EngineError::DirectUnsupported(dir.to_path_buf()))
+}
+
+/// The largest O_DIRECT alignment the engine's buffers meet.
+pub const MAX_DIRECT_ALIGN: u64 = BUFFER_ALIGN as u64;
+
 fn write_file(plan: &FilePlan, size: u64, buf: &mut AlignedBuf, rng: &mut SplitMix64) -> std::io::Result<u64> {
-    let file = OpenOptions::new().write(true).create(true).truncate(false).open(&plan.path)?;
+    let file = open_nofollow(&plan.path, OpenOptions::new().write(true).truncate(false), OFlags::empty(), true)?;
     if plan.current_len > size {
         file.set_len(size)?;
         file.sync_all()?;
@@ -188,9 +235,9 @@ fn write_file(plan: &FilePlan, size: u64, buf: &mut AlignedBuf, rng: &mut SplitM
 
 fn undo(plan: &FilePlan, size: u64) {
     if !plan.existed {
-        let _ = fs::remove_file(&plan.path);
+        crate::safety::remove_own_file(&plan.path);
     } else if plan.current_len != size
-        && let Ok(f) = OpenOptions::new().write(true).open(&plan.path)
+        && let Ok(f) = open_nofollow(&plan.path, OpenOptions::new().write(true), OFlags::empty(), false)
     {
         let _ = f.set_len(plan.current_len);
     }
@@ -208,10 +255,12 @@ fn map_write_error(e: std::io::Error, dir: &Path, path: &Path, needed: u64) -> E
 pub fn open_for_run(w: &Workload, path: &Path) -> Result<File, EngineError> {
     let mut opts = OpenOptions::new();
     opts.read(true).write(w.rw.read_percent(w.rwmixread) < 100);
-    if w.direct {
-        opts.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
-    }
-    opts.open(path).map_err(|source| EngineError::Io { what: "open".into(), path: path.to_path_buf(), source })
+    let flags = if w.direct { OFlags::DIRECT } else { OFlags::empty() };
+    open_nofollow(path, &mut opts, flags, false).map_err(|source| EngineError::Io {
+        what: "open".into(),
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Drops a file's cached pages (fio's `invalidate`), so reads measure storage.

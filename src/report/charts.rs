@@ -12,6 +12,7 @@
 use std::path::Path;
 use std::sync::Once;
 
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
@@ -43,8 +44,8 @@ fn size(r: &Report) -> (u32, u32) {
     (PANEL_W * r.clients.len().max(1) as u32 + 20, PANEL_H + 70)
 }
 
-fn err<E: std::fmt::Debug>(e: E) -> String {
-    format!("drawing a chart: {e:?}")
+fn err<E: std::fmt::Display>(e: E) -> String {
+    format!("drawing a chart: {e}")
 }
 
 /// Renders both charts to SVG strings.
@@ -66,23 +67,37 @@ pub fn svgs(r: &Report) -> Result<Svgs, String> {
     Ok(Svgs { bandwidth, latency_cdf })
 }
 
-/// Writes `bandwidth.png` and `latency-cdf.png` into `dir`.
+/// Writes `bandwidth.png` and `latency-cdf.png` into `dir`, each drawn in memory and
+/// written atomically.
 pub fn write_pngs(r: &Report, dir: &Path) -> Result<(), String> {
     register_font();
     let dims = size(r);
-    let bw = dir.join("bandwidth.png");
-    {
-        let root = BitMapBackend::new(&bw, dims).into_drawing_area();
-        draw_bandwidth(&root, r)?;
-        root.present().map_err(err)?;
-    }
-    let cdf = dir.join("latency-cdf.png");
-    {
-        let root = BitMapBackend::new(&cdf, dims).into_drawing_area();
-        draw_cdf(&root, r)?;
-        root.present().map_err(err)?;
+    for (name, png) in [
+        ("bandwidth.png", png(dims, |area| draw_bandwidth(area, r))?),
+        ("latency-cdf.png", png(dims, |area| draw_cdf(area, r))?),
+    ] {
+        let path = dir.join(name);
+        crate::results::write_atomic(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// A chart drawn into memory and encoded as PNG.
+fn png(
+    dims: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
+) -> Result<Vec<u8>, String> {
+    let mut pixels = vec![0u8; dims.0 as usize * dims.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, dims).into_drawing_area();
+        draw(&root)?;
+        root.present().map_err(err)?;
+    }
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&pixels, dims.0, dims.1, image::ColorType::Rgb8)
+        .map_err(|e| format!("encoding a PNG chart: {e}"))?;
+    Ok(png)
 }
 
 fn scenario_color(i: usize) -> RGBColor {

@@ -1,7 +1,9 @@
 //! `iostudy compare A B`: what changed between two studies (a runtime upgrade, 9p vs
 //! virtio-fs, a kernel), cell by cell, with intervals and a verdict.
 //!
-//! Cells are matched by scenario, pattern, clients and options. For bandwidth and for
+//! Cells are matched by scenario, pattern, clients and options, and compared only when
+//! their whole workloads are equal (block size, file size, threads, engine…): cells of
+//! different workloads are listed with what differs, never judged. For bandwidth and for
 //! p50/p99 latency the change is the ratio B / A over repetitions (bootstrap 95 %
 //! interval when both sides have two or more). A change is *significant* when it
 //! exceeds the threshold and, with repetitions, its interval excludes 1; without
@@ -16,6 +18,7 @@ use serde::Serialize;
 use crate::report::model::{Group, GroupKey, Report};
 use crate::report::units::bandwidth;
 use crate::results::stats::{Estimate, bootstrap_ratio};
+use crate::workload::Workload;
 
 /// The outcome for one cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -61,6 +64,8 @@ pub struct Comparison {
     pub changes: Vec<Change>,
     pub only_in_a: Vec<GroupKey>,
     pub only_in_b: Vec<GroupKey>,
+    /// Cells in both whose workloads differ, with what differs (not compared).
+    pub different_workloads: Vec<(GroupKey, String)>,
     /// Whether any compared cell had repetitions on both sides.
     pub with_intervals: bool,
 }
@@ -79,12 +84,17 @@ fn samples(g: &Group, f: impl Fn(&crate::results::aggregate::CellFigures) -> f64
 pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, threshold: f64) -> Comparison {
     let mut changes = Vec::new();
     let mut only_in_a = Vec::new();
+    let mut different_workloads = Vec::new();
     let mut with_intervals = false;
     for ga in &a.groups {
         let Some(gb) = b.groups.iter().find(|g| g.key == ga.key) else {
             only_in_a.push(ga.key.clone());
             continue;
         };
+        if let Some(diff) = workload_difference(ga.workload.as_ref(), gb.workload.as_ref()) {
+            different_workloads.push((ga.key.clone(), diff));
+            continue;
+        }
         let seed = 0xC0_FFEE;
         let bw =
             bootstrap_ratio(&samples(gb, |f| f.window_bw_bytes_per_s), &samples(ga, |f| f.window_bw_bytes_per_s), seed);
@@ -143,8 +153,31 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, threshold: f6
         changes,
         only_in_a,
         only_in_b,
+        different_workloads,
         with_intervals,
     }
+}
+
+/// What differs between two workloads (`bs 65536 vs 4096, numjobs 4 vs 1`), or `None`.
+fn workload_difference(a: Option<&Workload>, b: Option<&Workload>) -> Option<String> {
+    let (Some(a), Some(b)) = (a, b) else { return None };
+    let (serde_json::Value::Object(ma), serde_json::Value::Object(mb)) =
+        (serde_json::to_value(a).ok()?, serde_json::to_value(b).ok()?)
+    else {
+        return None;
+    };
+    let text = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "-".into(),
+    };
+    let diffs: Vec<String> = ma
+        .keys()
+        .chain(mb.keys().filter(|k| !ma.contains_key(*k)))
+        .filter(|k| ma.get(*k) != mb.get(*k))
+        .map(|k| format!("{k} {} vs {}", text(ma.get(k)), text(mb.get(k))))
+        .collect();
+    (!diffs.is_empty()).then(|| diffs.join(", "))
 }
 
 fn pct(e: &Option<Estimate>) -> String {
@@ -202,6 +235,15 @@ pub fn text(c: &Comparison) -> String {
             })
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    for (key, diff) in &c.different_workloads {
+        let _ = writeln!(
+            out,
+            "not compared, the workloads differ: {} {} c={} ({diff})",
+            key.scenario,
+            key.mode(),
+            key.clients
+        );
     }
     for (what, keys) in [("only in A", &c.only_in_a), ("only in B", &c.only_in_b)] {
         if !keys.is_empty() {

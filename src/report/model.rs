@@ -21,7 +21,7 @@ use crate::results::cell::{CellResult, CellStatus};
 use crate::results::histogram::{LatencySummary, new_latency_histogram};
 use crate::results::stats::{Estimate, bootstrap_mean, bootstrap_ratio};
 use crate::results::store::{RunInfo, Store, StoreError};
-use crate::workload::{Pattern, human_bytes};
+use crate::workload::{Pattern, Workload, human_bytes};
 
 /// Overlap of clients below which a cell is flagged (window / longest client run).
 const MIN_WINDOW_FRACTION: f64 = 0.9;
@@ -58,6 +58,9 @@ impl GroupKey {
 pub struct Group {
     pub key: GroupKey,
     pub label: String,
+    /// The workload every client ran (its directory left out): `compare` only pairs
+    /// groups whose workloads are equal.
+    pub workload: Option<Workload>,
     /// Figures of each successful repetition.
     pub reps: Vec<CellFigures>,
     pub failed_reps: usize,
@@ -336,6 +339,11 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
     }
     Group {
         label: reps.first().map_or_else(|| key.scenario.clone(), |c| c.scenario_label.clone()),
+        workload: reps.first().map(|c| {
+            let mut w = c.cell.workload.clone();
+            w.directory = "/".into();
+            w
+        }),
         key: key.clone(),
         reps: figures,
         failed_reps: failed,

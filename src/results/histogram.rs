@@ -39,10 +39,10 @@ impl EncodedHistogram {
             .map_err(|e| format!("latency histogram is not valid base64: {e}"))?;
         let h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("latency histogram cannot be decoded: {e:?}"))?;
+            .map_err(|e| format!("latency histogram cannot be decoded: {e}"))?;
         // Re-home into the standard bounds so merges never fail on range.
         let mut out = new_latency_histogram();
-        out.add(&h).map_err(|e| format!("latency histogram out of range: {e:?}"))?;
+        out.add(&h).map_err(|e| format!("latency histogram out of range: {e}"))?;
         Ok(out)
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::{Barrier, Channel, Go, Job, PROTOCOL_VERSION, SharedDir};
 use crate::results::cell::{CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, RuntimeRecord};
+use crate::runner::data::DataDirs;
 use crate::runtime::{Backend, Client, Exit, Launch};
 use crate::workload::Span;
 
@@ -106,13 +107,14 @@ pub struct CellRun<'a> {
     pub backend: &'a dyn Backend,
     /// The study's target on the host.
     pub target: &'a Path,
+    /// The clients' data directories under it.
+    pub data: &'a DataDirs,
     /// This cell's control directory on the host (under the target).
     pub control: PathBuf,
     /// This cell's log directory.
     pub logs: PathBuf,
     /// Container ids and sockets are named `<name_prefix>-<client>`.
     pub name_prefix: String,
-    pub data_dir: &'a str,
     pub drop_caches: bool,
     pub barrier_timeout: Duration,
     pub cell_timeout: Option<Duration>,
@@ -174,8 +176,7 @@ impl CellRun<'_> {
         let barrier = Barrier { timeout: Span(self.barrier_timeout), poll: Span(timing.poll) };
         let mut launches = Vec::with_capacity(n as usize);
         for k in 0..n {
-            let host_data = self.target.join(self.data_dir).join(format!("client-{k}"));
-            fs::create_dir_all(&host_data).map_err(|e| setup(format!("cannot create {}: {e}", host_data.display())))?;
+            let host_data = self.data.client(k).map_err(|e| setup(e.to_string()))?;
             let mut workload = cell.workload.clone();
             workload.directory = self.backend.client_path(self.target, &host_data);
             let job = Job::new(k, workload, Some(barrier), self.backend.drops_guest_caches());
@@ -186,6 +187,7 @@ impl CellRun<'_> {
                 job: at,
                 log: self.logs.join(format!("client-{k}.log")),
                 log_dir: self.logs.clone(),
+                open_files: u64::from(cell.workload.numjobs) + crate::engine::layout::SPARE_FDS,
             });
         }
 

@@ -1,15 +1,21 @@
 //! Running a plan: cells × repetitions in plan order, each cell's clients launched in
 //! parallel, started together through the barrier, collected, torn down ([`cell`]).
 //!
-//! Before the first cell: the plan's blockers, the target, what dead runs left
-//! ([`recovery`]), and every scenario's backend prepared — only then is anything
-//! written into the results directory. Every finished cell is stored before the next
+//! Before the first cell: the plan's blockers (every check of
+//! [`crate::study::preflight`]), the target made ready and locked ([`lock`]: one run
+//! per target and per results directory), what dead runs left ([`recovery`]), and
+//! every scenario's backend prepared — only then is anything written into the results
+//! directory. Directories under the target are created or verified as safe
+//! ([`crate::safety`]) and, with `keep_files = false`, exactly what the run created is
+//! removed at its end ([`data`]). Every finished cell is stored before the next
 //! starts. Teardown is owned, not hoped for: clients kill and tear down on drop, the
 //! run's state and control directories and backends' files are removed by a guard,
 //! and SIGINT/SIGTERM only set a flag that every wait loop checks, so Ctrl-C unwinds
 //! through the same paths.
 
 pub mod cell;
+pub mod data;
+pub mod lock;
 pub mod recovery;
 
 use std::collections::BTreeMap;
@@ -21,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::control::{CONTROL_DIR, cell_dir};
+use crate::control::{CONTROL_DIR, DATA_DIR, cell_dir};
 use crate::report::units::bandwidth;
 use crate::results::aggregate::cell_figures;
 use crate::results::cell::{CellResult, CellStatus, RuntimeRecord};
@@ -40,17 +46,10 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("scenario `{scenario}`: {source}")]
     Runtime { scenario: String, source: RuntimeError },
-    #[error("cannot {what} {}: {source}", path.display())]
-    Io { what: &'static str, path: PathBuf, source: std::io::Error },
-}
-
-/// Where clients' files live under the target: `iostudy-data/client-<k>/`, shared by
-/// every cell so files are laid out once and reused.
-pub const DATA_DIR: &str = "iostudy-data";
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RunError {
-    let path = path.to_path_buf();
-    move |source| RunError::Io { what, path, source }
+    #[error(transparent)]
+    Unsafe(#[from] crate::safety::SafetyError),
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
 }
 
 /// How to run.
@@ -80,11 +79,15 @@ pub struct RunOutcome {
     pub notes: Vec<String>,
 }
 
-/// Removes the run's scratch directories and backends' files on every exit path.
+/// Removes the run's scratch directories and backends' files on every exit path, then
+/// releases the target.
 struct Scratch {
     state_dir: PathBuf,
     control_dir: PathBuf,
     backends: BTreeMap<String, Box<dyn Backend>>,
+    target_lock: Option<lock::Lock>,
+    /// The target's control area, when this run created it.
+    created_control_base: Option<PathBuf>,
 }
 
 impl Drop for Scratch {
@@ -94,8 +97,9 @@ impl Drop for Scratch {
         }
         let _ = fs::remove_dir_all(&self.state_dir);
         let _ = fs::remove_dir_all(&self.control_dir);
-        if let Some(parent) = self.control_dir.parent() {
-            let _ = fs::remove_dir(parent); // only when no other run uses it
+        drop(self.target_lock.take());
+        if let Some(base) = &self.created_control_base {
+            let _ = fs::remove_dir(base); // only when no other run uses it
         }
     }
 }
@@ -113,12 +117,33 @@ pub fn cancel_on_signals() -> Arc<AtomicBool> {
     flag
 }
 
-/// Where runs keep their private state: `/run/iostudy` as root, else the temp dir.
+/// Where runs keep their private state: `/run/iostudy` as root, else a directory of
+/// the user's own in the temp dir.
 pub fn state_base() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
         PathBuf::from("/run/iostudy")
     } else {
-        std::env::temp_dir().join("iostudy")
+        std::env::temp_dir().join(format!("iostudy-{}", uid.as_raw()))
+    }
+}
+
+/// Creates `path` and any missing parents, each checked as safe; returns what it created.
+fn ensure_path(path: &Path) -> Result<Vec<PathBuf>, crate::safety::SafetyError> {
+    let existing = path.ancestors().find(|p| p.symlink_metadata().is_ok()).unwrap_or(Path::new("/"));
+    if existing == path {
+        crate::safety::ensure_dir(path)?;
+        return Ok(Vec::new());
+    }
+    crate::safety::ensure_dirs_below(existing, path)
+}
+
+/// Lets this process open as many files as the host allows (clients' logs, pipes).
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let cur = getrlimit(Resource::Nofile);
+    if cur.current < cur.maximum {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: cur.maximum, maximum: cur.maximum });
     }
 }
 
@@ -135,18 +160,30 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         notes.push("not root: the host page cache was not dropped between cells".to_string());
     }
 
+    raise_open_files_limit();
+    let me = lock::Holder::me(&opts.output);
+
+    // The target, its control area (locked for this run) and the run's private state.
     let target = plan.study.target.clone();
-    fs::create_dir_all(&target).map_err(io_err("create the target", &target))?;
+    let created_target = ensure_path(&target)?;
+    let control_base = target.join(CONTROL_DIR);
+    let created_control_base = crate::safety::ensure_dir(&control_base)?.then(|| control_base.clone());
+    let (target_lock, took_over) = lock::Lock::take(&control_base.join("lock"), "target", &target, &me)?;
+    notes.extend(took_over);
     let run_id = format!("{}-{}", std::process::id(), now_ns() / 1_000_000 % 100_000_000);
     let state_base = state_base();
-    notes.extend(recovery::reap_dead_runs(&state_base, &target.join(CONTROL_DIR)));
+    ensure_path(&state_base)?;
+    notes.extend(recovery::reap_dead_runs(&state_base, &control_base));
     let mut scratch = Scratch {
         state_dir: state_base.join(&run_id),
-        control_dir: target.join(CONTROL_DIR).join(&run_id),
+        control_dir: control_base.join(&run_id),
         backends: BTreeMap::new(),
+        target_lock: Some(target_lock),
+        created_control_base,
     };
-    fs::create_dir_all(&scratch.state_dir).map_err(io_err("create", &scratch.state_dir))?;
-    fs::create_dir_all(&scratch.control_dir).map_err(io_err("create", &scratch.control_dir))?;
+    crate::safety::ensure_dir(&scratch.state_dir)?;
+    crate::safety::ensure_dir(&scratch.control_dir)?;
+    let data = data::DataDirs::new(target.join(DATA_DIR), created_target);
 
     // Every scenario's backend before anything is written into the results directory.
     let ctx = RunContext {
@@ -162,6 +199,11 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         scratch.backends.insert(sc.name.clone(), backend);
     }
 
+    // The results directory: ours, locked, and only then written.
+    ensure_path(&opts.output)?;
+    let (_results_lock, took_over) =
+        lock::Lock::take(&opts.output.join(".lock"), "results directory", &opts.output, &me)?;
+    notes.extend(took_over);
     let store = Store::create(&opts.output, &plan.study.source, opts.resume)?;
     let stored = store.cells()?;
     let records: BTreeMap<&str, RuntimeRecord> =
@@ -210,10 +252,10 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
             runtime,
             backend,
             target: &target,
+            data: &data,
             control: cell_dir(&scratch.control_dir, index),
             logs: store.log_dir(&cell.id),
             name_prefix: format!("iostudy-{run_id}-{index}"),
-            data_dir: DATA_DIR,
             drop_caches,
             barrier_timeout: plan.study.barrier_timeout,
             cell_timeout: plan.study.cell_timeout,
@@ -245,10 +287,10 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         results.insert(index, result);
     }
     bar.finish_and_clear();
-    if !plan.study.keep_files {
-        let _ = fs::remove_dir_all(target.join(DATA_DIR));
-    }
     drop(scratch);
+    if !plan.study.keep_files {
+        data.remove_created();
+    }
     Ok(RunOutcome {
         ran,
         skipped,

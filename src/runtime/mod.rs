@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::results::cell::{RuntimeRecord, escape};
+use crate::workload::Workload;
 
 /// Every backend iostudy knows — the registration point.
 pub static KINDS: &[&dyn Kind] = &[&process::KIND, &oci::KIND, &microvm::KIND, &mock::KIND];
@@ -78,6 +79,11 @@ pub trait Spec: Send + Sync + fmt::Debug {
     fn probe(&self) -> Probe;
     /// What starting one client costs, for the plan's duration estimate.
     fn startup_estimate(&self) -> Duration;
+    /// What one client running `w` takes from the host (tasks, memory), for the checks
+    /// before a run; a worker process by default.
+    fn client_cost(&self, w: &Workload) -> ClientCost {
+        ClientCost::worker(w)
+    }
     /// Prepares what every client of this scenario shares in a run.
     fn prepare(&self, ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError>;
 }
@@ -121,6 +127,27 @@ pub trait Client: Send {
     fn log(&self) -> &Path;
     /// The last lines of its helpers' logs and then of its own.
     fn log_tail(&self, lines: usize) -> String;
+}
+
+/// What one client takes from the host running it: tasks (processes and threads) and
+/// resident memory, estimated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCost {
+    pub tasks: u64,
+    pub memory_bytes: u64,
+}
+
+impl ClientCost {
+    /// An `iostudy worker` process: a thread per job, its buffers, its own footprint.
+    pub fn worker(w: &Workload) -> ClientCost {
+        let per_thread = w.bs.get() * u64::from(w.iodepth) + (256 << 10);
+        ClientCost { tasks: u64::from(w.numjobs) + 2, memory_bytes: (8 << 20) + u64::from(w.numjobs) * per_thread }
+    }
+
+    /// This cost plus `tasks` more tasks and `memory_bytes` more memory.
+    pub fn plus(self, tasks: u64, memory_bytes: u64) -> ClientCost {
+        ClientCost { tasks: self.tasks + tasks, memory_bytes: self.memory_bytes + memory_bytes }
+    }
 }
 
 /// The barrier's timing for one cell.
@@ -241,6 +268,8 @@ pub struct Launch {
     pub log: PathBuf,
     /// The cell's log directory (`RESULTS_DIR/logs/<cell>/`): helpers' logs go here too.
     pub log_dir: PathBuf,
+    /// Files the client must be able to open (its data files and some to spare).
+    pub open_files: u64,
 }
 
 /// How a client ended.

@@ -17,15 +17,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use oci_spec::runtime::{MountBuilder, ProcessBuilder, RootBuilder, Spec as OciConfig, UserBuilder};
+use oci_spec::runtime::{
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec as OciConfig, UserBuilder,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::binary::worker_binary;
 use crate::runtime::child::ChildClient;
 use crate::runtime::command::{Cmd, which};
 use crate::runtime::{
-    Backend, Client, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec, TARGET_MOUNT,
+    Backend, Client, ClientCost, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec,
+    TARGET_MOUNT,
 };
+use crate::workload::Workload;
 
 /// OCI CLIs probed by `iostudy runtimes`.
 pub const KNOWN: &[&str] = &["runc", "crun", "runsc", "youki", "kata-runtime"];
@@ -114,6 +118,14 @@ impl Spec for OciSpec {
 
     fn startup_estimate(&self) -> Duration {
         Duration::from_millis(if Flavor::of(&self.runtime) == Flavor::Runsc { 1500 } else { 500 })
+    }
+
+    fn client_cost(&self, w: &Workload) -> ClientCost {
+        // runc/crun wait in the foreground; gVisor adds its sentry and gofer.
+        match Flavor::of(&self.runtime) {
+            Flavor::Runsc => ClientCost::worker(w).plus(40, 160 << 20),
+            _ => ClientCost::worker(w).plus(10, 16 << 20),
+        }
     }
 
     fn prepare(&self, ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError> {
@@ -284,8 +296,9 @@ impl Oci {
         self.cmd(&["delete".into(), "--force".into(), id.into()])
     }
 
-    /// The bundle's config: the worker as the only process, the target at /data.
-    pub fn spec(&self, job_in_container: &Path, id: &str) -> Result<OciConfig, RuntimeError> {
+    /// The bundle's config: the worker as the only process, the target at /data, room
+    /// for `open_files` open files.
+    pub fn spec(&self, job_in_container: &Path, id: &str, open_files: u64) -> Result<OciConfig, RuntimeError> {
         let err = |e: oci_spec::OciSpecError| RuntimeError::Setup(format!("cannot build the OCI config: {e}"));
         let mut spec = OciConfig::default();
         spec.set_hostname(Some(id.chars().take(63).collect()));
@@ -307,7 +320,21 @@ impl Oci {
         let mut process = process;
         if let Some(defaults) = OciConfig::default().process() {
             process.set_capabilities(defaults.capabilities().clone());
-            process.set_rlimits(defaults.rlimits().clone());
+            let mut rlimits = defaults.rlimits().clone().unwrap_or_default();
+            for r in &mut rlimits {
+                if r.typ() == PosixRlimitType::RlimitNofile && r.hard() < open_files {
+                    // Within the host's own hard limit: the container cannot have more.
+                    let host_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+                    let n = host_hard.map_or(open_files, |h| open_files.min(h));
+                    *r = PosixRlimitBuilder::default()
+                        .typ(PosixRlimitType::RlimitNofile)
+                        .hard(n)
+                        .soft(n)
+                        .build()
+                        .map_err(err)?;
+                }
+            }
+            process.set_rlimits(Some(rlimits));
         }
         spec.set_process(Some(process));
         let mut mounts = spec.mounts().clone().unwrap_or_default();
@@ -327,7 +354,7 @@ impl Oci {
     fn launch_client(&self, l: &Launch) -> Result<ChildClient, RuntimeError> {
         let bundle = self.bundles.join(&l.id);
         fs::create_dir_all(&bundle).map_err(RuntimeError::io(format!("create {}", bundle.display())))?;
-        let spec = self.spec(&l.job, &l.id)?;
+        let spec = self.spec(&l.job, &l.id, l.open_files)?;
         spec.save(bundle.join("config.json"))
             .map_err(|e| RuntimeError::Setup(format!("cannot write {}/config.json: {e}", bundle.display())))?;
         let kill = vec![self.kill_cmd(&l.id)];
@@ -456,7 +483,7 @@ mod tests {
 
     #[test]
     fn spec_runs_only_the_worker_with_the_target_mounted() {
-        let spec = oci("runc", false, &[]).spec(Path::new("/data/ctl/job-0.json"), "c0").unwrap();
+        let spec = oci("runc", false, &[]).spec(Path::new("/data/ctl/job-0.json"), "c0", 100).unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &["/iostudy", "worker", "--job", "/data/ctl/job-0.json"]);
         assert!(!p.terminal().unwrap());

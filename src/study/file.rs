@@ -63,7 +63,8 @@ pub struct StudySection {
 #[serde(deny_unknown_fields)]
 pub struct MatrixSection {
     pub scenarios: Spanned<Vec<Spanned<String>>>,
-    pub clients: Spanned<Vec<Spanned<u32>>>,
+    /// Signed, so that `-8` is refused as a client count, not as a type error.
+    pub clients: Spanned<Vec<Spanned<i64>>>,
     pub patterns: Spanned<Vec<Spanned<Pattern>>>,
 }
 

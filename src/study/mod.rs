@@ -171,16 +171,27 @@ impl Study {
             }
         }
 
-        let clients: Vec<u32> = file.matrix.clients.get_ref().iter().map(|c| *c.get_ref()).collect();
+        let mut clients: Vec<u32> = Vec::new();
+        for (i, c) in file.matrix.clients.get_ref().iter().enumerate() {
+            let n = *c.get_ref();
+            let Some(k) = u32::try_from(n).ok().filter(|&k| k > 0) else {
+                return Err(at(
+                    c.span(),
+                    format!("matrix.clients[{i}]: {n} is not a client count"),
+                    Some("a positive whole number of clients, e.g. clients = [1, 8, 64]".into()),
+                ));
+            };
+            if clients.contains(&k) {
+                return Err(at(c.span(), format!("matrix.clients[{i}]: {k} is listed twice"), None));
+            }
+            clients.push(k);
+        }
         if clients.is_empty() {
             return Err(at(
                 file.matrix.clients.span(),
                 "matrix.clients is empty".into(),
                 Some("e.g. clients = [1, 8, 64]".into()),
             ));
-        }
-        if let Some(zero) = file.matrix.clients.get_ref().iter().find(|c| *c.get_ref() == 0) {
-            return Err(at(zero.span(), "a cell needs at least one client".into(), None));
         }
         let patterns: Vec<Pattern> = file.matrix.patterns.get_ref().iter().map(|p| *p.get_ref()).collect();
         if patterns.is_empty() {
@@ -442,7 +453,8 @@ fn kind_names() -> Vec<&'static str> {
 
 /// A located serde error in words: which key (with its table), and a hint.
 fn explain(doc: &DeTable<'_>, message: &str, span: &Range<usize>) -> (String, Option<String>) {
-    let path = key_path(doc, span.start);
+    // A missing top-level table is reported at an empty span at the start.
+    let path = if span.is_empty() { String::new() } else { key_path(doc, span) };
     if let Some(field) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
         if path.is_empty() {
             let hint = format!("add a [{field}] table (see examples/small.toml)");
@@ -460,51 +472,61 @@ fn explain(doc: &DeTable<'_>, message: &str, span: &Range<usize>) -> (String, Op
         };
         return (format!("{path}.{field} is required"), hint);
     }
-    let hint = unknown_field_hint(message);
+    // An unknown key is named by the message itself: say which table it is in.
+    let path = match message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+        Some(field) => path.strip_suffix(&format!(".{field}")).map_or(path.clone(), |t| format!("[{t}]")),
+        None => path,
+    };
+    let hint = unknown_field_hint(message).or_else(|| {
+        (message.starts_with("invalid value: integer") && message.contains("expected u"))
+            .then(|| "a whole number, 0 or more (1 or more for counts)".to_string())
+    });
     if path.is_empty() { (message.to_string(), hint) } else { (format!("{path}: {message}"), hint) }
 }
 
-/// The dotted key path (`matrix.clients[1]`) of the innermost value at byte `offset`.
-pub fn key_path(doc: &DeTable<'_>, offset: usize) -> String {
-    fn walk(v: &Spanned<DeValue<'_>>, offset: usize, path: &mut String) {
+/// The dotted key path (`matrix.clients[1]`) of the innermost key or value whose place
+/// covers `span` ("" when none does). A `[table]`'s own place is only its header, so
+/// every table is searched, not only those whose place covers the span.
+pub fn key_path(doc: &DeTable<'_>, span: &Range<usize>) -> String {
+    fn covers(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+        outer.start <= inner.start && inner.end <= outer.end.max(outer.start + 1)
+    }
+    fn search(v: &Spanned<DeValue<'_>>, span: &Range<usize>, path: String, best: &mut Option<String>) {
+        if covers(&v.span(), span) {
+            *best = Some(path.clone());
+        }
         match v.get_ref() {
             DeValue::Table(t) => {
                 for (k, child) in t.iter() {
-                    if child.span().contains(&offset) || (k.span().contains(&offset)) {
-                        path.push('.');
-                        path.push_str(k.get_ref());
-                        walk(child, offset, path);
-                        return;
+                    let p = if path.is_empty() { k.get_ref().to_string() } else { format!("{path}.{}", k.get_ref()) };
+                    if covers(&k.span(), span) {
+                        *best = Some(p.clone());
                     }
+                    search(child, span, p, best);
                 }
             }
             DeValue::Array(a) => {
                 for (i, child) in a.iter().enumerate() {
-                    if child.span().contains(&offset) {
-                        path.push_str(&format!("[{i}]"));
-                        walk(child, offset, path);
-                        return;
-                    }
+                    search(child, span, format!("{path}[{i}]"), best);
                 }
             }
             _ => {}
         }
     }
-    let mut path = String::new();
+    let mut best = None;
     for (k, v) in doc.iter() {
-        if v.span().contains(&offset) || k.span().contains(&offset) {
-            path.push_str(k.get_ref());
-            walk(v, offset, &mut path);
-            break;
+        let p = k.get_ref().to_string();
+        if covers(&k.span(), span) {
+            best = Some(p.clone());
         }
+        search(v, span, p, &mut best);
     }
-    path
+    best.unwrap_or_default()
 }
 
 fn names(scenarios: &[Scenario]) -> String {
     scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
 }
-
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());

@@ -220,7 +220,13 @@ impl Plan {
             );
         }
         let free = pre.free_bytes.map_or("unknown".to_string(), human_bytes);
-        let _ = writeln!(out, "\ndisk footprint: {} on the target ({} free)", human_bytes(self.footprint_bytes), free);
+        let _ = writeln!(
+            out,
+            "\ndisk footprint: {} on the target ({} still to lay out, {} free)",
+            human_bytes(self.footprint_bytes),
+            human_bytes(pre.needed_bytes),
+            free
+        );
         let _ = writeln!(
             out,
             "estimated duration: {} (one-pass cells and layout assume {}/s per thread)",

@@ -1,13 +1,26 @@
-//! What the host says about a plan, before anything runs: each scenario's runtime
-//! probed, free space on the target, RAM, privileges — the checks `iostudy plan` shows
-//! and `iostudy run` must pass before its first cell. Separate from planning, which is
-//! pure, because every check here does I/O.
+//! What the host says about a plan, before anything runs: every check `iostudy run`
+//! must pass before its first cell, and which `iostudy plan` shows — so a study that
+//! cannot run is refused by both, the same way, with the fix.
+//!
+//! Checked: each scenario's runtime (probed); the target (a directory the user may
+//! write safely — see [`crate::safety`] — on a real filesystem, writable, proved by
+//! creating and removing a probe file; O_DIRECT and its alignment when a cell asks for
+//! it); what already lies where data files go (a link or another user's file is
+//! refused, a file of the right size counts as laid out); free space with a margin for
+//! metadata; the host's limits on tasks (pids cgroup, threads-max, pid_max), memory for
+//! clients and guests, and open files; and the results directory. Separate from
+//! planning, which is pure, because every check here does I/O.
 
-use std::path::Path;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::{CONTROL_DIR, DATA_DIR};
+use crate::engine::layout::{MAX_DIRECT_ALIGN, SPARE_FDS, direct_alignment, space_margin};
 use crate::runtime::Probe;
+use crate::safety::check_user_dir;
 use crate::study::plan::Plan;
 use crate::workload::human_bytes;
 
@@ -19,8 +32,6 @@ pub enum Warning {
     FitsInPageCache { working_set_bytes: u64, ram_bytes: u64 },
     /// Not root: the host page cache cannot be dropped between cells.
     CannotDropCaches,
-    /// The files do not fit on the target.
-    NotEnoughSpace { needed_bytes: u64, free_bytes: u64 },
 }
 
 impl std::fmt::Display for Warning {
@@ -35,12 +46,6 @@ impl std::fmt::Display for Warning {
             Warning::CannotDropCaches => f.write_str(
                 "not running as root: the host page cache is not dropped between cells, so earlier cells warm later ones; run as root",
             ),
-            Warning::NotEnoughSpace { needed_bytes, free_bytes } => write!(
-                f,
-                "the files need {} but the target has {} free: lower size, numjobs or clients, or free space",
-                human_bytes(*needed_bytes),
-                human_bytes(*free_bytes)
-            ),
         }
     }
 }
@@ -51,30 +56,49 @@ pub struct Preflight {
     /// Each planned scenario's probe, in plan order.
     pub probes: Vec<(String, Probe)>,
     pub free_bytes: Option<u64>,
+    /// Bytes still to lay out (what is already there in the right size is reused).
+    pub needed_bytes: u64,
     pub warnings: Vec<Warning>,
+    /// What stops the study, each with its fix (runtimes aside).
+    pub problems: Vec<String>,
+}
+
+/// Where the results go, for a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Results<'a> {
+    pub dir: &'a Path,
+    pub resume: bool,
 }
 
 impl Preflight {
-    /// Probes every runtime of `plan` and checks the host.
-    pub fn gather(plan: &Plan) -> Preflight {
+    /// Probes every runtime of `plan` and checks the host (and `results`, for a run).
+    pub fn gather(plan: &Plan, results: Option<Results<'_>>) -> Preflight {
         let probes = plan.scenarios.iter().map(|s| (s.name.clone(), s.runtime.probe())).collect();
-        let free_bytes = free_space(&plan.study.target);
-        let mut warnings = Vec::new();
-        let ram = ram_bytes();
+        let target = &plan.study.target;
+        let mut pre = Preflight {
+            probes,
+            free_bytes: free_space(target),
+            needed_bytes: 0,
+            warnings: Vec::new(),
+            problems: Vec::new(),
+        };
+        let ram = meminfo("MemTotal:");
         let reads =
             plan.cells.iter().any(|c| !c.workload.direct && c.workload.rw.read_percent(c.workload.rwmixread) > 0);
         if reads && ram > 0 && plan.footprint_bytes <= ram {
-            warnings.push(Warning::FitsInPageCache { working_set_bytes: plan.footprint_bytes, ram_bytes: ram });
+            pre.warnings.push(Warning::FitsInPageCache { working_set_bytes: plan.footprint_bytes, ram_bytes: ram });
         }
         if plan.study.drop_caches && !rustix::process::geteuid().is_root() {
-            warnings.push(Warning::CannotDropCaches);
+            pre.warnings.push(Warning::CannotDropCaches);
         }
-        if let Some(free) = free_bytes
-            && plan.footprint_bytes > free
-        {
-            warnings.push(Warning::NotEnoughSpace { needed_bytes: plan.footprint_bytes, free_bytes: free });
+        if pre.check_target(plan) {
+            pre.check_data_files(plan);
         }
-        Preflight { probes, free_bytes, warnings }
+        pre.check_limits(plan);
+        if let Some(r) = results {
+            pre.check_results(r);
+        }
+        pre
     }
 
     /// The probe of a planned scenario.
@@ -93,28 +117,311 @@ impl Preflight {
                     .map(|p| format!("scenario `{name}` cannot run here: {p} (or drop it with --scenario filters)"))
             })
             .collect();
-        for w in &self.warnings {
-            if let Warning::NotEnoughSpace { .. } = w {
-                v.push(w.to_string());
-            }
-        }
+        v.extend(self.problems.iter().cloned());
         v
     }
+
+    /// The target: safe, a real filesystem, writable, O_DIRECT as the cells need it.
+    /// Returns whether what lies below it may be inspected.
+    fn check_target(&mut self, plan: &Plan) -> bool {
+        let target = &plan.study.target;
+        let exists = match check_user_dir(target) {
+            Ok(e) => e,
+            Err(e) => {
+                self.problems.push(format!("study.target: {e}"));
+                return false;
+            }
+        };
+        // Where a probe can go: the target, or the nearest directory that exists.
+        let place = if exists { target.clone() } else { nearest_existing(target) };
+        if let Some(fs) = pseudo_filesystem(&place) {
+            self.problems.push(format!(
+                "study.target {} is on {fs}, a kernel pseudo-filesystem that holds no data: choose a directory on a real filesystem",
+                target.display()
+            ));
+            return false;
+        }
+        let probe = place.join(format!(".iostudy-probe-{}", std::process::id()));
+        match fs::OpenOptions::new().write(true).create_new(true).custom_flags_nofollow().open(&probe) {
+            Ok(_) => {
+                let _ = fs::remove_file(&probe);
+            }
+            Err(e) => {
+                let why = if e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) {
+                    "is on a read-only filesystem".to_string()
+                } else {
+                    format!("is not writable ({e})")
+                };
+                let what = if exists { target.clone() } else { place.clone() };
+                self.problems.push(format!(
+                    "study.target {}: {} {why} (a probe file could not be created there): choose a writable target",
+                    target.display(),
+                    what.display()
+                ));
+                return false;
+            }
+        }
+        let direct_bs: Vec<u64> = {
+            let mut v: Vec<u64> =
+                plan.cells.iter().filter(|c| c.workload.direct).map(|c| c.workload.bs.get()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        if !direct_bs.is_empty() {
+            let probe = place.join(format!(".iostudy-direct-probe-{}", std::process::id()));
+            match direct_alignment(&probe, target) {
+                Ok(align) => {
+                    for bs in direct_bs {
+                        if bs % align != 0 || align > MAX_DIRECT_ALIGN {
+                            self.problems.push(format!(
+                                "direct = true: O_DIRECT on {} needs I/O aligned to {align} bytes, but bs is {bs}: use a multiple of {align} or direct = false",
+                                target.display()
+                            ));
+                        }
+                    }
+                }
+                Err(e) => self.problems.push(e.to_string()),
+            }
+        }
+        true
+    }
+
+    /// What already lies where the data files go, and the space still needed.
+    fn check_data_files(&mut self, plan: &Plan) {
+        let clients = plan.cells.iter().map(|c| c.clients).max().unwrap_or(0);
+        let jobs = plan.cells.iter().map(|c| c.workload.numjobs).max().unwrap_or(0);
+        let size = plan.cells.iter().map(|c| c.workload.size.get()).max().unwrap_or(0);
+        let prefix = plan.cells.first().map_or("iostudy".into(), |c| c.workload.filename_prefix.clone());
+        let data = plan.study.target.join(DATA_DIR);
+        let mut needed = 0u64;
+        let mut dirs: Vec<PathBuf> = vec![plan.study.target.join(CONTROL_DIR), data.clone()];
+        dirs.extend((0..clients).map(|k| data.join(format!("client-{k}"))));
+        for d in &dirs {
+            if d.symlink_metadata().is_ok()
+                && let Err(e) = check_user_dir(d)
+            {
+                self.problems.push(e.to_string());
+                return;
+            }
+        }
+        let me = rustix::process::geteuid().as_raw();
+        for k in 0..clients {
+            for t in 0..jobs {
+                let path = data.join(format!("client-{k}")).join(format!("{prefix}.{t}.dat"));
+                match path.symlink_metadata() {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        self.problems.push(format!(
+                            "{} is a symbolic link, and iostudy does not follow links it did not make: remove it",
+                            path.display()
+                        ));
+                        return;
+                    }
+                    Ok(m) if !m.is_file() || m.uid() != me => {
+                        self.problems.push(format!(
+                            "{} is not a data file of yours (uid {}, {}): iostudy does not adopt what it did not create; remove it",
+                            path.display(),
+                            m.uid(),
+                            if m.is_file() { "a file" } else { "not a regular file" }
+                        ));
+                        return;
+                    }
+                    Ok(m) => needed += size.saturating_sub(m.len()),
+                    Err(_) => needed += size,
+                }
+            }
+        }
+        self.needed_bytes = needed;
+        if let Some(free) = self.free_bytes
+            && needed > 0
+            && needed.saturating_add(space_margin(needed)) > free
+        {
+            self.problems.push(format!(
+                "the data files need {} more on {} and {} is free (iostudy keeps {} free for the filesystem's metadata): lower size, numjobs or clients, or free space",
+                human_bytes(needed),
+                plan.study.target.display(),
+                human_bytes(free),
+                human_bytes(space_margin(needed))
+            ));
+        }
+    }
+
+    /// Tasks, memory and open files the biggest cell needs, against the host's limits.
+    fn check_limits(&mut self, plan: &Plan) {
+        let tasks_free = tasks_headroom();
+        let memory = meminfo("MemAvailable:");
+        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+        let mut worst_tasks: Option<(u64, &str)> = None;
+        let mut worst_memory: Option<(u64, &str)> = None;
+        let mut jobs = 0u32;
+        let mut clients = 0u32;
+        for c in &plan.cells {
+            let cost = plan.scenario(&c.scenario).runtime.client_cost(&c.workload);
+            let tasks = cost.tasks * u64::from(c.clients);
+            let mem = cost.memory_bytes * u64::from(c.clients);
+            if worst_tasks.is_none_or(|(t, _)| tasks > t) {
+                worst_tasks = Some((tasks, &c.id));
+            }
+            if worst_memory.is_none_or(|(m, _)| mem > m) {
+                worst_memory = Some((mem, &c.id));
+            }
+            jobs = jobs.max(c.workload.numjobs);
+            clients = clients.max(c.clients);
+        }
+        if let (Some((tasks, cell)), Some((free, limit))) = (worst_tasks, tasks_free.as_ref())
+            && tasks > *free
+        {
+            self.problems.push(format!(
+                "cell {cell} needs about {tasks} processes and threads, and {limit} leaves room for {free}: lower clients or numjobs, or raise the limit"
+            ));
+        }
+        if let Some((mem, cell)) = worst_memory
+            && memory > 0
+            && mem > memory
+        {
+            self.problems.push(format!(
+                "cell {cell} needs about {} of memory for its clients (and guests), and {} is available: lower clients, numjobs or guest memory",
+                human_bytes(mem),
+                human_bytes(memory)
+            ));
+        }
+        if let Some(hard) = nofile {
+            let per_client = u64::from(jobs) + SPARE_FDS;
+            let controller = u64::from(clients) * 4 + SPARE_FDS;
+            if per_client > hard {
+                self.problems.push(format!(
+                    "numjobs {jobs} needs {per_client} open files per client, and this host allows {hard} (hard RLIMIT_NOFILE): lower numjobs or raise the limit"
+                ));
+            } else if controller > hard {
+                self.problems.push(format!(
+                    "{clients} clients need {controller} open files in the controller, and this host allows {hard} (hard RLIMIT_NOFILE): lower clients or raise the limit"
+                ));
+            }
+        }
+    }
+
+    fn check_results(&mut self, r: Results<'_>) {
+        match check_user_dir(r.dir) {
+            Err(e) => self.problems.push(format!("-o {}: {e}", r.dir.display())),
+            Ok(true) if !r.resume && r.dir.join("study.toml").exists() => self.problems.push(format!(
+                "{} already holds results of a run: add --resume to continue it, or choose another -o directory",
+                r.dir.display()
+            )),
+            Ok(_) => {}
+        }
+    }
+}
+
+trait NoFollow {
+    fn custom_flags_nofollow(&mut self) -> &mut Self;
+}
+
+impl NoFollow for fs::OpenOptions {
+    fn custom_flags_nofollow(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+    }
+}
+
+fn nearest_existing(path: &Path) -> PathBuf {
+    path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/")).to_path_buf()
 }
 
 /// Free bytes on the filesystem holding `path` (or its nearest existing ancestor).
 pub fn free_space(path: &Path) -> Option<u64> {
-    let existing = path.ancestors().find(|p| p.exists())?;
-    rustix::fs::statvfs(existing).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+    rustix::fs::statvfs(nearest_existing(path)).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize))
 }
 
-fn ram_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+/// The name of the kernel pseudo-filesystem `path` is on, if it is on one.
+fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
+    const PSEUDO: &[(i64, &str)] = &[
+        (0x9fa0, "procfs"),
+        (0x6265_6572, "sysfs"),
+        (0x1cd1, "devpts"),
+        (0x0027_e0eb, "cgroup"),
+        (0x6367_7270, "cgroup2"),
+        (0x6462_6720, "debugfs"),
+        (0x7472_6163, "tracefs"),
+        (0x7365_6373, "securityfs"),
+        (0xcafe_4a11, "bpffs"),
+        (0x6265_6570, "configfs"),
+        (0x6165_676c, "pstore"),
+        (0xde5e_81e4, "efivarfs"),
+        (0x1980_0202, "mqueue"),
+        (0x6e73_6673, "nsfs"),
+        (0xf97c_ff8c, "selinuxfs"),
+    ];
+    let t = rustix::fs::statfs(path).ok()?.f_type;
+    PSEUDO.iter().find(|(magic, _)| *magic == t).map(|(_, name)| *name)
+}
+
+/// A field of /proc/meminfo in bytes (0 when unknown).
+fn meminfo(field: &str) -> u64 {
+    fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
             m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// How many more tasks this process may start, and the tightest limit, if one is known:
+/// the pids cgroup (each level up to the root), `kernel.threads-max`, `kernel.pid_max`,
+/// and RLIMIT_NPROC for a user without privileges.
+fn tasks_headroom() -> Option<(u64, String)> {
+    let mut best: Option<(u64, String)> = None;
+    let mut consider = |free: u64, what: String| {
+        if best.as_ref().is_none_or(|(b, _)| free < *b) {
+            best = Some((free, what));
+        }
+    };
+    let read_u64 = |p: &Path| fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    for (file, name) in
+        [("/proc/sys/kernel/threads-max", "kernel.threads-max"), ("/proc/sys/kernel/pid_max", "kernel.pid_max")]
+    {
+        if let Some(max) = read_u64(Path::new(file)) {
+            let used = fs::read_dir("/proc").map(|d| d.count() as u64).unwrap_or(0);
+            consider(max.saturating_sub(used), format!("{name} = {max}"));
+        }
+    }
+    for dir in pids_cgroups() {
+        if let (Some(max), Some(cur)) = (read_u64(&dir.join("pids.max")), read_u64(&dir.join("pids.current"))) {
+            consider(max.saturating_sub(cur), format!("the pids cgroup {} (pids.max = {max})", dir.display()));
+        }
+    }
+    if !rustix::process::geteuid().is_root()
+        && let Some(max) = rustix::process::getrlimit(rustix::process::Resource::Nproc).current
+    {
+        consider(max, format!("RLIMIT_NPROC = {max} (ulimit -u)"));
+    }
+    best
+}
+
+/// This process's pids cgroup and its ancestors (cgroup v2 or the v1 `pids` hierarchy).
+fn pids_cgroups() -> Vec<PathBuf> {
+    let Ok(text) = fs::read_to_string("/proc/self/cgroup") else { return Vec::new() };
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let base = if controllers.split(',').any(|c| c == "pids") {
+            PathBuf::from("/sys/fs/cgroup/pids")
+        } else if controllers.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            continue;
+        };
+        let mut dir = base.join(path.trim_start_matches('/'));
+        loop {
+            if dir.join("pids.max").exists() {
+                v.push(dir.clone());
+            }
+            if dir == base || !dir.pop() {
+                break;
+            }
+        }
+    }
+    v
 }

@@ -78,7 +78,7 @@ fn unknown_workload_option_suggests_the_right_one() {
 fn unknown_study_key_suggests_the_right_one() {
     let text = BASE.replace("name = \"t\"", "name = \"t\"\nrepetition = 3");
     let e = err(&text);
-    assert!(e.starts_with("s.toml:3:1: unknown field `repetition`"), "{e}");
+    assert!(e.starts_with("s.toml:3:1: [study]: unknown field `repetition`"), "{e}");
     assert!(e.ends_with("(hint: did you mean `repetitions`?)"), "{e}");
 }
 
@@ -113,7 +113,7 @@ fn size_smaller_than_bs_is_caught_before_running() {
 fn unknown_pattern_and_runtime() {
     let text = BASE.replace("\"randwrite\"", "\"seqread\"");
     let e = err(&text);
-    assert!(e.starts_with("s.toml:13:21: unknown variant `seqread`"), "{e}");
+    assert!(e.starts_with("s.toml:13:21: matrix.patterns[1]: unknown variant `seqread`"), "{e}");
 
     let vm =
         |extra: &str| BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"vm\"]") + "\n[scenarios.vm]\n" + extra;
@@ -181,4 +181,26 @@ fn every_example_study_is_valid() {
         }
     }
     assert!(n >= 3);
+}
+
+#[test]
+fn messages_name_the_key_with_its_table() {
+    let e = err(&BASE.replace("clients = [1, 2]", "clients = [1, -8]"));
+    assert_eq!(
+        e,
+        "s.toml:12:15: matrix.clients[1]: -8 is not a client count (hint: a positive whole number of clients, e.g. clients = [1, 8, 64])"
+    );
+    let e = err(&BASE.replace("target = \"/srv/t\"\n", ""));
+    assert_eq!(
+        e,
+        "s.toml:1:1: study.target is required (hint: e.g. target = \"/dev/shm/iostudy\": the directory every client's files live in)"
+    );
+    assert_eq!(
+        err(""),
+        "s.toml:1:1: the study file is empty (hint: a study needs [study], [workload] and [matrix] tables: start from examples/small.toml)"
+    );
+    let e = err(&BASE.replace("[matrix]", "[matrixx]"));
+    assert!(e.contains("the study file has no [matrix] table") || e.contains("did you mean `matrix`"), "{e}");
+    let e = err(&BASE.replace("numjobs = 2", "numjobs = -2"));
+    assert!(e.starts_with("s.toml:8:11: workload.numjobs: invalid value: integer `-2`, expected u32"), "{e}");
 }

@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod hostile;
 mod microvm;
 mod report;
 mod study;
@@ -14,7 +15,7 @@ mod util;
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let mut trials = Vec::new();
-    for module in [bench::trials, cli::trials, microvm::trials, report::trials, study::trials] {
+    for module in [bench::trials, cli::trials, hostile::trials, microvm::trials, report::trials, study::trials] {
         trials.extend(module());
     }
     let conclusion = libtest_mimic::run(&args, trials);

@@ -143,6 +143,46 @@ impl Drop for TmpMount {
 
 /// Whether the iostudy under test is static, i.e. can be the worker in containers and
 /// VMs (every cargo build of this tree is, through .cargo/config.toml).
+/// An ext4 filesystem on a loop device with `sector`-byte sectors, mounted on a temp
+/// dir for the test's life (root only): a filesystem whose O_DIRECT alignment is known.
+pub struct LoopFs {
+    dir: tempfile::TempDir,
+    image: tempfile::NamedTempFile,
+    device: String,
+}
+
+impl LoopFs {
+    pub fn new(sector: u32) -> Self {
+        let image = tempfile::NamedTempFile::new().unwrap();
+        image.as_file().set_len(64 << 20).unwrap();
+        let st = Command::new("mkfs.ext4").args(["-q", "-F", "-b", "4096"]).arg(image.path()).status().unwrap();
+        assert!(st.success(), "mkfs.ext4");
+        let o = Command::new("losetup")
+            .args(["--sector-size", &sector.to_string(), "-f", "--show"])
+            .arg(image.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "losetup: {}", String::from_utf8_lossy(&o.stderr));
+        let device = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        let dir = tempfile::Builder::new().prefix("iostudy-loop.").tempdir().unwrap();
+        let st = Command::new("mount").arg(&device).arg(dir.path()).status().unwrap();
+        assert!(st.success(), "mount {device}");
+        Self { dir, image, device }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
+        let _ = &self.image;
+    }
+}
+
 pub fn static_worker() -> bool {
     iostudy::runtime::binary::is_static(&bin()).unwrap_or(false)
 }

@@ -27,10 +27,10 @@ use toml::Spanned;
 use crate::runtime::child::{ChildClient, Helper, kill_group};
 use crate::runtime::command::{Cmd, which};
 use crate::runtime::{
-    Backend, Client, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec, TARGET_MOUNT,
-    Timing, binary,
+    Backend, Client, ClientCost, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec,
+    TARGET_MOUNT, Timing, binary,
 };
-use crate::workload::Bytes;
+use crate::workload::{Bytes, Workload};
 
 pub static KIND: MicrovmKind = MicrovmKind;
 
@@ -247,6 +247,16 @@ impl Spec for MicrovmConfig {
     fn startup_estimate(&self) -> Duration {
         // A guest boots in ~4–7 s under TCG, well under 1 s with KVM.
         Duration::from_secs(7)
+    }
+
+    fn client_cost(&self, _w: &Workload) -> ClientCost {
+        // QEMU's threads and the guest's memory (the worker lives inside it), plus
+        // virtiofsd's threads for a virtio-fs share.
+        let qemu = ClientCost { tasks: 6 + u64::from(self.vcpus), memory_bytes: self.memory.get() + (64 << 20) };
+        match self.share {
+            Share::Virtiofs => qemu.plus(8 + u64::from(self.virtiofsd_threads.unwrap_or(0)), 16 << 20),
+            Share::NineP => qemu,
+        }
     }
 
     fn prepare(&self, ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError> {

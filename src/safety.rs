@@ -1,0 +1,243 @@
+//! Where iostudy may write, running as root in shared, often world-writable places
+//! (`/dev/shm`, `/tmp`, cluster scratch).
+//!
+//! The rules: never follow a link we did not make, never adopt a file or directory
+//! another user controls, never write under a directory someone else could rearrange.
+//! A directory the user names (the target, the results directory) must be a real
+//! directory owned by the running user and not writable by others, reached through
+//! directories that belong to root or to that user (world-writable ones only with the
+//! sticky bit, as `/tmp` and `/dev/shm` have) and through links that belong to root or
+//! to that user. Below it iostudy creates its own directories ([`ensure_dir`]) and opens
+//! its files without following links ([`open_nofollow`]); once every level is ours and
+//! closed to others, nobody else can plant anything in it.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Why a path is not safe to write under.
+#[derive(Debug, thiserror::Error)]
+pub enum SafetyError {
+    #[error(
+        "{} is a symbolic link, and iostudy does not follow links it did not make: give the real path ({})",
+        path.display(), target.display()
+    )]
+    Link { path: PathBuf, target: PathBuf },
+    #[error("{} exists and is not a directory: remove it or choose another path", .0.display())]
+    NotADirectory(PathBuf),
+    #[error(
+        "{} belongs to uid {uid}, not to you (uid {me}): iostudy does not write into what another user controls; use a directory you own, or remove it",
+        path.display()
+    )]
+    Foreign { path: PathBuf, uid: u32, me: u32 },
+    #[error(
+        "{} is writable by other users (mode {mode:04o}), who could plant links or files in it: chmod go-w {}, or use a directory of your own",
+        path.display(), path.display()
+    )]
+    OpenToOthers { path: PathBuf, mode: u32 },
+    #[error(
+        "{} is reached through {}, which {why}: anyone who controls it can redirect what iostudy writes; choose a path whose parent directories belong to root or you",
+        path.display(), ancestor.display()
+    )]
+    Ancestor { path: PathBuf, ancestor: PathBuf, why: String },
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+}
+
+fn me() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SafetyError {
+    let path = path.to_path_buf();
+    move |source| SafetyError::Io { what, path, source }
+}
+
+/// Checks a directory the user named: the way to it (see the module doc) and, if it
+/// exists, the directory itself. Returns whether it exists.
+pub fn check_user_dir(path: &Path) -> Result<bool, SafetyError> {
+    check_way_to(path)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            check_own_dir(path, &m)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("inspect", path)(e)),
+    }
+}
+
+/// Creates `path` (mode 0755) or verifies it: a real directory, not a link, owned by
+/// the running user, not writable by others. Returns true when this call created it.
+pub fn ensure_dir(path: &Path) -> Result<bool, SafetyError> {
+    match std::fs::DirBuilder::new().mode(0o755).create(path) {
+        Ok(()) => {
+            let m = std::fs::symlink_metadata(path).map_err(io_err("inspect", path))?;
+            check_own_dir(path, &m)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let m = std::fs::symlink_metadata(path).map_err(io_err("inspect", path))?;
+            check_own_dir(path, &m)?;
+            Ok(false)
+        }
+        Err(e) => Err(io_err("create", path)(e)),
+    }
+}
+
+/// [`ensure_dir`] for `path` and every missing directory above it (each one created is
+/// ours; existing ones are verified only from `base` down, which the caller checked).
+/// Returns the directories this call created, outermost first.
+pub fn ensure_dirs_below(base: &Path, path: &Path) -> Result<Vec<PathBuf>, SafetyError> {
+    let rel = path
+        .strip_prefix(base)
+        .map_err(|_| io_err("place", path)(io::Error::other(format!("it is not under {}", base.display()))))?;
+    let mut created = Vec::new();
+    let mut cur = base.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        if ensure_dir(&cur)? {
+            created.push(cur.clone());
+        }
+    }
+    Ok(created)
+}
+
+fn check_own_dir(path: &Path, m: &std::fs::Metadata) -> Result<(), SafetyError> {
+    if m.file_type().is_symlink() {
+        let target = std::fs::read_link(path).unwrap_or_default();
+        return Err(SafetyError::Link { path: path.to_path_buf(), target });
+    }
+    if !m.is_dir() {
+        return Err(SafetyError::NotADirectory(path.to_path_buf()));
+    }
+    if m.uid() != me() {
+        return Err(SafetyError::Foreign { path: path.to_path_buf(), uid: m.uid(), me: me() });
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(SafetyError::OpenToOthers { path: path.to_path_buf(), mode: m.mode() & 0o7777 });
+    }
+    Ok(())
+}
+
+/// The directories and links on the way to `path` (not `path` itself) belong to root or
+/// to the running user; a directory others may write must be sticky.
+fn check_way_to(path: &Path) -> Result<(), SafetyError> {
+    let trusted = |uid: u32| uid == 0 || uid == me();
+    // Links on the way, as written.
+    let mut cur = PathBuf::new();
+    let comps: Vec<Component> = path.components().collect();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        cur.push(c);
+        if let Ok(m) = std::fs::symlink_metadata(&cur)
+            && m.file_type().is_symlink()
+            && !trusted(m.uid())
+        {
+            let why = format!("is a link owned by uid {}", m.uid());
+            return Err(SafetyError::Ancestor { path: path.to_path_buf(), ancestor: cur, why });
+        }
+    }
+    // Directories on the way, resolved.
+    let Some(parent) = path.parent() else { return Ok(()) };
+    let existing = parent.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let real = std::fs::canonicalize(existing).map_err(io_err("resolve", existing))?;
+    for dir in real.ancestors() {
+        let m = std::fs::metadata(dir).map_err(io_err("inspect", dir))?;
+        let why = if !trusted(m.uid()) {
+            Some(format!("belongs to uid {}", m.uid()))
+        } else if m.mode() & 0o002 != 0 && m.mode() & 0o1000 == 0 {
+            Some(format!("is writable by everyone without the sticky bit (mode {:04o})", m.mode() & 0o7777))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(SafetyError::Ancestor { path: path.to_path_buf(), ancestor: dir.to_path_buf(), why });
+        }
+    }
+    Ok(())
+}
+
+/// Opens a file iostudy owns without following a link (`flags` are added to
+/// `O_NOFOLLOW`, e.g. `O_DIRECT`): `create` makes it (mode 0644) when missing. An
+/// existing file must be a regular file of the running user.
+pub fn open_nofollow(path: &Path, opts: &mut OpenOptions, flags: rustix::fs::OFlags, create: bool) -> io::Result<File> {
+    opts.custom_flags((flags | rustix::fs::OFlags::NOFOLLOW).bits() as i32);
+    if create {
+        opts.create(true).mode(0o644);
+    }
+    let file = opts.open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            io::Error::other(format!(
+                "{} is a symbolic link, and iostudy does not follow links it did not make: remove it",
+                path.display()
+            ))
+        } else {
+            e
+        }
+    })?;
+    let m = file.metadata()?;
+    if !m.is_file() {
+        return Err(io::Error::other(format!("{} is not a regular file: remove it", path.display())));
+    }
+    if m.uid() != me() {
+        return Err(io::Error::other(format!(
+            "{} belongs to uid {}, not to you (uid {}): iostudy does not adopt files it did not create; remove it or choose another directory",
+            path.display(),
+            m.uid(),
+            me()
+        )));
+    }
+    Ok(file)
+}
+
+/// Removes `path` if it is a regular file of ours (never through a link).
+pub fn remove_own_file(path: &Path) {
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && m.is_file()
+        && m.uid() == me()
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_directories_pass_and_links_do_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("d");
+        assert!(ensure_dir(&d).unwrap());
+        assert!(!ensure_dir(&d).unwrap());
+        let link = tmp.path().join("l");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        assert!(matches!(ensure_dir(&link), Err(SafetyError::Link { .. })));
+        assert!(matches!(check_user_dir(&link), Err(SafetyError::Link { .. })));
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        assert!(matches!(ensure_dir(&open), Err(SafetyError::OpenToOthers { mode: 0o777, .. })));
+    }
+
+    #[test]
+    fn files_are_opened_without_following_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        std::fs::write(&real, b"x").unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = open_nofollow(&link, OpenOptions::new().write(true), rustix::fs::OFlags::empty(), true).unwrap_err();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert!(open_nofollow(&real, OpenOptions::new().read(true), rustix::fs::OFlags::empty(), false).is_ok());
+    }
+
+    #[test]
+    fn dirs_below_are_created_one_by_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let created = ensure_dirs_below(tmp.path(), &tmp.path().join("a/b/c")).unwrap();
+        assert_eq!(created.len(), 3);
+        assert!(ensure_dirs_below(tmp.path(), &tmp.path().join("a/b/c")).unwrap().is_empty());
+    }
+}
