@@ -35,12 +35,25 @@ pub enum Command {
     /// Run a small built-in study with every runtime this host can run.
     Demo(DemoArgs),
     /// List the runtimes iostudy knows, whether they are usable here, and the fix if not.
-    Runtimes,
+    Runtimes(RuntimesArgs),
     /// Run one fio-like client on this host and print its figures.
     Bench(BenchArgs),
     /// Run a job file as a study client (used inside containers and VMs).
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// Serve a controller on its ssh session (used on study nodes).
+    #[command(hide = true)]
+    Agent,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RuntimesArgs {
+    /// Also probe this ssh node (repeatable), as a study's [hosts] would.
+    #[arg(long = "node", value_name = "DEST")]
+    pub nodes: Vec<String>,
+    /// Extra ssh argument for the nodes (repeatable), e.g. --ssh-option=-F --ssh-option=cfg.
+    #[arg(long = "ssh-option", value_name = "ARG", allow_hyphen_values = true)]
+    pub ssh_options: Vec<String>,
 }
 
 /// fio-style options of one client.

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cli::{BenchArgs, Cli, Command, CompareArgs, DemoArgs, PlanArgs, ReportArgs, RunArgs, Selection};
+use crate::cli::{
+    BenchArgs, Cli, Command, CompareArgs, DemoArgs, PlanArgs, ReportArgs, RunArgs, RuntimesArgs, Selection,
+};
 use crate::report::model::Report;
 use crate::results::cell::CellStatus;
 use crate::results::store::Store;
@@ -26,16 +28,78 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo(&args),
         Command::Report(args) => report(&args),
         Command::Compare(args) => compare(&args),
-        Command::Runtimes => {
-            print!("{}", report::runtimes::render(&runtime::probe_all()));
-            Ok(ExitCode::from(EXIT_OK))
-        }
+        Command::Runtimes(args) => runtimes(&args),
         Command::Bench(args) => bench(&args),
         Command::Worker(args) => {
             worker::run_job_file(&args.job)?;
             Ok(ExitCode::from(EXIT_OK))
         }
+        Command::Agent => {
+            crate::hosts::agent::serve()?;
+            Ok(ExitCode::from(EXIT_OK))
+        }
     }
+}
+
+/// This host's runtimes, then each `--node`'s, probed by its agent.
+fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
+    print!("{}", report::runtimes::render(&runtime::probe_all()));
+    if args.nodes.is_empty() {
+        return Ok(ExitCode::from(EXIT_OK));
+    }
+    let hosts = crate::hosts::Hosts {
+        nodes: args.nodes.clone(),
+        placement: crate::hosts::Placement::Spread,
+        slots: None,
+        ssh_options: args.ssh_options.clone(),
+        shared_target: false,
+    };
+    let dir = runner::state_base().join(format!("{}-nodes", std::process::id()));
+    runner::ensure_path(&dir)?;
+    let mut code = EXIT_OK;
+    for i in 0..hosts.nodes.len() {
+        let node = match crate::hosts::node::Node::connect(
+            &hosts,
+            i,
+            &dir,
+            &format!("{}-probe", std::process::id()),
+            Path::new("/"),
+        ) {
+            Ok(n) => n,
+            Err(e) => {
+                println!("\n{e}");
+                code = EXIT_ERROR;
+                continue;
+            }
+        };
+        let f = &node.facts;
+        let c = node.clock();
+        println!(
+            "\nnode {} ({}): kernel {}, {} CPU(s), clock {} (offset {:+.3} ms ± {:.3} ms)",
+            node.dest,
+            f.hostname,
+            f.kernel,
+            f.cpus,
+            f.clock_source.as_deref().unwrap_or("?"),
+            c.offset_ns as f64 / 1e6,
+            c.uncertainty_ns as f64 / 1e6
+        );
+        let mut probes = Vec::new();
+        for kind in runtime::KINDS.iter().filter(|k| !k.hidden()) {
+            for spec in kind.known() {
+                let req =
+                    crate::hosts::protocol::Request::Probe { kind: spec.kind().into(), settings: spec.settings() };
+                match node.request(&req) {
+                    Ok(crate::hosts::protocol::Response::Probe(p)) => probes.push(p),
+                    Ok(_) => {}
+                    Err(e) => probes.push(runtime::Probe::of(spec.as_ref()).fail(e)),
+                }
+            }
+        }
+        print!("{}", report::runtimes::render(&probes));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::from(code))
 }
 
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {

@@ -41,6 +41,10 @@ pub struct Job {
     /// barrier: inside a VM the host's drop does not reach the guest's cache.
     #[serde(default)]
     pub drop_caches: bool,
+    /// The client's clock minus the controller's, ns: go's instant is in the
+    /// controller's clock, and the client starts at it in its own.
+    #[serde(default)]
+    pub clock_offset_ns: i64,
 }
 
 /// How long a client waits for [`Go`] after reporting ready, and how often it looks.
@@ -75,7 +79,7 @@ pub struct Go {
 
 impl Job {
     pub fn new(client_id: u32, workload: Workload, barrier: Option<Barrier>, drop_caches: bool) -> Job {
-        Job { protocol: PROTOCOL_VERSION, client_id, workload, barrier, drop_caches }
+        Job { protocol: PROTOCOL_VERSION, client_id, workload, barrier, drop_caches, clock_offset_ns: 0 }
     }
 }
 
@@ -96,6 +100,9 @@ pub enum ProtocolError {
         path.display(), Span(*waited)
     )]
     NoGo { path: PathBuf, waited: Duration },
+    /// A relayed channel (a node's agent) failed.
+    #[error("{0}")]
+    Relay(String),
 }
 
 /// The controller's end of one cell's rendezvous.
@@ -147,6 +154,11 @@ fn job_name(k: u32) -> String {
     format!("{JOB_PREFIX}{k}.json")
 }
 
+/// Where client `k`'s job is in the cell control directory `dir`.
+pub fn job_file(dir: &Path, k: u32) -> PathBuf {
+    dir.join(job_name(k))
+}
+
 fn result_name(k: u32) -> String {
     format!("client-{k}.json")
 }
@@ -170,7 +182,7 @@ impl Channel for SharedDir {
     fn post_job(&self, job: &Job) -> Result<PathBuf, ProtocolError> {
         let path = self.host.join(job_name(job.client_id));
         write_json(&path, job)?;
-        Ok(self.client.join(job_name(job.client_id)))
+        Ok(job_file(&self.client, job.client_id))
     }
 
     fn is_ready(&self, k: u32) -> Result<bool, ProtocolError> {

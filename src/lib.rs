@@ -10,6 +10,7 @@
 //! control               the versioned protocol between controller and clients
 //! worker, guest         the client's side: a job in, a result out (guest: VM init)
 //! runtime               where clients run: one Backend per kind, registered in KINDS
+//! hosts                 on which node: ssh transport, the node agent, placement, clocks
 //! study                 study file → Study → Plan (pure) + Preflight (host checks)
 //! runner                cells × repetitions: launch, barrier, deadline, collect
 //! report                terminal, tables, charts, HTML, compare — from results only
@@ -28,6 +29,7 @@ pub mod demo;
 pub mod engine;
 pub mod guest;
 pub mod hints;
+pub mod hosts;
 pub mod report;
 pub mod results;
 pub mod rng;

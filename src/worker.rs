@@ -23,6 +23,7 @@ pub fn run(link: &dyn Link) -> anyhow::Result<ClientResult> {
     let job = link.job();
     let drop_caches = job.drop_caches;
     let barrier = job.barrier.is_some();
+    let offset = job.clock_offset_ns;
     let gate = Box::new(move || {
         if drop_caches {
             rustix::fs::sync();
@@ -33,7 +34,8 @@ pub fn run(link: &dyn Link) -> anyhow::Result<ClientResult> {
             return Ok(None);
         }
         link.ready().map_err(|e| EngineError::Gate(e.to_string()))?;
-        link.wait_go().map(Some).map_err(|e| EngineError::Gate(e.to_string()))
+        // Go is in the controller's clock; start at the same instant in this one.
+        link.wait_go().map(|ns| Some(ns.saturating_add_signed(offset))).map_err(|e| EngineError::Gate(e.to_string()))
     });
     let result = engine::run(&job.workload, job.client_id, gate)?;
     link.deliver(&result)?;

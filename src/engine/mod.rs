@@ -265,7 +265,13 @@ fn assemble(
             read: mixed.then(|| EncodedHistogram::encode(&read_hist)),
             write: mixed.then(|| EncodedHistogram::encode(&write_hist)),
         },
-        intervals: IntervalSeries { interval_ns: w.log_interval.0.as_nanos() as u64, first_index, bytes, ops },
+        intervals: IntervalSeries {
+            interval_ns: w.log_interval.0.as_nanos() as u64,
+            first_index,
+            bytes,
+            ops,
+            shift_ns: 0,
+        },
         layout,
     }
 }

@@ -21,6 +21,14 @@ struct Row {
 }
 
 #[derive(Serialize)]
+struct NodeRow {
+    mode: String,
+    label: String,
+    clients: u32,
+    nodes: Vec<String>,
+}
+
+#[derive(Serialize)]
 struct RuntimeRow {
     scenario: String,
     runtime: String,
@@ -66,6 +74,29 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
             }
         })
         .collect();
+    let node_rows: Vec<NodeRow> = r
+        .groups
+        .iter()
+        .filter(|g| !g.per_node.is_empty())
+        .map(|g| NodeRow {
+            mode: g.key.mode(),
+            label: g.label.clone(),
+            clients: g.key.clients,
+            nodes: g
+                .per_node
+                .iter()
+                .map(|n| {
+                    format!(
+                        "{}: {} ({} client(s), {:.0} % of bytes)",
+                        n.node,
+                        bandwidth(n.bw_bytes_per_s),
+                        n.clients,
+                        n.bytes_share * 100.0
+                    )
+                })
+                .collect(),
+        })
+        .collect();
     let data_json = serde_json::to_string(r).map_err(|e| e.to_string())?.replace("</", "<\\/");
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(|e| format!("report template: {e}"))?;
@@ -84,6 +115,7 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
         bw_rows => Value::from(minijinja::value::Serde(&bw_rows)),
         lat_rows => Value::from(minijinja::value::Serde(&lat_rows)),
         runtimes => Value::from(minijinja::value::Serde(&runtimes)),
+        node_rows => Value::from(minijinja::value::Serde(&node_rows)),
         host => Value::from(minijinja::value::Serde(r.run.as_ref().map(|run| &run.host))),
         study_source => &r.study_source,
         data_json => data_json,

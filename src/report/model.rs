@@ -16,7 +16,7 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::results::aggregate::{CellFigures, cell_figures_and_histogram};
+use crate::results::aggregate::{CellFigures, bytes_between, cell_figures_and_histogram};
 use crate::results::cell::{CellResult, CellStatus};
 use crate::results::histogram::{LatencySummary, new_latency_histogram};
 use crate::results::stats::{Estimate, bootstrap_mean, bootstrap_ratio};
@@ -78,9 +78,26 @@ pub struct Group {
     pub runtime_version: Option<String>,
     /// Mean guest boot time (launch to share mounted), s — micro-VMs only.
     pub boot_s: Option<f64>,
+    /// Multi-host studies: each node's share, over the repetitions.
+    pub per_node: Vec<NodeShare>,
     /// This group's own warnings (also in the report's list).
     pub warnings: Vec<String>,
 }
+
+/// One node's part of a cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeShare {
+    pub node: String,
+    pub clients: u32,
+    /// Its clients' bytes inside the common window / the window (mean of repetitions).
+    pub bw_bytes_per_s: f64,
+    /// Its share of the cell's bytes and of its clients.
+    pub bytes_share: f64,
+    pub clients_share: f64,
+}
+
+/// A node's share of bytes that far from its share of clients is worth a look.
+const NODE_SHARE_TOLERANCE: f64 = 0.25;
 
 /// Everything a report shows.
 #[derive(Debug, Clone, Serialize)]
@@ -285,6 +302,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
     let mut merged: Histogram<u64> = new_latency_histogram();
     let mut failed = 0;
     let mut runtime_version = None;
+    let mut node_sums: Vec<(String, u32, f64, f64)> = Vec::new();
     let boots: Vec<f64> = reps.iter().flat_map(|c| c.boot_s.iter().flatten().copied()).collect();
     let mut sorted: Vec<&&CellResult> = reps.iter().collect();
     sorted.sort_by_key(|c| c.cell.repetition);
@@ -306,6 +324,18 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
                 f.window_s
             ));
         }
+        if let Some(p) = c.placements.iter().max_by_key(|p| p.clock_uncertainty_ns)
+            && f.window_s > 0.0
+            && p.clock_uncertainty_ns as f64 / 1e9 > 0.01 * f.window_s
+        {
+            warnings.push(format!(
+                "cell {}: node {}'s clock was known to ±{:.2} ms, more than 1 % of the {:.2} s window: its clients' start and the window are that uncertain",
+                c.cell.id,
+                p.node,
+                p.clock_uncertainty_ns as f64 / 1e6,
+                f.window_s
+            ));
+        }
         let errors: u64 = c.clients.iter().flat_map(|r| r.threads.iter()).map(|t| t.errors).sum();
         if errors > 0 {
             warnings.push(format!("cell {}: {errors} I/O error(s) reported by clients", c.cell.id));
@@ -317,7 +347,22 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
                 warnings.push(format!("cell {} client {}: {note}", c.cell.id, r.client_id));
             }
         }
+        node_bytes(c, &f, &mut node_sums);
         figures.push(f);
+    }
+    let per_node = node_shares(&node_sums, figures.len());
+    for n in &per_node {
+        if n.clients_share > 0.0 && (n.bytes_share / n.clients_share - 1.0).abs() > NODE_SHARE_TOLERANCE {
+            warnings.push(format!(
+                "{} {} {} clients: node {} moved {:.0} % of the bytes with {:.0} % of the clients: a slow node, disk or link",
+                key.scenario,
+                key.mode(),
+                key.clients,
+                n.node,
+                n.bytes_share * 100.0,
+                n.clients_share * 100.0
+            ));
+        }
     }
     let seed = seed_of(key);
     let bw = bootstrap_mean(&figures.iter().map(|f| f.window_bw_bytes_per_s).collect::<Vec<_>>(), seed);
@@ -355,8 +400,56 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         cdf: cdf_points(&merged),
         runtime_version,
         boot_s: (!boots.is_empty()).then(|| boots.iter().sum::<f64>() / boots.len() as f64),
+        per_node,
         warnings,
     }
+}
+
+/// Adds a repetition's bytes and bandwidth per node to `sums` (node, clients, bytes,
+/// bandwidth summed over repetitions).
+fn node_bytes(c: &CellResult, f: &CellFigures, sums: &mut Vec<(String, u32, f64, f64)>) {
+    if c.placements.is_empty() || f.window_s <= 0.0 {
+        return;
+    }
+    let mut this: Vec<(String, u32, f64)> = Vec::new();
+    for r in &c.clients {
+        let Some(p) = c.placements.iter().find(|p| p.client == r.client_id) else { continue };
+        let bytes = bytes_between(r, f.window_start_ns, f.window_end_ns);
+        match this.iter_mut().find(|(n, _, _)| *n == p.node) {
+            Some((_, k, b)) => {
+                *k += 1;
+                *b += bytes;
+            }
+            None => this.push((p.node.clone(), 1, bytes)),
+        }
+    }
+    for (node, k, bytes) in this {
+        match sums.iter_mut().find(|(n, ..)| *n == node) {
+            Some((_, kk, b, bw)) => {
+                *kk = k;
+                *b += bytes;
+                *bw += bytes / f.window_s;
+            }
+            None => sums.push((node, k, bytes, bytes / f.window_s)),
+        }
+    }
+}
+
+fn node_shares(sums: &[(String, u32, f64, f64)], reps: usize) -> Vec<NodeShare> {
+    let bytes: f64 = sums.iter().map(|s| s.2).sum();
+    let clients: u32 = sums.iter().map(|s| s.1).sum();
+    let mut v: Vec<NodeShare> = sums
+        .iter()
+        .map(|(node, k, b, bw)| NodeShare {
+            node: node.clone(),
+            clients: *k,
+            bw_bytes_per_s: bw / reps.max(1) as f64,
+            bytes_share: if bytes > 0.0 { b / bytes } else { 0.0 },
+            clients_share: if clients > 0 { f64::from(*k) / f64::from(clients) } else { 0.0 },
+        })
+        .collect();
+    v.sort_by(|a, b| a.node.cmp(&b.node));
+    v
 }
 
 /// CDF points of a histogram in µs, thinned to what a chart can show.

@@ -200,7 +200,7 @@ pub fn markdown(r: &Report) -> String {
 /// `table.csv`: one row per group with every figure.
 pub fn csv(r: &Report) -> String {
     let mut out = String::from(
-        "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,bw_window_ci_lo,bw_window_ci_hi,bw_fio_sum_bytes_per_s,iops_fio_sum,ratio_to_baseline,ratio_ci_lo,ratio_ci_hi,lat_mean_ns,lat_min_ns,lat_p50_ns,lat_p90_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,lat_count,window_s_mean,boot_s_mean,warnings\n",
+        "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,bw_window_ci_lo,bw_window_ci_hi,bw_fio_sum_bytes_per_s,iops_fio_sum,ratio_to_baseline,ratio_ci_lo,ratio_ci_hi,lat_mean_ns,lat_min_ns,lat_p50_ns,lat_p90_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,lat_count,window_s_mean,boot_s_mean,bw_per_node,warnings\n",
     );
     let num = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.3}"));
     for g in &r.groups {
@@ -237,6 +237,9 @@ pub fn csv(r: &Report) -> String {
             l.count.to_string(),
             num(window),
             num(g.boot_s),
+            csv_field(
+                &g.per_node.iter().map(|n| format!("{}={:.3}", n.node, n.bw_bytes_per_s)).collect::<Vec<_>>().join(";"),
+            ),
             csv_field(&g.warnings.join("; ")),
         ];
         let _ = writeln!(out, "{}", fields.join(","));

@@ -83,8 +83,8 @@ pub fn bytes_between(c: &ClientResult, from: u64, to: u64) -> f64 {
     let s = &c.intervals;
     let mut total = 0.0;
     for (i, &bytes) in s.bytes.iter().enumerate() {
-        let a = ((s.first_index + i as u64) * s.interval_ns).max(c.start_ns);
-        let b = ((s.first_index + i as u64 + 1) * s.interval_ns).min(c.end_ns.max(c.start_ns + 1));
+        let a = s.start_of(i).max(c.start_ns);
+        let b = s.start_of(i + 1).min(c.end_ns.max(c.start_ns + 1));
         if b <= a || bytes == 0 {
             continue;
         }
@@ -129,6 +129,20 @@ mod tests {
         assert!((f.sum_bw_bytes_per_s / (3.0 * per_client) - 1.0).abs() < 1e-9);
         let h = f.latency_ns;
         assert_eq!(h.count, 3 * a.histograms.all.decode().unwrap().len());
+    }
+
+    #[test]
+    fn a_node_clock_is_taken_out() {
+        let s0 = 1_000_000_000_000u64;
+        let mut late = client(1, s0 + 2_000_000_000, 10); // a node 2 s ahead
+        let local = client(0, s0, 10);
+        late.to_controller_clock(2_000_000_000);
+        assert_eq!(late.start_ns, s0);
+        let f = cell_figures(&[local.clone(), late.clone()]).unwrap();
+        assert!((f.window_s - 10.0).abs() < 1e-9, "{f:?}");
+        let all = bytes_between(&late, 0, u64::MAX);
+        assert!((all - late.read.bytes as f64).abs() < 1.0);
+        assert!((bytes_between(&late, s0, s0 + 5_000_000_000) / all - 0.5).abs() < 0.02);
     }
 
     #[test]

@@ -124,6 +124,10 @@ pub struct CellResult {
     pub finished_ns: u64,
     /// Launch to all clients ready (container start, boot, layout), s.
     pub setup_s: f64,
+    /// Launch of the first client to the return of the last launch, s: what starting
+    /// the cell's clients cost the controller.
+    #[serde(default)]
+    pub launch_s: f64,
     /// The go signal's start instant, wall-clock ns.
     pub start_ns: Option<u64>,
     /// Whether the host page cache was dropped before the cell.
@@ -134,6 +138,22 @@ pub struct CellResult {
     /// share (micro-VMs only), measured by the controller; not part of any I/O figure.
     #[serde(default)]
     pub boot_s: Vec<Option<f64>>,
+    /// Where each client ran, in multi-host studies (empty: all on the controller's
+    /// host). Client results are already in the controller's clock.
+    #[serde(default)]
+    pub placements: Vec<ClientPlacement>,
+}
+
+/// A client's node and that node's clock against the controller's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientPlacement {
+    pub client: u32,
+    /// The ssh destination.
+    pub node: String,
+    /// Node clock − controller clock, ns, as measured before the cell.
+    pub clock_offset_ns: i64,
+    /// The measurement's uncertainty (half its round trip), ns.
+    pub clock_uncertainty_ns: u64,
 }
 
 #[cfg(test)]

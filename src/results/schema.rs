@@ -134,14 +134,40 @@ pub struct Histograms {
 }
 
 /// Bytes and operations per interval; interval `i` covers wall-clock
-/// `[(first_index + i) * interval_ns, (first_index + i + 1) * interval_ns)`.
-/// The first and last intervals are usually partial.
+/// `[(first_index + i) * interval_ns - shift_ns, (first_index + i + 1) * interval_ns - shift_ns)`.
+/// The first and last intervals are usually partial. Boundaries are multiples of the
+/// interval in the clock of the host that measured; `shift_ns` (that clock minus the
+/// controller's, 0 on the controller's host) places them in the controller's clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntervalSeries {
     pub interval_ns: u64,
     pub first_index: u64,
     pub bytes: Vec<u64>,
     pub ops: Vec<u64>,
+    #[serde(default)]
+    pub shift_ns: i64,
+}
+
+impl IntervalSeries {
+    /// The start of interval `i`, wall-clock ns in the controller's clock.
+    pub fn start_of(&self, i: usize) -> u64 {
+        ((self.first_index + i as u64) * self.interval_ns).saturating_add_signed(-self.shift_ns)
+    }
+}
+
+impl ClientResult {
+    /// Moves every time of this result from the clock of the host that measured into
+    /// the controller's: `offset_ns` is that clock minus the controller's.
+    pub fn to_controller_clock(&mut self, offset_ns: i64) {
+        let shift = |t: &mut u64| *t = t.saturating_add_signed(-offset_ns);
+        shift(&mut self.start_ns);
+        shift(&mut self.end_ns);
+        for t in &mut self.threads {
+            shift(&mut t.start_ns);
+            shift(&mut t.end_ns);
+        }
+        self.intervals.shift_ns += offset_ns;
+    }
 }
 
 /// Cost of preparing the files.

@@ -80,7 +80,7 @@ pub fn client(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
             write: (!reads).then_some(dir),
         },
         histograms: Histograms { all: EncodedHistogram::encode(&hist), read: None, write: None },
-        intervals: IntervalSeries { interval_ns, first_index, bytes, ops: op_series },
+        intervals: IntervalSeries { interval_ns, first_index, bytes, ops: op_series, shift_ns: 0 },
         layout: LayoutStats::default(),
     }
 }
@@ -107,10 +107,12 @@ pub fn cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
         launched_ns: start,
         finished_ns: end,
         setup_s: 0.1,
+        launch_s: 0.05,
         start_ns: Some(start),
         caches_dropped: true,
         clients,
         client_failures: Vec::new(),
         boot_s: Vec::new(),
+        placements: Vec::new(),
     }
 }

@@ -12,10 +12,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::control::{Barrier, Channel, Go, Job, PROTOCOL_VERSION, SharedDir};
-use crate::results::cell::{CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, RuntimeRecord};
+use std::collections::HashMap;
+
+use crate::control::{Barrier, Channel, DATA_DIR, Go, Job, PROTOCOL_VERSION, SharedDir};
+use crate::hosts::node::Node;
+use crate::hosts::remote::{AgentChannel, Routed};
+use crate::results::cell::{
+    CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, ClientPlacement, RuntimeRecord,
+};
 use crate::runner::data::DataDirs;
-use crate::runtime::{Backend, Client, Exit, Launch};
+use crate::runtime::{Backend, Client, Exit, Launch, Timing};
 use crate::workload::Span;
 
 /// Where in its life a cell was.
@@ -99,16 +105,25 @@ impl fmt::Display for CellFailure {
     }
 }
 
+/// Where one client runs: its backend, and its node (`None`: this host).
+#[derive(Clone, Copy)]
+pub struct Placed<'a> {
+    pub backend: &'a dyn Backend,
+    pub node: Option<&'a Arc<Node>>,
+}
+
 /// Everything one cell needs from its run.
 pub struct CellRun<'a> {
     pub cell: &'a Cell,
     pub label: &'a str,
     pub runtime: RuntimeRecord,
-    pub backend: &'a dyn Backend,
+    /// Each client's backend and node.
+    pub placed: Vec<Placed<'a>>,
     /// The study's target on the host.
     pub target: &'a Path,
-    /// The clients' data directories under it.
-    pub data: &'a DataDirs,
+    /// The clients' data directories under it, when the controller sees the target;
+    /// `None`: each node's own disk, where its agent makes them.
+    pub data: Option<&'a DataDirs>,
     /// This cell's control directory on the host (under the target).
     pub control: PathBuf,
     /// This cell's log directory.
@@ -142,11 +157,13 @@ impl CellRun<'_> {
             launched_ns: now_ns(),
             finished_ns: 0,
             setup_s: 0.0,
+            launch_s: 0.0,
             start_ns: None,
             caches_dropped: false,
             clients: Vec::new(),
             client_failures: Vec::new(),
             boot_s: Vec::new(),
+            placements: Vec::new(),
         };
         let mut phase = Phase::Setup;
         match self.execute(&mut result, &mut phase) {
@@ -165,21 +182,39 @@ impl CellRun<'_> {
         let cell = self.cell;
         let n = cell.clients;
         let setup = |e: String| (CellFailure::Setup(e), String::new());
-        let channel = SharedDir::create(&self.control, &self.backend.client_path(self.target, &self.control))
-            .map_err(|e| setup(e.to_string()))?;
+        let channel = self.channel().map_err(|e| setup(e.to_string()))?;
         fs::create_dir_all(&self.logs).map_err(|e| setup(format!("cannot create {}: {e}", self.logs.display())))?;
         if self.drop_caches {
             result.caches_dropped = drop_host_caches().is_ok();
         }
 
-        let timing = self.backend.timing(n);
+        // The slowest backend's lead, the quickest poll.
+        let timing = self
+            .placed
+            .iter()
+            .map(|p| p.backend.timing(n))
+            .fold(Timing::local(n), |a, b| Timing { lead: a.lead.max(b.lead), poll: a.poll.min(b.poll) });
         let barrier = Barrier { timeout: Span(self.barrier_timeout), poll: Span(timing.poll) };
         let mut launches = Vec::with_capacity(n as usize);
         for k in 0..n {
-            let host_data = self.data.client(k).map_err(|e| setup(e.to_string()))?;
+            let placed = self.placed[k as usize];
+            let host_data = match self.data {
+                Some(d) => d.client(k).map_err(|e| setup(e.to_string()))?,
+                None => self.target.join(DATA_DIR).join(format!("client-{k}")),
+            };
             let mut workload = cell.workload.clone();
-            workload.directory = self.backend.client_path(self.target, &host_data);
-            let job = Job::new(k, workload, Some(barrier), self.backend.drops_guest_caches());
+            workload.directory = placed.backend.client_path(self.target, &host_data);
+            let mut job = Job::new(k, workload, Some(barrier), placed.backend.drops_guest_caches());
+            if let Some(node) = placed.node {
+                let c = node.clock();
+                job.clock_offset_ns = c.offset_ns;
+                result.placements.push(ClientPlacement {
+                    client: k,
+                    node: node.dest.clone(),
+                    clock_offset_ns: c.offset_ns,
+                    clock_uncertainty_ns: c.uncertainty_ns,
+                });
+            }
             let at = channel.post_job(&job).map_err(|e| setup(e.to_string()))?;
             launches.push(Launch {
                 id: format!("{}-{k}", self.name_prefix),
@@ -193,7 +228,9 @@ impl CellRun<'_> {
 
         *phase = Phase::Launch;
         let started = Instant::now();
-        let mut clients = launch_all(self.backend, &launches).map_err(|f| (f, String::new()))?;
+        let backends: Vec<&dyn Backend> = self.placed.iter().map(|p| p.backend).collect();
+        let mut clients = launch_all(&backends, &launches).map_err(|f| (f, String::new()))?;
+        result.launch_s = started.elapsed().as_secs_f64();
 
         // Barrier: all ready, then go. Guests report when their share is mounted; the
         // first sighting times the boot.
@@ -259,7 +296,12 @@ impl CellRun<'_> {
         for c in &clients {
             let k = c.client();
             match channel.result(k) {
-                Ok(r) => result.clients.push(r),
+                Ok(mut r) => {
+                    if let Some(node) = self.placed[k as usize].node {
+                        r.to_controller_clock(node.clock().offset_ns);
+                    }
+                    result.clients.push(r)
+                }
                 Err(e) => result.client_failures.push(ClientFailure {
                     client: k,
                     message: format!("no result: {e}"),
@@ -346,9 +388,41 @@ impl CellRun<'_> {
     }
 }
 
+impl CellRun<'_> {
+    /// The cell's control channel: a directory under the target where the controller
+    /// sees it, else each node's agent relaying one on its own disk.
+    fn channel(&self) -> Result<Box<dyn Channel>, crate::control::ProtocolError> {
+        let Some(_) = self.data else {
+            let mut channels: Vec<Box<dyn Channel>> = Vec::new();
+            let mut nodes: Vec<usize> = Vec::new();
+            let mut route = HashMap::new();
+            for (k, p) in self.placed.iter().enumerate() {
+                let node = p.node.expect("clients of an unshared target are on nodes");
+                let i = match nodes.iter().position(|&x| x == node.index) {
+                    Some(i) => i,
+                    None => {
+                        nodes.push(node.index);
+                        channels.push(Box::new(AgentChannel::new(
+                            node.clone(),
+                            self.control.clone(),
+                            p.backend.client_path(self.target, &self.control),
+                            self.target.join(DATA_DIR),
+                        )));
+                        nodes.len() - 1
+                    }
+                };
+                route.insert(k as u32, i);
+            }
+            return Ok(Box::new(Routed { channels, route }));
+        };
+        let client_view = self.placed[0].backend.client_path(self.target, &self.control);
+        Ok(Box::new(SharedDir::create(&self.control, &client_view)?))
+    }
+}
+
 /// Starts every client, several at a time (a container or a guest takes a while to
 /// start; clients must not wait for each other). A failed launch stops the others.
-fn launch_all(backend: &dyn Backend, launches: &[Launch]) -> Result<Vec<Box<dyn Client>>, CellFailure> {
+fn launch_all(backends: &[&dyn Backend], launches: &[Launch]) -> Result<Vec<Box<dyn Client>>, CellFailure> {
     let next = AtomicUsize::new(0);
     let failed = Arc::new(AtomicBool::new(false));
     let mut slots: Vec<Option<Result<Box<dyn Client>, String>>> = (0..launches.len()).map(|_| None).collect();
@@ -361,7 +435,7 @@ fn launch_all(backend: &dyn Backend, launches: &[Launch]) -> Result<Vec<Box<dyn 
                     if i >= launches.len() || failed.load(Ordering::SeqCst) {
                         return;
                     }
-                    let r = backend.launch(&launches[i]).map_err(|e| e.to_string());
+                    let r = backends[i].launch(&launches[i]).map_err(|e| e.to_string());
                     if r.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }

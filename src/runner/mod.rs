@@ -28,6 +28,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::control::{CONTROL_DIR, DATA_DIR, cell_dir};
+use crate::hosts::protocol::Request;
+use crate::hosts::remote::RemoteBackend;
 use crate::report::units::bandwidth;
 use crate::results::aggregate::cell_figures;
 use crate::results::cell::{CellResult, CellStatus, RuntimeRecord};
@@ -35,7 +37,7 @@ use crate::results::store::{Store, StoreError};
 use crate::runtime::{Backend, RunContext, RuntimeError, ScenarioContext};
 use crate::study::plan::Plan;
 use crate::study::preflight::Preflight;
-use cell::CellRun;
+use cell::{CellRun, Placed};
 
 /// Why a run could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub enum RunError {
     Unsafe(#[from] crate::safety::SafetyError),
     #[error(transparent)]
     Locked(#[from] lock::LockError),
+    #[error("{0}")]
+    Node(String),
 }
 
 /// How to run.
@@ -84,7 +88,8 @@ pub struct RunOutcome {
 struct Scratch {
     state_dir: PathBuf,
     control_dir: PathBuf,
-    backends: BTreeMap<String, Box<dyn Backend>>,
+    /// By scenario and node (`None`: this host).
+    backends: BTreeMap<(String, Option<usize>), Box<dyn Backend>>,
     target_lock: Option<lock::Lock>,
     /// The target's control area, when this run created it.
     created_control_base: Option<PathBuf>,
@@ -104,7 +109,7 @@ impl Drop for Scratch {
     }
 }
 
-fn now_ns() -> u64 {
+pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
@@ -129,7 +134,7 @@ pub fn state_base() -> PathBuf {
 }
 
 /// Creates `path` and any missing parents, each checked as safe; returns what it created.
-fn ensure_path(path: &Path) -> Result<Vec<PathBuf>, crate::safety::SafetyError> {
+pub fn ensure_path(path: &Path) -> Result<Vec<PathBuf>, crate::safety::SafetyError> {
     let existing = path.ancestors().find(|p| p.symlink_metadata().is_ok()).unwrap_or(Path::new("/"));
     if existing == path {
         crate::safety::ensure_dir(path)?;
@@ -164,39 +169,71 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
     let me = lock::Holder::me(&opts.output);
 
     // The target, its control area (locked for this run) and the run's private state.
+    // With nodes and an unshared target, each node's agent takes its own target.
     let target = plan.study.target.clone();
-    let created_target = ensure_path(&target)?;
+    let hosts = plan.study.hosts.as_ref();
+    let local_target = hosts.is_none_or(|h| h.shared_target);
     let control_base = target.join(CONTROL_DIR);
-    let created_control_base = crate::safety::ensure_dir(&control_base)?.then(|| control_base.clone());
-    let (target_lock, took_over) = lock::Lock::take(&control_base.join("lock"), "target", &target, &me)?;
-    notes.extend(took_over);
+    let (created_target, created_control_base, target_lock) = if local_target {
+        let created_target = ensure_path(&target)?;
+        let created_control = crate::safety::ensure_dir(&control_base)?.then(|| control_base.clone());
+        let (lock, took_over) = lock::Lock::take(&control_base.join("lock"), "target", &target, &me)?;
+        notes.extend(took_over);
+        (created_target, created_control, Some(lock))
+    } else {
+        (Vec::new(), None, None)
+    };
     let run_id = format!("{}-{}", std::process::id(), now_ns() / 1_000_000 % 100_000_000);
     let state_base = state_base();
     ensure_path(&state_base)?;
-    notes.extend(recovery::reap_dead_runs(&state_base, &control_base));
+    let reaped = recovery::reap_dead_runs(&state_base, local_target.then_some(control_base.as_path()));
+    notes.extend(reaped.notes);
+    if !reaped.markers.is_empty() {
+        for node in &pre.nodes {
+            let _ = node.request(&Request::Reap { markers: reaped.markers.clone() });
+        }
+    }
     let mut scratch = Scratch {
         state_dir: state_base.join(&run_id),
         control_dir: control_base.join(&run_id),
         backends: BTreeMap::new(),
-        target_lock: Some(target_lock),
+        target_lock,
         created_control_base,
     };
     crate::safety::ensure_dir(&scratch.state_dir)?;
-    crate::safety::ensure_dir(&scratch.control_dir)?;
+    if local_target {
+        crate::safety::ensure_dir(&scratch.control_dir)?;
+    }
     let data = data::DataDirs::new(target.join(DATA_DIR), created_target);
 
-    // Every scenario's backend before anything is written into the results directory.
+    // Every scenario's backend — here, or on each of its nodes — before anything is
+    // written into the results directory.
     let ctx = RunContext {
         run_id: run_id.clone(),
         state_dir: scratch.state_dir.clone(),
         target: target.clone(),
         cancel: cancel.clone(),
     };
+    if let Some(h) = hosts
+        && !h.shared_target
+    {
+        for node in &pre.nodes {
+            node.request(&Request::Target { path: target.clone(), keep_files: plan.study.keep_files })
+                .map_err(|e| RunError::Node(format!("{e} (taking the target {} there)", target.display())))?;
+        }
+    }
     for sc in &plan.scenarios {
-        let sctx = ScenarioContext::new(&ctx, sc.runtime.kind(), &sc.name);
-        let backend =
-            sc.runtime.prepare(&sctx).map_err(|source| RunError::Runtime { scenario: sc.name.clone(), source })?;
-        scratch.backends.insert(sc.name.clone(), backend);
+        let runtime_error = |source| RunError::Runtime { scenario: sc.name.clone(), source };
+        if hosts.is_none() {
+            let sctx = ScenarioContext::new(&ctx, sc.runtime.kind(), &sc.name);
+            scratch.backends.insert((sc.name.clone(), None), sc.runtime.prepare(&sctx).map_err(runtime_error)?);
+            continue;
+        }
+        for i in plan.scenario_nodes(&sc.name) {
+            let remote = RemoteBackend::prepare(pre.nodes[i].clone(), &sc.name, sc.runtime.as_ref(), &target)
+                .map_err(runtime_error)?;
+            scratch.backends.insert((sc.name.clone(), Some(i)), Box::new(remote));
+        }
     }
 
     // The results directory: ours, locked, and only then written.
@@ -241,18 +278,40 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
             break;
         }
         bar.set_message(format!("{} {} c={}", cell.scenario, cell.pattern, cell.clients));
-        let backend = scratch.backends[&cell.scenario].as_ref();
         let scenario = plan.scenario(&cell.scenario);
+        let placed: Vec<Placed> = match plan.placement(cell) {
+            None => vec![
+                Placed { backend: scratch.backends[&(cell.scenario.clone(), None)].as_ref(), node: None };
+                cell.clients as usize
+            ],
+            Some(nodes) => nodes
+                .iter()
+                .map(|&i| Placed {
+                    backend: scratch.backends[&(cell.scenario.clone(), Some(i))].as_ref(),
+                    node: Some(&pre.nodes[i]),
+                })
+                .collect(),
+        };
+        // Clocks drift: measure each node's again just before its clients start.
+        let mut measured: Vec<usize> = Vec::new();
+        for p in &placed {
+            if let Some(n) = p.node
+                && !measured.contains(&n.index)
+            {
+                measured.push(n.index);
+                let _ = n.measure_clock();
+            }
+        }
         let mut runtime = records[cell.scenario.as_str()].clone();
-        runtime.notes.extend(backend.notes());
-        runtime.accelerator = backend.accelerator();
+        runtime.notes.extend(placed[0].backend.notes());
+        runtime.accelerator = placed[0].backend.accelerator();
         let cx = CellRun {
             cell,
             label: &scenario.label,
             runtime,
-            backend,
+            placed,
             target: &target,
-            data: &data,
+            data: local_target.then_some(&data),
             control: cell_dir(&scratch.control_dir, index),
             logs: store.log_dir(&cell.id),
             name_prefix: format!("iostudy-{run_id}-{index}"),

@@ -1,43 +1,76 @@
 //! Cleaning up after runs that were killed outright (SIGKILL, a crash, power loss) and
 //! so could not tear down.
 //!
-//! Runs are named `<pid>-<stamp>`; a run whose pid is gone left its private state
-//! directory and its control directory under the target. Every process that still
-//! mentions either (workers, `runc run`, QEMU, virtiofsd) is killed, then each backend
-//! reaps what it left in the state directory ([`crate::runtime::Kind::reap`]: OCI
-//! containers in their private roots…), and both directories are removed.
+//! A run's private state directory on a host is named `<pid>-<stamp>`: one whose pid is
+//! gone on that host belongs to a dead run. A control directory under a target belongs
+//! to a dead run whenever it is found by a run that holds the target's lock (a live run
+//! would hold it) — which works across hosts sharing the target, where pids mean
+//! nothing. Every process that still mentions a dead run's directories (workers, `runc
+//! run`, QEMU, virtiofsd) is killed — on this host here, on nodes by their agents
+//! ([`kill_processes_mentioning`]) — then each backend reaps what it left in the state
+//! directory ([`crate::runtime::Kind::reap`]: OCI containers in their private roots…),
+//! and the directories are removed.
 
 use std::fs;
 use std::path::Path;
 
-/// Reaps every dead run found in `state_base` or `control_base`; returns a note per run.
-pub fn reap_dead_runs(state_base: &Path, control_base: &Path) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for base in [state_base, control_base] {
-        for e in fs::read_dir(base).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) && !names.contains(&name) {
-                names.push(name);
-            }
+/// What reaping found: a note per dead run, and the directories whose processes any
+/// other host (a node) must kill too.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    pub notes: Vec<String>,
+    pub markers: Vec<String>,
+}
+
+/// Reaps the dead runs whose state is in `state_base` (by pid) and, when given, every
+/// run's control directory in `control_base` — the caller holds that target's lock.
+pub fn reap_dead_runs(state_base: &Path, control_base: Option<&Path>) -> Reaped {
+    let mut reaped = Reaped::default();
+    let mut dead_states = Vec::new();
+    for e in fs::read_dir(state_base).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+            dead_states.push(e.path());
         }
     }
-    let mut notes = Vec::new();
-    for name in names {
-        let state = state_base.join(&name);
-        let control = control_base.join(&name);
-        let markers = [format!("{}/", state.display()), format!("{}/", control.display())];
-        for pid in processes_mentioning(&markers) {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-        crate::runtime::reap_all(&state);
-        let _ = fs::remove_dir_all(&state);
-        let _ = fs::remove_dir_all(&control);
-        notes.push(format!("cleaned up after run {name}, which was killed before it could tear down"));
+    let dead_controls: Vec<_> = control_base
+        .map(|base| {
+            fs::read_dir(base).into_iter().flatten().flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect()
+        })
+        .unwrap_or_default();
+    let markers: Vec<String> = dead_states.iter().chain(&dead_controls).map(|d| format!("{}/", d.display())).collect();
+    kill_processes_mentioning(&markers);
+    for state in &dead_states {
+        crate::runtime::reap_all(state);
+        let _ = fs::remove_dir_all(state);
     }
-    notes
+    for control in &dead_controls {
+        let _ = fs::remove_dir_all(control);
+    }
+    let mut names: Vec<String> = dead_states
+        .iter()
+        .chain(&dead_controls)
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    reaped.notes =
+        names.iter().map(|n| format!("cleaned up after run {n}, which was killed before it could tear down")).collect();
+    reaped.markers = dead_controls.iter().map(|d| format!("{}/", d.display())).collect();
+    reaped
+}
+
+/// Kills every process of this host whose command line mentions one of `markers`.
+pub fn kill_processes_mentioning(markers: &[String]) {
+    if markers.is_empty() {
+        return;
+    }
+    for pid in processes_mentioning(markers) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// Pids of processes whose command line contains any of `markers`.

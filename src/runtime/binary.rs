@@ -24,7 +24,7 @@ pub fn worker_binary() -> Result<PathBuf, String> {
             Err(e) => Err(format!("IOSTUDY_WORKER={}: {e}", p.display())),
         };
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the iostudy executable: {e}"))?;
+    let exe = current_exe()?;
     match is_static(&exe) {
         Ok(true) => Ok(exe),
         _ => Err(format!(
@@ -32,6 +32,13 @@ pub fn worker_binary() -> Result<PathBuf, String> {
             exe.display()
         )),
     }
+}
+
+/// This executable; `/proc/self/exe` when its file was replaced or removed while it
+/// runs (a node's copy), which still reads as the running binary.
+fn current_exe() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the iostudy executable: {e}"))?;
+    Ok(if exe.exists() { exe } else { PathBuf::from("/proc/self/exe") })
 }
 
 /// Whether an ELF executable has no program interpreter (PT_INTERP), i.e. is static.
@@ -59,7 +66,7 @@ pub fn is_static(path: &Path) -> std::io::Result<bool> {
 pub fn process_worker() -> std::io::Result<PathBuf> {
     match worker_binary() {
         Ok(p) => Ok(p),
-        Err(_) => std::env::current_exe(),
+        Err(_) => current_exe().map_err(std::io::Error::other),
     }
 }
 

@@ -44,6 +44,10 @@ impl Kind for MockKind {
         let Settings {} = section.deserialize()?;
         Ok(Arc::new(MockSpec::default()))
     }
+
+    fn rebuild(&self, _settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+        Ok(Arc::new(MockSpec::default()))
+    }
 }
 
 /// How one mock client behaves.

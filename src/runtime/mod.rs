@@ -54,6 +54,9 @@ pub trait Kind: Sync {
     }
     /// Parses and validates this backend's keys of a scenario table.
     fn parse(&self, section: &Section<'_>) -> Result<Arc<dyn Spec>, SpannedError>;
+    /// Rebuilds a spec from the settings it recorded ([`Spec::settings`]): how a node's
+    /// agent receives the scenarios it runs.
+    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String>;
     /// Scenario names usable without a table, e.g. `runc`.
     fn builtins(&self) -> Vec<(&'static str, Arc<dyn Spec>)> {
         Vec::new()
@@ -319,6 +322,12 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 /// The kind registered under `name`.
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
     KINDS.iter().copied().find(|k| k.name() == name)
+}
+
+/// The spec of `kind` with `settings`, as a node's agent receives it.
+pub fn spec_from(kind: &str, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+    let k = self::kind(kind).ok_or_else(|| format!("unknown runtime kind `{kind}` (another iostudy version?)"))?;
+    k.rebuild(settings)
 }
 
 /// Probes of every runtime iostudy knows, for `iostudy runtimes`.

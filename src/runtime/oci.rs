@@ -65,6 +65,11 @@ impl Kind for OciKind {
         Ok(Arc::new(OciSpec { runtime, args: s.runtime_args }))
     }
 
+    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+        let spec: OciSpec = serde_json::from_value(settings.clone()).map_err(|e| format!("oci settings: {e}"))?;
+        Ok(Arc::new(spec))
+    }
+
     fn builtins(&self) -> Vec<(&'static str, Arc<dyn Spec>)> {
         let spec = |r: &str| -> Arc<dyn Spec> { Arc::new(OciSpec { runtime: r.into(), args: Vec::new() }) };
         vec![
@@ -90,7 +95,7 @@ impl Kind for OciKind {
 }
 
 /// Containers run by an OCI CLI.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OciSpec {
     /// The CLI's name on PATH, or its path.
     #[serde(rename = "oci_runtime")]
@@ -298,10 +303,11 @@ impl Oci {
 
     /// The bundle's config: the worker as the only process, the target at /data, room
     /// for `open_files` open files.
-    pub fn spec(&self, job_in_container: &Path, id: &str, open_files: u64) -> Result<OciConfig, RuntimeError> {
+    pub fn spec(&self, job_in_container: &Path, open_files: u64) -> Result<OciConfig, RuntimeError> {
         let err = |e: oci_spec::OciSpecError| RuntimeError::Setup(format!("cannot build the OCI config: {e}"));
         let mut spec = OciConfig::default();
-        spec.set_hostname(Some(id.chars().take(63).collect()));
+        // The host's name, so each client's result says which host it ran on.
+        spec.set_hostname(Some(rustix::system::uname().nodename().to_string_lossy().chars().take(63).collect()));
         spec.set_root(Some(RootBuilder::default().path(&self.rootfs).readonly(true).build().map_err(err)?));
         let process = ProcessBuilder::default()
             .args(vec![
@@ -354,7 +360,7 @@ impl Oci {
     fn launch_client(&self, l: &Launch) -> Result<ChildClient, RuntimeError> {
         let bundle = self.bundles.join(&l.id);
         fs::create_dir_all(&bundle).map_err(RuntimeError::io(format!("create {}", bundle.display())))?;
-        let spec = self.spec(&l.job, &l.id, l.open_files)?;
+        let spec = self.spec(&l.job, l.open_files)?;
         spec.save(bundle.join("config.json"))
             .map_err(|e| RuntimeError::Setup(format!("cannot write {}/config.json: {e}", bundle.display())))?;
         let kill = vec![self.kill_cmd(&l.id)];
@@ -483,7 +489,7 @@ mod tests {
 
     #[test]
     fn spec_runs_only_the_worker_with_the_target_mounted() {
-        let spec = oci("runc", false, &[]).spec(Path::new("/data/ctl/job-0.json"), "c0", 100).unwrap();
+        let spec = oci("runc", false, &[]).spec(Path::new("/data/ctl/job-0.json"), 100).unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &["/iostudy", "worker", "--job", "/data/ctl/job-0.json"]);
         assert!(!p.terminal().unwrap());

@@ -33,6 +33,10 @@ impl Kind for ProcessKind {
         Ok(Arc::new(ProcessSpec))
     }
 
+    fn rebuild(&self, _settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+        Ok(Arc::new(ProcessSpec))
+    }
+
     fn builtins(&self) -> Vec<(&'static str, Arc<dyn Spec>)> {
         vec![("bare", Arc::new(ProcessSpec))]
     }

@@ -26,6 +26,29 @@ pub struct StudyFile {
     /// parsed by its backend ([`crate::runtime::Kind::parse`]).
     #[serde(default)]
     pub scenarios: BTreeMap<String, Spanned<toml::Table>>,
+    /// `[hosts]`: clients on ssh nodes (absent: every client on this host).
+    #[serde(default)]
+    pub hosts: Option<Spanned<HostsSection>>,
+}
+
+/// `[hosts]`: where clients run.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostsSection {
+    /// ssh destinations as ssh(1) takes them: ssh_config aliases, user@host.
+    pub nodes: Spanned<Vec<Spanned<String>>>,
+    /// `spread` (client k on node k mod n) or `pack` (fill node 1 first).
+    #[serde(default)]
+    pub placement: crate::hosts::Placement,
+    /// With `pack`: clients per node before the next.
+    #[serde(default)]
+    pub slots: Option<Spanned<u32>>,
+    /// Extra ssh arguments.
+    #[serde(default)]
+    pub ssh_options: Vec<String>,
+    /// The target is the same shared filesystem on every node (default).
+    #[serde(default = "yes")]
+    pub shared_target: bool,
 }
 
 /// `[study]`: what the study is and where it runs.

@@ -20,6 +20,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::hints::{closest, unknown_field_hint};
+use crate::hosts::{Hosts, Placement};
 use crate::results::HostFacts;
 use crate::results::cell::RuntimeRecord;
 use crate::results::store::{RUN_SCHEMA_VERSION, RunInfo, ScenarioRecord};
@@ -70,6 +71,8 @@ pub struct Scenario {
     pub name: String,
     pub label: String,
     pub runtime: Arc<dyn Spec>,
+    /// The hosts' nodes (indexes) its clients may use; `None`: all of them.
+    pub nodes: Option<Vec<usize>>,
 }
 
 /// A workload option with several values: one matrix axis.
@@ -93,6 +96,8 @@ pub struct Study {
     pub barrier_timeout: Duration,
     pub drop_caches: bool,
     pub keep_files: bool,
+    /// Clients on ssh nodes; `None`: every client on this host.
+    pub hosts: Option<Hosts>,
     pub scenarios: Vec<Scenario>,
     pub clients: Vec<u32>,
     pub patterns: Vec<Pattern>,
@@ -130,6 +135,50 @@ impl Study {
             at(span, message, hint)
         })?;
 
+        let hosts = match &file.hosts {
+            None => None,
+            Some(h) => {
+                let nodes: Vec<String> = h.get_ref().nodes.get_ref().iter().map(|n| n.get_ref().clone()).collect();
+                if nodes.is_empty() {
+                    return Err(at(
+                        h.get_ref().nodes.span(),
+                        "hosts.nodes is empty".into(),
+                        Some("name ssh destinations, e.g. nodes = [\"node1\", \"node2\"], or remove [hosts] to run on this host".into()),
+                    ));
+                }
+                for (i, n) in h.get_ref().nodes.get_ref().iter().enumerate() {
+                    if n.get_ref().is_empty()
+                        || n.get_ref().starts_with('-')
+                        || n.get_ref().contains(char::is_whitespace)
+                    {
+                        return Err(at(
+                            n.span(),
+                            format!("hosts.nodes[{i}]: `{}` is not an ssh destination", n.get_ref()),
+                            Some("an ssh_config alias or user@host".into()),
+                        ));
+                    }
+                    if nodes[..i].contains(n.get_ref()) {
+                        return Err(at(n.span(), format!("hosts.nodes[{i}]: `{}` is listed twice", n.get_ref()), None));
+                    }
+                }
+                if let Some(slots) = &h.get_ref().slots {
+                    if h.get_ref().placement != Placement::Pack {
+                        return Err(at(slots.span(), "hosts.slots is for placement = \"pack\"".into(), None));
+                    }
+                    if *slots.get_ref() == 0 {
+                        return Err(at(slots.span(), "hosts.slots must be at least 1".into(), None));
+                    }
+                }
+                Some(Hosts {
+                    nodes,
+                    placement: h.get_ref().placement,
+                    slots: h.get_ref().slots.as_ref().map(|s| *s.get_ref()),
+                    ssh_options: h.get_ref().ssh_options.clone(),
+                    shared_target: h.get_ref().shared_target,
+                })
+            }
+        };
+
         // Scenarios: defined ones, or built-in names.
         let mut scenarios = Vec::new();
         let mut seen = BTreeSet::new();
@@ -138,7 +187,7 @@ impl Study {
                 return Err(at(name.span(), format!("scenario `{}` is listed twice", name.get_ref()), None));
             }
             let scenario = match file.scenarios.get(name.get_ref()) {
-                Some(section) => resolve_scenario(doc.get_ref(), name.get_ref(), section.span())
+                Some(section) => resolve_scenario(doc.get_ref(), name.get_ref(), section.span(), hosts.as_ref())
                     .map_err(|(span, msg, hint)| at(span, msg, hint))?,
                 None => builtin_scenario(name.get_ref()).ok_or_else(|| {
                     at(
@@ -280,6 +329,7 @@ impl Study {
             barrier_timeout: file.study.barrier_timeout.map_or(Duration::from_secs(600), |t| t.get_ref().0),
             drop_caches: file.study.drop_caches,
             keep_files: file.study.keep_files,
+            hosts,
             scenarios,
             clients,
             patterns,
@@ -401,11 +451,16 @@ pub fn builtin_names() -> Vec<&'static str> {
 
 fn builtin_scenario(name: &str) -> Option<Scenario> {
     let runtime = KINDS.iter().filter(|k| !k.hidden()).flat_map(|k| k.builtins()).find(|(n, _)| *n == name)?.1;
-    Some(Scenario { name: name.to_string(), label: name.to_string(), runtime })
+    Some(Scenario { name: name.to_string(), label: name.to_string(), runtime, nodes: None })
 }
 
 /// A `[scenarios.NAME]` table: `runtime` picks the backend, which parses the rest.
-fn resolve_scenario(doc: &DeTable<'_>, name: &str, span: Range<usize>) -> Result<Scenario, SpannedError> {
+fn resolve_scenario(
+    doc: &DeTable<'_>,
+    name: &str,
+    span: Range<usize>,
+    hosts: Option<&Hosts>,
+) -> Result<Scenario, SpannedError> {
     let table = doc
         .get("scenarios")
         .and_then(|s| s.get_ref().get(name))
@@ -416,6 +471,7 @@ fn resolve_scenario(doc: &DeTable<'_>, name: &str, span: Range<usize>) -> Result
     let mut take = |key: &str| table.remove(key);
     let runtime = take("runtime");
     let label = take("label");
+    let nodes = take("nodes");
     let runtime_value = runtime.ok_or_else(|| {
         (
             span.clone(),
@@ -441,10 +497,45 @@ fn resolve_scenario(doc: &DeTable<'_>, name: &str, span: Range<usize>) -> Result
             None => return Err((l.span(), format!("scenarios.{name}.label must be a string"), None)),
         },
     };
+    let nodes = match nodes {
+        None => None,
+        Some(v) => Some(scenario_nodes(name, &v, hosts)?),
+    };
     let section =
         Section { scenario: name, span: table_span.clone(), table: Spanned::new(table_span, DeValue::Table(table)) };
     let runtime = kind.parse(&section)?;
-    Ok(Scenario { name: name.to_string(), label, runtime })
+    Ok(Scenario { name: name.to_string(), label, runtime, nodes })
+}
+
+/// A scenario's `nodes = […]`: a non-empty subset of `[hosts]`' nodes.
+fn scenario_nodes(name: &str, v: &Spanned<DeValue<'_>>, hosts: Option<&Hosts>) -> Result<Vec<usize>, SpannedError> {
+    let Some(hosts) = hosts else {
+        return Err((
+            v.span(),
+            format!("scenarios.{name}.nodes needs a [hosts] table"),
+            Some("add [hosts] with nodes = [\"node1\", …], or remove nodes".into()),
+        ));
+    };
+    let not_list = || (v.span(), format!("scenarios.{name}.nodes must be a list of node names"), None);
+    let items = v.get_ref().as_array().ok_or_else(not_list)?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let n = item.get_ref().as_str().ok_or_else(not_list)?;
+        let Some(idx) = hosts.nodes.iter().position(|h| h == n) else {
+            return Err((
+                item.span(),
+                format!("scenarios.{name}.nodes[{i}]: `{n}` is not a node of [hosts]"),
+                Some(format!("one of: {}", hosts.nodes.join(", "))),
+            ));
+        };
+        if !out.contains(&idx) {
+            out.push(idx);
+        }
+    }
+    if out.is_empty() {
+        return Err((v.span(), format!("scenarios.{name}.nodes is empty"), Some("name at least one node".into())));
+    }
+    Ok(out)
 }
 
 fn kind_names() -> Vec<&'static str> {

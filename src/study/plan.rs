@@ -159,6 +159,23 @@ impl Plan {
         self.scenarios.iter().find(|s| s.name == name).expect("cells name planned scenarios")
     }
 
+    /// The node (index into `[hosts]`) of each of a cell's clients; `None` without
+    /// `[hosts]` (every client on this host).
+    pub fn placement(&self, cell: &Cell) -> Option<Vec<usize>> {
+        let hosts = self.study.hosts.as_ref()?;
+        let all: Vec<usize> = (0..hosts.nodes.len()).collect();
+        let usable = self.scenario(&cell.scenario).nodes.clone().unwrap_or(all);
+        Some(crate::hosts::place(&usable, hosts.placement, hosts.slots, cell.clients))
+    }
+
+    /// The nodes a scenario's clients may use (indexes), if there are hosts.
+    pub fn scenario_nodes(&self, name: &str) -> Vec<usize> {
+        match &self.study.hosts {
+            None => Vec::new(),
+            Some(h) => self.scenario(name).nodes.clone().unwrap_or_else(|| (0..h.nodes.len()).collect()),
+        }
+    }
+
     /// The text `iostudy plan` prints: the plan and what the host said about it.
     pub fn render(&self, pre: &Preflight) -> String {
         let s = &self.study;
@@ -169,6 +186,34 @@ impl Plan {
         }
         let _ = writeln!(out, "file: {}", s.path.display());
         let _ = writeln!(out, "target: {}", s.target.display());
+        if let Some(h) = &s.hosts {
+            let how = match h.placement {
+                crate::hosts::Placement::Spread => "spread: client k on node k mod n".to_string(),
+                crate::hosts::Placement::Pack => match h.slots {
+                    Some(n) => format!("pack: {n} client(s) per node, node 1 first"),
+                    None => "pack: an even share per node, node 1 first".to_string(),
+                },
+            };
+            let shared = if h.shared_target { "one shared filesystem" } else { "each node's own disk" };
+            let _ = writeln!(out, "hosts: {} ({how}; the target is {shared})", h.nodes.join(", "));
+            for (i, n) in pre.nodes.iter().enumerate() {
+                let f = &n.facts;
+                let c = n.clock();
+                let _ = writeln!(
+                    out,
+                    "  node {}  {} ({}), kernel {}, {} CPU(s), clock {} (offset {:+.3} ms ± {:.3} ms){}",
+                    i + 1,
+                    n.dest,
+                    f.hostname,
+                    f.kernel,
+                    f.cpus,
+                    f.clock_source.as_deref().unwrap_or("?"),
+                    c.offset_ns as f64 / 1e6,
+                    c.uncertainty_ns as f64 / 1e6,
+                    f.free_bytes.map(|b| format!(", {} free on the target", human_bytes(b))).unwrap_or_default()
+                );
+            }
+        }
         if let Some(f) = self.scale {
             let _ = writeln!(out, "scale: {f} (sizes, runtimes and ramps shrunk for a rehearsal)");
         }
@@ -235,7 +280,11 @@ impl Plan {
         );
         let _ = writeln!(out, "\ncells (run order):");
         for (i, c) in self.cells.iter().enumerate() {
-            let opts = if c.options.is_empty() { String::new() } else { format!("  {}", describe_options(&c.options)) };
+            let mut opts =
+                if c.options.is_empty() { String::new() } else { format!("  {}", describe_options(&c.options)) };
+            if let (Some(placed), Some(h)) = (self.placement(c), &s.hosts) {
+                opts.push_str(&format!("  on {}", crate::hosts::describe_placement(&h.nodes, &placed)));
+            }
             let _ = writeln!(
                 out,
                 "  {:>4}  {:width$}  {:<9}  clients={:<3} rep={}{opts}",

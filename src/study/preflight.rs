@@ -17,8 +17,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::control::{CONTROL_DIR, DATA_DIR};
 use crate::engine::layout::{MAX_DIRECT_ALIGN, SPARE_FDS, direct_alignment, space_margin};
+use crate::hosts::Hosts;
+use crate::hosts::node::Node;
+use crate::hosts::protocol::{Request, Response};
 use crate::runtime::Probe;
 use crate::safety::check_user_dir;
 use crate::study::plan::Plan;
@@ -32,6 +37,8 @@ pub enum Warning {
     FitsInPageCache { working_set_bytes: u64, ram_bytes: u64 },
     /// Not root: the host page cache cannot be dropped between cells.
     CannotDropCaches,
+    /// A node's clock offset is known less precisely than 1 % of a cell's runtime.
+    ClockUncertain { node: String, uncertainty_ns: u64, runtime_ns: u64 },
 }
 
 impl std::fmt::Display for Warning {
@@ -46,13 +53,22 @@ impl std::fmt::Display for Warning {
             Warning::CannotDropCaches => f.write_str(
                 "not running as root: the host page cache is not dropped between cells, so earlier cells warm later ones; run as root",
             ),
+            Warning::ClockUncertain { node, uncertainty_ns, runtime_ns } => write!(
+                f,
+                "node {node}'s clock is known to ±{:.2} ms, more than 1 % of a {:.1} s cell: clients may not start together; lengthen runtime or reach the node over a faster network",
+                *uncertainty_ns as f64 / 1e6,
+                *runtime_ns as f64 / 1e9
+            ),
         }
     }
 }
 
 /// The host's answers about a plan.
-#[derive(Debug, Clone)]
 pub struct Preflight {
+    /// The study's nodes, connected, in `[hosts]` order (empty without hosts, or when a
+    /// node could not be reached: then `problems` says why). Dropped before `scratch`.
+    pub nodes: Vec<Arc<Node>>,
+    scratch: Option<Scratch>,
     /// Each planned scenario's probe, in plan order.
     pub probes: Vec<(String, Probe)>,
     pub free_bytes: Option<u64>,
@@ -70,18 +86,34 @@ pub struct Results<'a> {
     pub resume: bool,
 }
 
+/// The private directory of the nodes' ssh sockets and logs, removed at the end.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 impl Preflight {
-    /// Probes every runtime of `plan` and checks the host (and `results`, for a run).
+    /// Probes every runtime of `plan` and checks the host (and `results`, for a run);
+    /// with `[hosts]`, connects to every node and checks each. Call from the main
+    /// thread: the nodes' ssh connections end with the thread that opened them.
     pub fn gather(plan: &Plan, results: Option<Results<'_>>) -> Preflight {
         let probes = plan.scenarios.iter().map(|s| (s.name.clone(), s.runtime.probe())).collect();
         let target = &plan.study.target;
         let mut pre = Preflight {
+            nodes: Vec::new(),
+            scratch: None,
             probes,
             free_bytes: free_space(target),
             needed_bytes: 0,
             warnings: Vec::new(),
             problems: Vec::new(),
         };
+        if let Some(hosts) = &plan.study.hosts {
+            pre.check_nodes(plan, hosts);
+        }
         let ram = meminfo("MemTotal:");
         let reads =
             plan.cells.iter().any(|c| !c.workload.direct && c.workload.rw.read_percent(c.workload.rwmixread) > 0);
@@ -91,7 +123,8 @@ impl Preflight {
         if plan.study.drop_caches && !rustix::process::geteuid().is_root() {
             pre.warnings.push(Warning::CannotDropCaches);
         }
-        if pre.check_target(plan) {
+        let local_target = plan.study.hosts.as_ref().is_none_or(|h| h.shared_target);
+        if local_target && pre.check_target(plan) {
             pre.check_data_files(plan);
         }
         pre.check_limits(plan);
@@ -99,6 +132,95 @@ impl Preflight {
             pre.check_results(r);
         }
         pre
+    }
+
+    /// Connects to every node; probes each scenario's runtime where it runs; checks the
+    /// target on each node (its own) or that every node sees this host's (shared).
+    fn check_nodes(&mut self, plan: &Plan, hosts: &Hosts) {
+        let dir = crate::runner::state_base().join(format!("{}-nodes", std::process::id()));
+        if let Err(e) = crate::runner::ensure_path(&dir) {
+            self.problems.push(e.to_string());
+            return;
+        }
+        self.scratch = Some(Scratch(dir.clone()));
+        let run = format!("{}-{}", std::process::id(), crate::runner::now_ns() / 1_000_000 % 100_000_000);
+        let target = &plan.study.target;
+        for i in 0..hosts.nodes.len() {
+            match Node::connect(hosts, i, &dir, &run, target) {
+                Ok(n) => self.nodes.push(Arc::new(n)),
+                Err(e) => {
+                    self.problems.push(format!("{e} (check the node and the ssh options of [hosts])"));
+                    self.nodes.clear();
+                    return;
+                }
+            }
+        }
+        // Probes where each scenario runs; the first node's stands for the scenario.
+        for (s, (name, probe)) in plan.scenarios.iter().zip(self.probes.iter_mut()) {
+            let mut first = None;
+            for &i in &plan.scenario_nodes(name) {
+                let node = &self.nodes[i];
+                let req = Request::Probe { kind: s.runtime.kind().into(), settings: s.runtime.settings() };
+                let p = match node.request(&req) {
+                    Ok(Response::Probe(p)) => p,
+                    Ok(_) => Probe::of(s.runtime.as_ref()).fail("unexpected answer to probe"),
+                    Err(e) => Probe::of(s.runtime.as_ref()).fail(e),
+                };
+                if let Some(problem) = &p.problem {
+                    self.problems.push(format!("scenario `{name}` cannot run on node {}: {problem}", node.dest));
+                }
+                first.get_or_insert(p);
+            }
+            if let Some(mut p) = first {
+                // The node's problem is reported above, by node.
+                p.problem = None;
+                *probe = p;
+            }
+        }
+        if hosts.shared_target {
+            self.check_shared_target(target);
+        } else {
+            for n in &self.nodes {
+                if let Some(p) = &n.facts.target_problem {
+                    self.problems.push(format!("node {}: study.target: {p}", n.dest));
+                }
+            }
+        }
+        let shortest = plan.cells.iter().filter_map(|c| c.workload.runtime).map(|r| r.0).min();
+        for n in &self.nodes {
+            let c = n.clock();
+            if let Some(r) = shortest
+                && u128::from(c.uncertainty_ns) * 100 > r.as_nanos()
+            {
+                self.warnings.push(Warning::ClockUncertain {
+                    node: n.dest.clone(),
+                    uncertainty_ns: c.uncertainty_ns,
+                    runtime_ns: r.as_nanos() as u64,
+                });
+            }
+        }
+    }
+
+    /// Every node sees what this host writes where the target is.
+    fn check_shared_target(&mut self, target: &Path) {
+        let place = if target.exists() { target.to_path_buf() } else { nearest_existing(target) };
+        let marker = place.join(format!(".iostudy-shared-{}", std::process::id()));
+        let token = format!("{} {}", std::process::id(), crate::runner::now_ns());
+        if crate::results::write_atomic(&marker, token.as_bytes()).is_err() {
+            return; // the target's own checks say why
+        }
+        for n in &self.nodes {
+            match n.request(&Request::Marker { path: marker.clone(), write: None }) {
+                Ok(Response::Marker { found: Some(t) }) if t == token => {}
+                Ok(_) => self.problems.push(format!(
+                    "node {} does not see {} as this host does, but [hosts] says shared_target = true: mount the shared filesystem there at the same path, or set shared_target = false",
+                    n.dest,
+                    place.display()
+                )),
+                Err(e) => self.problems.push(e),
+            }
+        }
+        let _ = fs::remove_file(&marker);
     }
 
     /// The probe of a planned scenario.

@@ -52,7 +52,8 @@ fn plan_shows_the_seed_study() {
         "bs=64KiB size=32GiB numjobs=4 ioengine=psync iodepth=1 direct=0 one pass",
         "disk footprint: 8TiB on the target",
         "estimated duration:",
-        "    36  Kata  randwrite  clients=64  rep=1",
+        "    36  Kata  randwrite  clients=64  rep=1  on node1×32 node2×32",
+        "hosts: node1, node2 (spread: client k on node k mod n; the target is one shared filesystem)",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }

@@ -289,3 +289,71 @@ pub fn stored_cells(results: &Path) -> Vec<CellResult> {
     assert!(set.unreadable.is_empty(), "unreadable cells: {:?}", set.unreadable);
     set.cells
 }
+
+/// Test hosts (scripts/test-hosts): `n` network namespaces, each with its own sshd,
+/// hostname (`node1`…) and address, sharing this machine's filesystem; torn down when
+/// dropped. With `local_disk`, each node also has a private disk at that path.
+pub struct TestHosts {
+    pub dir: tempfile::TempDir,
+    pub local_disk: Option<PathBuf>,
+}
+
+impl TestHosts {
+    pub fn up(n: u32, local_disk: Option<&Path>) -> TestHosts {
+        let dir = tempfile::Builder::new().prefix("iostudy-hosts.").tempdir_in("/dev/shm").unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-hosts");
+        let mut cmd = Command::new(script);
+        cmd.arg("up").arg(dir.path()).arg(n.to_string());
+        if let Some(d) = local_disk {
+            cmd.env("LOCAL_DISK", d);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "test-hosts up: {}", String::from_utf8_lossy(&o.stderr));
+        TestHosts { dir, local_disk: local_disk.map(Path::to_path_buf) }
+    }
+
+    pub fn ssh_config(&self) -> PathBuf {
+        self.dir.path().join("ssh_config")
+    }
+
+    /// Runs `script` on `node` through ssh; its stdout.
+    pub fn ssh(&self, node: &str, script: &str) -> String {
+        let o = Command::new("ssh").arg("-F").arg(self.ssh_config()).arg(node).arg(script).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Kills `node`'s sshd and every session it serves (the processes named sshd in
+    /// the node's network namespace), as a crash of sshd would.
+    pub fn kill_sshd(&self, node: &str) {
+        let o = Command::new("ip").args(["netns", "pids", &format!("ios-{node}")]).output().unwrap();
+        for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+    }
+
+    /// The `[hosts]` table of a study on these hosts.
+    pub fn table(&self, extra: &str) -> String {
+        format!(
+            "[hosts]\nnodes = [\"node1\", \"node2\"]\nssh_options = [\"-F\", \"{}\"]\n{extra}\n",
+            self.ssh_config().display()
+        )
+    }
+}
+
+impl Drop for TestHosts {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-hosts");
+        let _ = Command::new(script).arg("down").arg(self.dir.path()).status();
+    }
+}
+
+/// Whether test hosts can be built here.
+pub fn hosts_ready() -> Needs {
+    need(is_root(), "root (network namespaces)")?;
+    need(Path::new("/usr/sbin/sshd").exists(), "sshd (apt-get install openssh-server)")?;
+    need(have("ssh") && have("ip") && have("nsenter"), "ssh, ip and nsenter (openssh-client, iproute2, util-linux)")?;
+    need(static_worker(), "a static iostudy (cargo build, as .cargo/config.toml sets)")
+}

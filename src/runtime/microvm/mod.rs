@@ -97,6 +97,13 @@ impl Kind for MicrovmKind {
         Ok(Arc::new(c))
     }
 
+    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+        let c: MicrovmConfig =
+            serde_json::from_value(settings.clone()).map_err(|e| format!("microvm settings: {e}"))?;
+        c.validate()?;
+        Ok(Arc::new(c))
+    }
+
     fn known(&self) -> Vec<Arc<dyn Spec>> {
         vec![Arc::new(MicrovmConfig::new(Share::NineP)), Arc::new(MicrovmConfig::new(Share::Virtiofs))]
     }

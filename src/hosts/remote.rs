@@ -1,0 +1,277 @@
+//! A scenario's backend on a node, as the runner sees it: a [`Backend`] whose clients
+//! are [`Client`]s on the node, both proxies of the node's agent; and the control
+//! channel relayed by the agent when the target is each node's own disk.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::control::{Channel, Go, Job, ProtocolError, job_file};
+use crate::hosts::Cached;
+use crate::hosts::node::Node;
+use crate::hosts::protocol::{LaunchSpec, Prepared, Request, Response};
+use crate::results::ClientResult;
+use crate::runtime::{Backend, Client, Exit, Launch, RuntimeError, Spec, Timing};
+
+/// A scenario prepared on a node.
+pub struct RemoteBackend {
+    node: Arc<Node>,
+    scenario: String,
+    prepared: Prepared,
+}
+
+/// The extra lead a remote client needs to see go: the clock's uncertainty aside,
+/// a shared filesystem may show a new file on another node a little later.
+const REMOTE_LEAD: Duration = Duration::from_millis(250);
+
+impl RemoteBackend {
+    /// Prepares `spec` of `scenario` on `node`.
+    pub fn prepare(node: Arc<Node>, scenario: &str, spec: &dyn Spec, target: &Path) -> Result<Self, RuntimeError> {
+        let req = Request::Prepare {
+            scenario: scenario.to_string(),
+            kind: spec.kind().to_string(),
+            settings: spec.settings(),
+            target: target.to_path_buf(),
+        };
+        match node.request(&req).map_err(RuntimeError::Unavailable)? {
+            Response::Prepared(prepared) => Ok(RemoteBackend { node, scenario: scenario.to_string(), prepared }),
+            other => Err(RuntimeError::Setup(format!("node {}: unexpected answer to prepare: {other:?}", node.dest))),
+        }
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+}
+
+impl Backend for RemoteBackend {
+    fn client_path(&self, target: &Path, host_path: &Path) -> PathBuf {
+        match &self.prepared.mount {
+            Some(m) => m.join(host_path.strip_prefix(target).unwrap_or(host_path)),
+            None => host_path.to_path_buf(),
+        }
+    }
+
+    fn drops_guest_caches(&self) -> bool {
+        self.prepared.drops_guest_caches
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.prepared.notes.clone()
+    }
+
+    fn accelerator(&self) -> Option<String> {
+        self.prepared.accelerator.clone()
+    }
+
+    fn timing(&self, clients: u32) -> Timing {
+        let local = Timing::local(clients);
+        let uncertainty = Duration::from_nanos(self.node.clock().uncertainty_ns);
+        Timing {
+            lead: local.lead.max(Duration::from_millis(self.prepared.lead_ms)) + REMOTE_LEAD + 2 * uncertainty,
+            poll: Duration::from_millis(self.prepared.poll_ms.max(1)),
+        }
+    }
+
+    fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError> {
+        let cell = l.log_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let spec =
+            LaunchSpec { id: l.id.clone(), client: l.client, job: l.job.clone(), cell, open_files: l.open_files };
+        self.node
+            .request(&Request::Launch { scenario: self.scenario.clone(), launch: spec })
+            .map_err(RuntimeError::Setup)?;
+        Ok(Box::new(RemoteClient {
+            node: self.node.clone(),
+            id: l.id.clone(),
+            client: l.client,
+            log: l.log.clone(),
+            fetched: false,
+            exit: None,
+        }))
+    }
+
+    fn cleanup(&self) {}
+}
+
+/// A client on a node.
+struct RemoteClient {
+    node: Arc<Node>,
+    id: String,
+    client: u32,
+    /// Where its log is copied on the controller.
+    log: PathBuf,
+    fetched: bool,
+    exit: Option<Exit>,
+}
+
+impl Client for RemoteClient {
+    fn client(&self) -> u32 {
+        self.client
+    }
+
+    fn poll(&mut self) -> Option<Exit> {
+        if self.exit.is_none() {
+            self.exit = match self.node.exits() {
+                Ok(exits) => exits.get(&self.id).map(|e| match e {
+                    None => Exit::Success,
+                    Some(why) => Exit::Failed(why.clone()),
+                }),
+                Err(lost) => Some(Exit::Failed(lost)),
+            };
+        }
+        self.exit.clone()
+    }
+
+    fn kill(&mut self) {
+        if self.poll().is_some() {
+            return;
+        }
+        let _ = self.node.request(&Request::Kill { id: self.id.clone() });
+        self.exit = Some(Exit::Failed("killed".into()));
+    }
+
+    fn teardown(&mut self) {
+        if self.fetched {
+            return;
+        }
+        let _ = self.node.request(&Request::Teardown { id: self.id.clone() });
+        let text = match self.node.request(&Request::Log { id: self.id.clone() }) {
+            Ok(Response::Text { text }) => text,
+            Ok(_) => String::new(),
+            Err(e) => format!("(the log stayed on node {}: {e})\n", self.node.dest),
+        };
+        let _ = std::fs::write(&self.log, text);
+        self.fetched = true;
+    }
+
+    fn log(&self) -> &Path {
+        &self.log
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        if self.fetched {
+            return crate::runtime::log_tail(&self.log, lines);
+        }
+        match self.node.request(&Request::LogTail { id: self.id.clone(), lines }) {
+            Ok(Response::Text { text }) => text,
+            Ok(_) => String::new(),
+            Err(e) => e,
+        }
+    }
+}
+
+impl Drop for RemoteClient {
+    fn drop(&mut self) {
+        self.kill();
+        self.teardown();
+    }
+}
+
+/// The control channel of a cell's clients on one node whose target is its own disk:
+/// the agent keeps a shared directory there and relays.
+pub struct AgentChannel {
+    node: Arc<Node>,
+    /// The cell's control directory on the node, and as its clients see it.
+    dir: PathBuf,
+    client_dir: PathBuf,
+    /// The node's data root (`TARGET/iostudy-data`).
+    data_root: PathBuf,
+    status: Mutex<Cached<Status>>,
+}
+
+/// Ready and booted clients of a relayed cell, or what went wrong there.
+type Status = Result<(Vec<u32>, Vec<u32>), String>;
+
+impl AgentChannel {
+    pub fn new(node: Arc<Node>, dir: PathBuf, client_dir: PathBuf, data_root: PathBuf) -> AgentChannel {
+        AgentChannel { node, dir, client_dir, data_root, status: Mutex::new(Cached::new(Ok((Vec::new(), Vec::new())))) }
+    }
+
+    fn relay(&self, e: String) -> ProtocolError {
+        ProtocolError::Relay(e)
+    }
+
+    /// (ready, booted) as last reported.
+    fn status(&self) -> Result<(Vec<u32>, Vec<u32>), ProtocolError> {
+        let mut cache = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let status = cache.get(|| -> Result<_, String> {
+            Ok(match self.node.request(&Request::Status { dir: self.dir.clone() })? {
+                Response::Status { problem: Some(p), .. } => Err(format!("node {}: {p}", self.node.dest)),
+                Response::Status { ready, booted, .. } => Ok((ready, booted)),
+                other => Err(format!("unexpected answer to status: {other:?}")),
+            })
+        });
+        status.and_then(|s| s).map_err(|e| self.relay(e))
+    }
+}
+
+impl Channel for AgentChannel {
+    fn post_job(&self, job: &Job) -> Result<PathBuf, ProtocolError> {
+        let data = self.data_root.join(format!("client-{}", job.client_id));
+        let req = Request::Post { dir: self.dir.clone(), job: Box::new(job.clone()), data };
+        self.node.request(&req).map_err(|e| self.relay(e))?;
+        Ok(job_file(&self.client_dir, job.client_id))
+    }
+
+    fn is_ready(&self, k: u32) -> Result<bool, ProtocolError> {
+        Ok(self.status()?.0.contains(&k))
+    }
+
+    fn is_booted(&self, k: u32) -> bool {
+        self.status().is_ok_and(|s| s.1.contains(&k))
+    }
+
+    fn go(&self, go: &Go) -> Result<(), ProtocolError> {
+        self.node.request(&Request::Go { dir: self.dir.clone(), go: *go }).map(drop).map_err(|e| self.relay(e))
+    }
+
+    fn result(&self, k: u32) -> Result<ClientResult, ProtocolError> {
+        match self.node.request(&Request::Result { dir: self.dir.clone(), client: k }).map_err(|e| self.relay(e))? {
+            Response::Result(r) => Ok(*r),
+            other => Err(self.relay(format!("unexpected answer to result: {other:?}"))),
+        }
+    }
+}
+
+impl Drop for AgentChannel {
+    fn drop(&mut self) {
+        let _ = self.node.request(&Request::Forget { dir: self.dir.clone() });
+    }
+}
+
+/// A cell's channel when its clients use several channels (one per node): each
+/// client's messages go through its own.
+pub struct Routed {
+    pub channels: Vec<Box<dyn Channel>>,
+    /// Channel index of each client.
+    pub route: HashMap<u32, usize>,
+}
+
+impl Routed {
+    fn of(&self, k: u32) -> &dyn Channel {
+        self.channels[self.route[&k]].as_ref()
+    }
+}
+
+impl Channel for Routed {
+    fn post_job(&self, job: &Job) -> Result<PathBuf, ProtocolError> {
+        self.of(job.client_id).post_job(job)
+    }
+
+    fn is_ready(&self, k: u32) -> Result<bool, ProtocolError> {
+        self.of(k).is_ready(k)
+    }
+
+    fn is_booted(&self, k: u32) -> bool {
+        self.of(k).is_booted(k)
+    }
+
+    fn go(&self, go: &Go) -> Result<(), ProtocolError> {
+        self.channels.iter().try_for_each(|c| c.go(go))
+    }
+
+    fn result(&self, k: u32) -> Result<ClientResult, ProtocolError> {
+        self.of(k).result(k)
+    }
+}

@@ -1,0 +1,204 @@
+//! The transport: the system's OpenSSH client, so users' keys, agents, jump hosts and
+//! ssh_config work as they do for them.
+//!
+//! One ControlMaster connection per node per run ([`Ssh::connect`]): every later
+//! command and session is a channel of it, so launching 64 clients does not open 64
+//! handshakes. The master is a child of the controller that dies with it (parent-death
+//! signal), and is told to exit when the run ends. Remote commands are given to ssh as
+//! one shell-quoted string, since the remote side hands it to a shell.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::runtime::command::Cmd;
+
+/// A connection to one node.
+#[derive(Debug)]
+pub struct Ssh {
+    pub dest: String,
+    options: Vec<String>,
+    control: PathBuf,
+    master: Child,
+}
+
+/// How long a node may take to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Ssh {
+    /// Opens the master connection to `dest`; its socket lives in `dir` (private).
+    pub fn connect(dest: &str, options: &[String], dir: &Path) -> Result<Ssh, String> {
+        let control = dir.join(format!("ssh-{}.sock", crate::results::cell::escape(dest)));
+        let _ = std::fs::remove_file(&control);
+        let log = dir.join(format!("ssh-{}.log", crate::results::cell::escape(dest)));
+        let errors = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let mut cmd = Command::new("ssh");
+        cmd.args(["-M", "-N", "-o", "ControlPersist=no", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
+            .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3", "-S"])
+            .arg(&control)
+            .args(options)
+            .arg("--")
+            .arg(dest)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(errors);
+        die_with_parent(&mut cmd);
+        let master = cmd.spawn().map_err(|e| format!("cannot run ssh: {e} (apt-get install openssh-client)"))?;
+        let mut ssh = Ssh { dest: dest.to_string(), options: options.to_vec(), control, master };
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(st)) = ssh.master.try_wait() {
+                let said = crate::runtime::log_tail(&log, 3).replace('\n', " | ");
+                return Err(format!("cannot reach node {dest}: ssh exited ({st}): {said}"));
+            }
+            if ssh.control.exists() && ssh.check() {
+                return Ok(ssh);
+            }
+            if started.elapsed() > CONNECT_TIMEOUT {
+                return Err(format!(
+                    "cannot reach node {dest}: no ssh connection within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn check(&self) -> bool {
+        Command::new("ssh")
+            .args(["-O", "check", "-S"])
+            .arg(&self.control)
+            .args(&self.options)
+            .arg("--")
+            .arg(&self.dest)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `argv` run on the node, through the master.
+    pub fn cmd(&self, argv: &[&str]) -> Cmd {
+        Cmd::new("ssh")
+            .args(["-o", "ControlMaster=no", "-o", "BatchMode=yes", "-S"])
+            .arg(&self.control)
+            .args(&self.options)
+            .arg("--")
+            .arg(&self.dest)
+            .arg(argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "))
+    }
+
+    /// Runs `argv` on the node; its stdout, or an error with its stderr.
+    pub fn run(&self, argv: &[&str]) -> Result<String, String> {
+        let out = self.cmd(argv).run_checked().map_err(|e| format!("node {}: {e}", self.dest))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Copies the local file `from` to `to` on the node (mode 0755), atomically.
+    pub fn copy(&self, from: &Path, to: &Path) -> Result<(), String> {
+        let tmp = format!("{}.tmp.{}.{}", to.display(), std::process::id(), crate::results::cell::escape(&self.dest));
+        let dir = to.parent().map_or("/".into(), |d| d.display().to_string());
+        // Content-addressed: a copy already there (another node of a shared filesystem)
+        // is the same file and may be running; it is kept, not replaced.
+        let script = format!(
+            "if [ -x {} ]; then cat > /dev/null; exit 0; fi; umask 077 && mkdir -p {} && cat > {} && chmod 755 {} && mv -f {} {}",
+            quote(&to.display().to_string()),
+            quote(&dir),
+            quote(&tmp),
+            quote(&tmp),
+            quote(&tmp),
+            quote(&to.display().to_string())
+        );
+        let bytes = std::fs::read(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+        let mut child = self
+            .cmd(&["sh", "-c", &script])
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run ssh: {e}"))?;
+        let written = child.stdin.take().expect("piped").write_all(&bytes);
+        let out = child.wait_with_output().map_err(|e| format!("ssh: {e}"))?;
+        if written.is_err() || !out.status.success() {
+            return Err(format!(
+                "cannot copy iostudy to {}:{}: {}",
+                self.dest,
+                to.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `Command` for a long-lived session running `argv` on the node, with piped
+    /// stdin and stdout; it dies with the controller.
+    pub fn session(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(["-o", "ControlMaster=no", "-o", "BatchMode=yes", "-S"])
+            .arg(&self.control)
+            .args(&self.options)
+            .arg("--")
+            .arg(&self.dest)
+            .arg(argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" "))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .process_group(0);
+        die_with_parent(&mut c);
+        c
+    }
+}
+
+impl Drop for Ssh {
+    fn drop(&mut self) {
+        let _ = Command::new("ssh")
+            .args(["-O", "exit", "-S"])
+            .arg(&self.control)
+            .args(&self.options)
+            .arg("--")
+            .arg(&self.dest)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        crate::runtime::child::kill_group(&mut self.master);
+        let _ = std::fs::remove_file(&self.control);
+    }
+}
+
+/// The child gets SIGTERM when the thread that spawned it ends (the controller dies):
+/// a node's connection must not outlive the run that opened it.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec and only makes one
+    // async-signal-safe system call (prctl).
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// `s` quoted for a POSIX shell.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_for_the_remote_shell() {
+        assert_eq!(quote("/run/iostudy/1-2/iostudy"), "/run/iostudy/1-2/iostudy");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("$(reboot)"), "'$(reboot)'");
+    }
+}
