@@ -2,7 +2,9 @@
 //!
 //! A cell's rendezvous is five messages: the controller posts each client its [`Job`];
 //! a guest that boots reports [`Booted`] once its share is mounted (the controller times
-//! boot by it); each client lays out its files and reports [`Ready`]; once all are
+//! boot by it), then sets its clock by the controller's ([`Ping`]/[`Pong`], Cristian's
+//! method — a guest under TCG starts with the RTC's whole seconds); each client lays
+//! out its files and reports [`Ready`]; once all are
 //! ready the controller sends one [`Go`] holding a start instant a moment ahead
 //! (CLOCK_REALTIME); each client delivers its result document. Every message carries
 //! [`PROTOCOL_VERSION`]: a worker refuses a job of another version, and the controller
@@ -69,6 +71,30 @@ pub struct Booted {
     pub client_id: u32,
 }
 
+/// A guest asks the controller's time (round `seq`, sent at its `guest_ns`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Ping {
+    pub protocol: u32,
+    pub seq: u32,
+}
+
+/// The controller's time when it answered ping `seq`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Pong {
+    pub protocol: u32,
+    pub seq: u32,
+    pub host_ns: u64,
+}
+
+/// A client's clock against the controller's, measured through the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSync {
+    /// Controller time − client time, ns (what was added to the client's clock).
+    pub offset_ns: i64,
+    /// Half the round trip of the sample used.
+    pub uncertainty_ns: u64,
+}
+
 /// Every client starts its ramp/measured phase at `start_ns`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Go {
@@ -117,6 +143,8 @@ pub trait Channel {
     fn go(&self, go: &Go) -> Result<(), ProtocolError>;
     /// Client `k`'s result document.
     fn result(&self, k: u32) -> Result<ClientResult, ProtocolError>;
+    /// Answers clients' clock pings (call often while clients get ready).
+    fn serve_clock(&self) {}
 }
 
 /// A client's end: the worker and the guest speak only through this.
@@ -127,6 +155,8 @@ pub trait Link {
     /// Waits for [`Go`] as the job's barrier says; returns its start instant.
     fn wait_go(&self) -> Result<u64, ProtocolError>;
     fn deliver(&self, result: &ClientResult) -> Result<(), ProtocolError>;
+    /// Measures this client's clock against the controller's over `rounds` pings.
+    fn sync_clock(&self, rounds: u32) -> Result<ClockSync, ProtocolError>;
 }
 
 /// The shared-directory channel. Its layout:
@@ -136,6 +166,8 @@ pub trait Link {
 ///   job-<k>.json      Job        controller → client k
 ///   booted/<k>        Booted     guest k → controller
 ///   ready/<k>         Ready      client k → controller
+///   clock/<k>         Ping       guest k → controller
+///   clock/<k>.pong    Pong       controller → guest k
 ///   go                Go         controller → every client
 ///   client-<k>.json   result     client k → controller
 /// ```
@@ -167,7 +199,7 @@ impl SharedDir {
     /// A fresh cell control directory at `host` (created), seen by clients at `client`.
     pub fn create(host: &Path, client: &Path) -> Result<SharedDir, ProtocolError> {
         let _ = fs::remove_dir_all(host);
-        for d in [host.join("ready"), host.join("booted")] {
+        for d in [host.join("ready"), host.join("booted"), host.join("clock")] {
             fs::create_dir_all(&d).map_err(|source| ProtocolError::Io { what: "create", path: d.clone(), source })?;
         }
         Ok(SharedDir { host: host.to_path_buf(), client: client.to_path_buf() })
@@ -203,6 +235,10 @@ impl Channel for SharedDir {
         write_json(&self.host.join("go"), go)
     }
 
+    fn serve_clock(&self) {
+        self.serve_clock_shifted(0);
+    }
+
     fn result(&self, k: u32) -> Result<ClientResult, ProtocolError> {
         let path = self.host.join(result_name(k));
         read_json(&path, "client result")?.ok_or(ProtocolError::Io {
@@ -210,6 +246,27 @@ impl Channel for SharedDir {
             path,
             source: io::Error::from(io::ErrorKind::NotFound),
         })
+    }
+}
+
+impl SharedDir {
+    /// Answers clock pings with this host's time minus `shift_ns`: a node's agent
+    /// answers in the controller's clock by taking out its own offset.
+    pub fn serve_clock_shifted(&self, shift_ns: i64) {
+        for e in fs::read_dir(self.host.join("clock")).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".pong") || name.starts_with('.') {
+                continue;
+            }
+            let pong = self.host.join("clock").join(format!("{name}.pong"));
+            if let Ok(Some(ping)) = read_json::<Ping>(&e.path(), "clock ping") {
+                let answered = read_json::<Pong>(&pong, "clock pong").ok().flatten().is_some_and(|p| p.seq == ping.seq);
+                if !answered {
+                    let host_ns = wall_ns().saturating_add_signed(-shift_ns);
+                    let _ = write_json(&pong, &Pong { protocol: PROTOCOL_VERSION, seq: ping.seq, host_ns });
+                }
+            }
+        }
     }
 }
 
@@ -301,6 +358,52 @@ impl Link for SharedDirLink {
     fn deliver(&self, result: &ClientResult) -> Result<(), ProtocolError> {
         write_json(&self.dir.join(result_name(self.job.client_id)), result)
     }
+
+    fn sync_clock(&self, rounds: u32) -> Result<ClockSync, ProtocolError> {
+        let k = self.job.client_id;
+        let ping = self.dir.join("clock").join(k.to_string());
+        let pong = self.dir.join("clock").join(format!("{k}.pong"));
+        if let Some(d) = ping.parent() {
+            fs::create_dir_all(d).map_err(|source| ProtocolError::Io {
+                what: "create",
+                path: d.to_path_buf(),
+                source,
+            })?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut best: Option<(u64, i64)> = None;
+        for seq in 1..=rounds {
+            let t0 = wall_ns();
+            write_json(&ping, &Ping { protocol: PROTOCOL_VERSION, seq })?;
+            let host_ns = loop {
+                if let Some(p) = read_json::<Pong>(&pong, "clock pong")?
+                    && p.seq == seq
+                {
+                    break p.host_ns;
+                }
+                if Instant::now() > deadline {
+                    return Err(ProtocolError::Relay(format!(
+                        "the controller did not answer clock pings in {} within 30 s",
+                        ping.display()
+                    )));
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            };
+            let t1 = wall_ns();
+            let rtt = t1.saturating_sub(t0);
+            let offset = host_ns as i64 - (t0 + rtt / 2) as i64;
+            if best.is_none_or(|(r, _)| rtt < r) {
+                best = Some((rtt, offset));
+            }
+        }
+        let _ = fs::remove_file(&ping);
+        let (rtt, offset_ns) = best.unwrap_or((0, 0));
+        Ok(ClockSync { offset_ns, uncertainty_ns: rtt.div_ceil(2) })
+    }
+}
+
+fn wall_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn write_json(path: &Path, message: &impl Serialize) -> Result<(), ProtocolError> {

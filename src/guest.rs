@@ -4,7 +4,8 @@
 //! what a distribution's would, minimally: mount /proc, /sys and /dev, load the share's
 //! modules in order, mount the share (virtio-9p or virtio-fs) where the kernel command
 //! line says (`iostudy.mount`), report *booted* through the control channel (the
-//! controller times boot by it), run the worker's job, then sync and reboot — QEMU runs with `-no-reboot`, so a reboot ends the VM. Every error
+//! controller times boot by it), set its wall clock by the controller's, run the
+//! worker's job, then sync and reboot — QEMU runs with `-no-reboot`, so a reboot ends the VM. Every error
 //! is printed on the serial console (kept by the controller) and still ends the VM:
 //! a guest must never sit waiting for a deadline to kill it.
 
@@ -80,10 +81,29 @@ fn run() -> Result<(), String> {
     let job = get("job").ok_or("no iostudy.job on the kernel command line")?;
     let result = SharedDirLink::open(Path::new(&job)).map_err(|e| e.to_string()).and_then(|link| {
         link.booted().map_err(|e| e.to_string())?;
+        sync_clock(&link)?;
         crate::worker::run(&link).map(drop).map_err(|e| format!("{e:#}"))
     });
     let _ = rustix::mount::unmount(at.as_str(), rustix::mount::UnmountFlags::empty());
     result
+}
+
+/// Sets the guest's wall clock by the controller's. A guest starts with what the
+/// emulated RTC says, in whole seconds; the start barrier and every timestamp need the
+/// controller's clock to the millisecond or better.
+fn sync_clock(link: &dyn Link) -> Result<(), String> {
+    let sync = link.sync_clock(8).map_err(|e| format!("clock sync: {e}"))?;
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    let ns = (now.tv_sec as i128 * 1_000_000_000 + now.tv_nsec as i128 + sync.offset_ns as i128).max(0);
+    let set = rustix::time::Timespec { tv_sec: (ns / 1_000_000_000) as i64, tv_nsec: (ns % 1_000_000_000) as i64 };
+    rustix::time::clock_settime(rustix::time::ClockId::Realtime, set).map_err(|e| format!("clock_settime: {e}"))?;
+    let _ = crate::results::host::CLOCK_SYNC.set((sync.offset_ns, sync.uncertainty_ns));
+    eprintln!(
+        "iostudy-guest: wall clock set by the controller's: {:+.3} ms (± {:.3} ms)",
+        sync.offset_ns as f64 / 1e6,
+        sync.uncertainty_ns as f64 / 1e6
+    );
+    Ok(())
 }
 
 #[cfg(test)]

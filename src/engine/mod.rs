@@ -8,6 +8,7 @@
 //! (`iostudy bench`) and inside every isolation boundary (`iostudy worker`).
 
 pub mod buffer;
+pub mod clock;
 pub mod io;
 pub mod layout;
 pub mod measure;
@@ -62,6 +63,8 @@ pub enum EngineError {
     Io { what: String, path: PathBuf, source: std::io::Error },
     #[error("start barrier: {0}")]
     Gate(String),
+    #[error("{0}")]
+    Clock(String),
 }
 
 impl EngineError {
@@ -82,6 +85,11 @@ struct ThreadOutcome {
 /// Runs the workload as client `client_id` and returns its result.
 pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientResult, EngineError> {
     w.validate().map_err(EngineError::Invalid)?;
+    let mut host = HostFacts::current();
+    let resolution = clock::check(host.clock_source.as_deref())?;
+    host.clock_resolution_ns = Some(resolution.resolution_ns());
+    host.clock_getres_ns = Some(resolution.getres_ns);
+    host.clock_read_ns = Some(resolution.read_ns);
     let mut engine = w.ioengine;
     let mut note = None;
     if let Err(e) = engine.probe() {
@@ -105,6 +113,7 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
     let n = files.len();
     let barrier = Barrier::new(n + 1);
     let start: OnceLock<u64> = OnceLock::new();
+    let go_seen: OnceLock<u64> = OnceLock::new();
     let abort = AtomicBool::new(false);
 
     let outcomes = std::thread::scope(|s| {
@@ -151,6 +160,7 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
 
         barrier.wait();
         let gate_result = gate();
+        let _ = go_seen.set(clock.wall_ns(mono_ns()));
         match &gate_result {
             Ok(at) => {
                 let instant = match at {
@@ -164,8 +174,9 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
         barrier.wait();
         let joined: Vec<_> =
             handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
-        gate_result.map(|_| joined)
+        gate_result.map(|at| (joined, at))
     })?;
+    let (outcomes, go_instant) = outcomes;
 
     let measure_start = *start.get().expect("set") + w.ramp_time.0.as_nanos() as u64;
     let mut threads = Vec::with_capacity(n);
@@ -188,13 +199,18 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
 
     let start_ns = threads.iter().map(|t| t.start_ns).min().unwrap_or_else(|| clock.wall_ns(measure_start));
     let end_ns = threads.iter().map(|t| t.end_ns).max().unwrap_or(start_ns).max(start_ns);
-    Ok(assemble(w, client_id, engine, note, layout_stats, start_ns, end_ns, threads, recs))
+    host.clock_source_end = crate::results::host::clock_source();
+    let mut result = assemble(w, client_id, host, engine, note, layout_stats, start_ns, end_ns, threads, recs);
+    result.go_seen_ns = go_instant.and(go_seen.get().copied());
+    result.go_instant_ns = go_instant;
+    Ok(result)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn assemble(
     w: &Workload,
     client_id: u32,
+    host: HostFacts,
     engine: IoEngineKind,
     note: Option<String>,
     layout: crate::results::LayoutStats,
@@ -250,12 +266,14 @@ fn assemble(
         schema_version: SCHEMA_VERSION,
         iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
         client_id,
-        host: HostFacts::current(),
+        host,
         workload: w.clone(),
         ioengine_used: engine,
         ioengine_note: note,
         start_ns,
         end_ns,
+        go_seen_ns: None,
+        go_instant_ns: None,
         threads,
         read,
         write,

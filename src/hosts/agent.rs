@@ -22,6 +22,7 @@ use crate::results::HostFacts;
 use crate::runner::data::DataDirs;
 use crate::runner::lock::{Holder, Lock};
 use crate::runner::recovery;
+use crate::runtime::cgroup::CellCgroup;
 use crate::runtime::{Backend, Client, Exit, Launch, RunContext, ScenarioContext, spec_from};
 
 /// A node's own target, held for the run.
@@ -43,6 +44,8 @@ struct Agent {
     channels: HashMap<PathBuf, SharedDir>,
     /// The run's control directories its cells' channels were created in.
     run_dirs: Vec<PathBuf>,
+    /// Each cell's cgroup on the node, by cell.
+    cgroups: HashMap<String, Arc<CellCgroup>>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -64,6 +67,7 @@ pub fn serve() -> anyhow::Result<()> {
         target: None,
         channels: HashMap::new(),
         run_dirs: Vec::new(),
+        cgroups: HashMap::new(),
         cancel: Arc::new(AtomicBool::new(false)),
     };
     let stdin = std::io::stdin();
@@ -201,6 +205,18 @@ impl Agent {
                 let path = self.clients.get(&id).map(|c| c.log().to_path_buf()).or_else(|| self.logs.get(&id).cloned());
                 Response::Text { text: path.and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default() }
             }
+            Request::CpuSample { cell } => {
+                let cg = self.cgroups.get(&cell);
+                Response::Cpu {
+                    sample: cg.and_then(|c| c.sample()),
+                    cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+                    covers_containers: cg.is_some_and(|c| c.covers_containers()),
+                }
+            }
+            Request::EndCell { cell } => {
+                self.cgroups.remove(&cell);
+                Response::Ok
+            }
             Request::Post { dir, job, data } => {
                 let hold = self.target.as_ref().ok_or("no target taken on this node")?;
                 let made = hold.data.client(job.client_id).map_err(|e| e.to_string())?;
@@ -217,8 +233,9 @@ impl Agent {
                 self.channels[&dir].post_job(&job).map_err(|e| e.to_string())?;
                 Response::Ok
             }
-            Request::Status { dir } => {
+            Request::Status { dir, offset_ns } => {
                 let ch = self.channels.get(&dir).ok_or("no such cell")?;
+                ch.serve_clock_shifted(offset_ns);
                 let (mut ready, mut booted, mut problem) = (Vec::new(), Vec::new(), None);
                 for e in std::fs::read_dir(dir.join("ready")).into_iter().flatten().flatten() {
                     if let Ok(k) = e.file_name().to_string_lossy().parse::<u32>() {
@@ -258,6 +275,13 @@ impl Agent {
         let backend = self.backends.get(scenario).ok_or_else(|| format!("scenario `{scenario}` is not prepared"))?;
         let log_dir = self.state.join("logs").join(&spec.cell);
         std::fs::create_dir_all(&log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
+        let state = self.state.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let cgroup = match self.cgroups.get(&spec.cell) {
+            Some(c) => Some(c.clone()),
+            None => CellCgroup::create(&format!("iostudy-{state}/{}", spec.cell)).map(Arc::new).inspect(|c| {
+                self.cgroups.insert(spec.cell.clone(), c.clone());
+            }),
+        };
         let launch = Launch {
             id: spec.id.clone(),
             client: spec.client,
@@ -265,6 +289,7 @@ impl Agent {
             log: log_dir.join(format!("client-{}.log", spec.client)),
             log_dir,
             open_files: spec.open_files,
+            cgroup,
         };
         let client = backend.launch(&launch).map_err(|e| e.to_string())?;
         self.clients.insert(spec.id, client);
@@ -297,6 +322,10 @@ impl Agent {
             c.teardown();
         }
         self.clients.clear();
+        self.cgroups.clear();
+        if let (Some(base), Some(state)) = (crate::runtime::cgroup::base_dir(), self.state.file_name()) {
+            crate::runtime::cgroup::remove_tree(&base.join(format!("iostudy-{}", state.to_string_lossy())));
+        }
         for b in self.backends.values() {
             b.cleanup();
         }

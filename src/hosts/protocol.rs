@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::{Go, Job};
 use crate::results::ClientResult;
+use crate::results::cpu::CpuSample;
 use crate::runtime::Probe;
 
 /// Version of every message below.
@@ -79,6 +80,14 @@ pub enum Request {
     Log {
         id: String,
     },
+    /// A reading of a cell's CPU counters on the node (its cgroup, the node's busy time).
+    CpuSample {
+        cell: String,
+    },
+    /// The cell is over on the node: its cgroup goes.
+    EndCell {
+        cell: String,
+    },
     /// The shared-directory channel on the node's own disk (unshared targets): posts a
     /// job (creating the client's data directory `data`), reports who is ready and
     /// booted, sends go, returns a result, forgets the cell.
@@ -87,8 +96,11 @@ pub enum Request {
         job: Box<Job>,
         data: PathBuf,
     },
+    /// Also answers the cell's clock pings, in the controller's clock (`offset_ns`:
+    /// the node's clock minus the controller's).
     Status {
         dir: PathBuf,
+        offset_ns: i64,
     },
     Go {
         dir: PathBuf,
@@ -177,4 +189,9 @@ pub enum Response {
         problem: Option<String>,
     },
     Result(Box<ClientResult>),
+    Cpu {
+        sample: Option<CpuSample>,
+        cpus: u32,
+        covers_containers: bool,
+    },
 }

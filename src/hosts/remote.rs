@@ -196,7 +196,8 @@ impl AgentChannel {
     fn status(&self) -> Result<(Vec<u32>, Vec<u32>), ProtocolError> {
         let mut cache = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let status = cache.get(|| -> Result<_, String> {
-            Ok(match self.node.request(&Request::Status { dir: self.dir.clone() })? {
+            let req = Request::Status { dir: self.dir.clone(), offset_ns: self.node.clock().offset_ns };
+            Ok(match self.node.request(&req)? {
                 Response::Status { problem: Some(p), .. } => Err(format!("node {}: {p}", self.node.dest)),
                 Response::Status { ready, booted, .. } => Ok((ready, booted)),
                 other => Err(format!("unexpected answer to status: {other:?}")),
@@ -220,6 +221,11 @@ impl Channel for AgentChannel {
 
     fn is_booted(&self, k: u32) -> bool {
         self.status().is_ok_and(|s| s.1.contains(&k))
+    }
+
+    fn serve_clock(&self) {
+        // The agent answers pings with every status request.
+        let _ = self.status();
     }
 
     fn go(&self, go: &Go) -> Result<(), ProtocolError> {
@@ -269,6 +275,10 @@ impl Channel for Routed {
 
     fn go(&self, go: &Go) -> Result<(), ProtocolError> {
         self.channels.iter().try_for_each(|c| c.go(go))
+    }
+
+    fn serve_clock(&self) {
+        self.channels.iter().for_each(|c| c.serve_clock());
     }
 
     fn result(&self, k: u32) -> Result<ClientResult, ProtocolError> {

@@ -97,6 +97,15 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
                 .collect(),
         })
         .collect();
+    let cpu_rows: Vec<Row> = table::rows(r)
+        .into_iter()
+        .map(|(mode, label, groups)| Row {
+            mode,
+            label,
+            cells: groups.iter().map(|g| table::cpu_cell(*g)).collect(),
+            fio_sum: String::new(),
+        })
+        .collect();
     let data_json = serde_json::to_string(r).map_err(|e| e.to_string())?.replace("</", "<\\/");
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(|e| format!("report template: {e}"))?;
@@ -110,8 +119,12 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
         has_reps => r.groups.iter().any(|g| g.reps.len() > 1),
         warnings => Value::from(minijinja::value::Serde(&r.warnings)),
         clients => Value::from(minijinja::value::Serde(&r.clients)),
-        bandwidth_svg => &svgs.bandwidth,
-        cdf_svg => &svgs.latency_cdf,
+        bandwidth_svg => svgs.get("bandwidth"),
+        cpu_svg => svgs.get("host-cpu"),
+        clients_svg => svgs.get("client-bandwidth"),
+        timeline_svg => svgs.get("bandwidth-timeline"),
+        cdf_svg => svgs.get("latency-cdf"),
+        cpu_rows => Value::from(minijinja::value::Serde(&cpu_rows)),
         bw_rows => Value::from(minijinja::value::Serde(&bw_rows)),
         lat_rows => Value::from(minijinja::value::Serde(&lat_rows)),
         runtimes => Value::from(minijinja::value::Serde(&runtimes)),

@@ -28,8 +28,9 @@ pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<PathBuf> {
     let write = |name: &str, text: &str| -> anyhow::Result<()> {
         write_atomic(&out.join(name), text.as_bytes()).map_err(|e| anyhow::anyhow!("cannot write {name}: {e}"))
     };
-    write("bandwidth.svg", &svgs.bandwidth)?;
-    write("latency-cdf.svg", &svgs.latency_cdf)?;
+    for (name, svg) in &svgs.charts {
+        write(&format!("{name}.svg"), svg)?;
+    }
     charts::write_pngs(r, &out).map_err(anyhow::Error::msg)?;
     write("table.md", &table::markdown(r))?;
     write("table.csv", &table::csv(r))?;

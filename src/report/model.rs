@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::results::aggregate::{CellFigures, bytes_between, cell_figures_and_histogram};
 use crate::results::cell::{CellResult, CellStatus};
+use crate::results::cpu::cpu_between;
 use crate::results::histogram::{LatencySummary, new_latency_histogram};
 use crate::results::stats::{Estimate, bootstrap_mean, bootstrap_ratio};
 use crate::results::store::{RunInfo, Store, StoreError};
@@ -80,6 +81,21 @@ pub struct Group {
     pub boot_s: Option<f64>,
     /// Multi-host studies: each node's share, over the repetitions.
     pub per_node: Vec<NodeShare>,
+    /// All bytes over first start to last end (a straggler shows against `bw`).
+    pub bw_last_done: Option<Estimate>,
+    /// Every client's own rate, bytes/s, of every repetition (the per-client chart).
+    pub client_bws: Vec<f64>,
+    /// Coefficient of variation of the clients' rates (mean over repetitions).
+    pub client_bw_cv: Option<f64>,
+    /// Host CPU-seconds the cell's clients and what served them spent per GiB moved,
+    /// inside the common window.
+    pub cpu_s_per_gib: Option<Estimate>,
+    /// CPUs those kept busy, and the hosts' whole busy CPUs, over the window.
+    pub cores_busy: Option<f64>,
+    pub host_busy_cores: Option<f64>,
+    /// Aggregate bandwidth per interval of the first repetition: (s since the window
+    /// started, bytes/s).
+    pub timeline: Vec<(f64, f64)>,
     /// This group's own warnings (also in the report's list).
     pub warnings: Vec<String>,
 }
@@ -95,6 +111,9 @@ pub struct NodeShare {
     pub bytes_share: f64,
     pub clients_share: f64,
 }
+
+/// A client starting this long after the go instant it had in time woke up late.
+const LATE_WAKEUP_NS: u64 = 100_000_000;
 
 /// A node's share of bytes that far from its share of clients is worth a look.
 const NODE_SHARE_TOLERANCE: f64 = 0.25;
@@ -214,6 +233,27 @@ impl Report {
                 tcg.push(&c.cell.scenario);
             }
         }
+        if let Some(t) = run.as_ref().and_then(|r| r.target.as_ref()) {
+            if t.in_memory() {
+                warnings.push(format!(
+                    "the target is on {}: every figure measures memory and the kernel's page-cache paths, not storage",
+                    t.fs
+                ));
+            } else if let Some(limit) = t.device_limit() {
+                for g in &groups {
+                    if g.key.pattern.read_percent(50) == 100 && g.bw.is_some_and(|e| e.mean > limit) {
+                        warnings.push(format!(
+                            "{} {} {} clients: reads at {}/s, faster than the {} device under the target delivers: a cache was measured, not the device; set direct = true or a working set larger than RAM",
+                            g.key.scenario,
+                            g.key.mode(),
+                            g.key.clients,
+                            human_bytes(g.bw.map_or(0.0, |e| e.mean) as u64),
+                            if t.rotational == Some(true) { "spinning" } else { "solid-state" }
+                        ));
+                    }
+                }
+            }
+        }
         for scenario in tcg {
             warnings.push(format!(
                 "scenario {scenario} ran its guests under TCG (software CPU emulation, no working KVM here): its figures measure emulation as much as the storage path; compare transports on a host with KVM"
@@ -303,6 +343,11 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
     let mut failed = 0;
     let mut runtime_version = None;
     let mut node_sums: Vec<(String, u32, f64, f64)> = Vec::new();
+    let mut client_bws = Vec::new();
+    let mut cpu_per_gib = Vec::new();
+    let mut cores = Vec::new();
+    let mut host_cores = Vec::new();
+    let mut timeline = Vec::new();
     let boots: Vec<f64> = reps.iter().flat_map(|c| c.boot_s.iter().flatten().copied()).collect();
     let mut sorted: Vec<&&CellResult> = reps.iter().collect();
     sorted.sort_by_key(|c| c.cell.repetition);
@@ -324,15 +369,24 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
                 f.window_s
             ));
         }
-        if let Some(p) = c.placements.iter().max_by_key(|p| p.clock_uncertainty_ns)
+        // Clocks set from a distance (a node's offset, a guest's sync) are only as good
+        // as the measurement.
+        let uncertain = c
+            .placements
+            .iter()
+            .map(|p| (p.clock_uncertainty_ns, format!("node {}'s clock", p.node)))
+            .chain(c.clients.iter().filter_map(|r| {
+                r.host.clock_sync_uncertainty_ns.map(|u| (u, format!("client {}'s guest clock", r.client_id)))
+            }))
+            .max_by_key(|(u, _)| *u);
+        if let Some((u, what)) = uncertain
             && f.window_s > 0.0
-            && p.clock_uncertainty_ns as f64 / 1e9 > 0.01 * f.window_s
+            && u as f64 / 1e9 > 0.01 * f.window_s
         {
             warnings.push(format!(
-                "cell {}: node {}'s clock was known to ±{:.2} ms, more than 1 % of the {:.2} s window: its clients' start and the window are that uncertain",
+                "cell {}: {what} was known to ±{:.2} ms, more than 1 % of the {:.2} s window: its clients' start and the window are that uncertain",
                 c.cell.id,
-                p.node,
-                p.clock_uncertainty_ns as f64 / 1e6,
+                u as f64 / 1e6,
                 f.window_s
             ));
         }
@@ -348,6 +402,79 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
             }
         }
         node_bytes(c, &f, &mut node_sums);
+        client_bws.extend(c.clients.iter().map(|r| r.summary.bw_bytes_per_s));
+        if timeline.is_empty() {
+            timeline = bandwidth_timeline(&c.clients, f.window_start_ns);
+        }
+        let late: Vec<String> = c
+            .clients
+            .iter()
+            .filter_map(|r| {
+                let (seen, at) = (r.go_seen_ns?, r.go_instant_ns?);
+                (seen <= at && r.start_ns > at + LATE_WAKEUP_NS)
+                    .then(|| format!("{} ({:.0} ms)", r.client_id, (r.start_ns - at) as f64 / 1e6))
+            })
+            .collect();
+        if !late.is_empty() {
+            warnings.push(format!(
+                "cell {}: client(s) {} had go in time but started late: the runtime or a busy host woke them late (the window excludes it)",
+                c.cell.id,
+                late.join(", ")
+            ));
+        }
+        for r in &c.clients {
+            if r.host.clock_changed() {
+                warnings.push(format!(
+                    "cell {} client {}: its clock source changed from {} to {} while it measured: its latencies mix two clocks; pin the clock source (tsc=reliable in guests)",
+                    c.cell.id,
+                    r.client_id,
+                    r.host.clock_source.as_deref().unwrap_or("?"),
+                    r.host.clock_source_end.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        if let Some(read) = c.clients.iter().filter_map(|r| r.host.clock_read_ns).max()
+            && read > 1_000
+            && !warnings.iter().any(|w| w.contains("a clock reading costs"))
+        {
+            warnings.push(format!(
+                "{} {} {} clients: a clock reading costs {:.1} µs inside these clients (a trapped system call): every latency includes about that much",
+                key.scenario,
+                key.mode(),
+                key.clients,
+                read as f64 / 1e3
+            ));
+        }
+        if let Some(cpu) = cpu_between(&c.cpu, f.window_start_ns, f.window_end_ns)
+            && f.window_s > 0.0
+        {
+            let gib = f.window_bw_bytes_per_s * f.window_s / (1u64 << 30) as f64;
+            if gib > 0.0 {
+                cpu_per_gib.push(cpu.cgroup_s / gib);
+            }
+            cores.push(cpu.cgroup_s / f.window_s);
+            host_cores.push(cpu.host_busy_s / f.window_s);
+            if cpu.cpus > 0 && cpu.host_busy_s / f.window_s > 0.9 * f64::from(cpu.cpus) {
+                warnings.push(format!(
+                    "cell {}: the host was busy on {:.2} of its {} CPUs during the window: clients may have waited for CPU, not for storage",
+                    c.cell.id,
+                    cpu.host_busy_s / f.window_s,
+                    cpu.cpus
+                ));
+            }
+            if cpu.cgroup_s > cpu.host_busy_s * 1.05 + 0.01 {
+                warnings.push(format!(
+                    "cell {}: its cgroup counted {:.2} CPU-s but the host was busy only {:.2} CPU-s: the CPU figures of this cell are not trustworthy",
+                    c.cell.id, cpu.cgroup_s, cpu.host_busy_s
+                ));
+            }
+            if c.cpu.iter().any(|s| !s.covers_containers) && c.runtime.kind == "oci" {
+                warnings.push(format!(
+                    "cell {}: containers kept their runtime's own cgroups (cgroup v2 or a node), so its host CPU counts the runtime's processes but not the containers'",
+                    c.cell.id
+                ));
+            }
+        }
         figures.push(f);
     }
     let per_node = node_shares(&node_sums, figures.len());
@@ -368,6 +495,10 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
     let bw = bootstrap_mean(&figures.iter().map(|f| f.window_bw_bytes_per_s).collect::<Vec<_>>(), seed);
     let fio_sum_bw = bootstrap_mean(&figures.iter().map(|f| f.sum_bw_bytes_per_s).collect::<Vec<_>>(), seed ^ 1);
     let iops = bootstrap_mean(&figures.iter().map(|f| f.sum_iops).collect::<Vec<_>>(), seed ^ 2);
+    let bw_last_done =
+        bootstrap_mean(&figures.iter().map(|f| f.bw_last_done_bytes_per_s).collect::<Vec<_>>(), seed ^ 3);
+    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let cvs: Vec<f64> = figures.iter().map(|f| f.client_bw_cv).collect();
     if let Some(e) = &bw
         && e.has_interval()
         && e.relative_spread() > MAX_REP_SPREAD
@@ -401,8 +532,38 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         runtime_version,
         boot_s: (!boots.is_empty()).then(|| boots.iter().sum::<f64>() / boots.len() as f64),
         per_node,
+        bw_last_done,
+        client_bws,
+        client_bw_cv: mean(&cvs),
+        cpu_s_per_gib: bootstrap_mean(&cpu_per_gib, seed ^ 4),
+        cores_busy: mean(&cores),
+        host_busy_cores: mean(&host_cores),
+        timeline,
         warnings,
     }
+}
+
+/// Aggregate bandwidth per interval, all clients summed: (s since `from`, bytes/s).
+/// Clients' intervals are placed by their start in the controller's clock.
+fn bandwidth_timeline(clients: &[crate::results::ClientResult], from: u64) -> Vec<(f64, f64)> {
+    let Some(width) = clients.first().map(|c| c.intervals.interval_ns).filter(|w| *w > 0) else { return Vec::new() };
+    let origin = clients.iter().map(|c| c.intervals.start_of(0)).min().unwrap_or(from);
+    let mut bins: Vec<f64> = Vec::new();
+    for c in clients {
+        for (i, b) in c.intervals.bytes.iter().enumerate() {
+            let bin = ((c.intervals.start_of(i).saturating_sub(origin) + width / 2) / width) as usize;
+            if bins.len() <= bin {
+                bins.resize(bin + 1, 0.0);
+            }
+            bins[bin] += *b as f64;
+        }
+    }
+    let secs = width as f64 / 1e9;
+    // An interval's middle, relative to the window's start.
+    bins.iter()
+        .enumerate()
+        .map(|(i, b)| ((origin as f64 - from as f64) / 1e9 + (i as f64 + 0.5) * secs, b / secs))
+        .collect()
 }
 
 /// Adds a repetition's bytes and bandwidth per node to `sums` (node, clients, bytes,

@@ -144,6 +144,24 @@ pub(crate) fn bw_cell(g: Option<&Group>, baseline: &str) -> String {
     }
 }
 
+/// A host-CPU cell: CPU-seconds per GiB (interval), and the CPUs kept busy.
+pub(crate) fn cpu_cell(g: Option<&Group>) -> String {
+    match g.and_then(|g| g.cpu_s_per_gib.map(|e| (e, g.cores_busy))) {
+        Some((e, cores)) => {
+            let v = if e.has_interval() {
+                format!("{:.2} ({:.2}–{:.2})", e.mean, e.lo, e.hi)
+            } else {
+                format!("{:.2}", e.mean)
+            };
+            match cores {
+                Some(c) => format!("{v} s/GiB, {c:.2} CPUs"),
+                None => format!("{v} s/GiB"),
+            }
+        }
+        None => "-".into(),
+    }
+}
+
 /// Aggregate bandwidth (common window) per mode × scenario × clients.
 pub fn bandwidth_text(r: &Report) -> String {
     let base = r.label(&r.baseline);
@@ -178,6 +196,17 @@ pub fn bandwidth_markdown(r: &Report) -> String {
     markdown_table(&header, &body, 2)
 }
 
+/// Host CPU per GiB in Markdown.
+pub fn cpu_markdown(r: &Report) -> String {
+    let mut header = vec!["Mode".to_string(), "Scenario".to_string()];
+    header.extend(r.clients.iter().map(|k| format!("{k} client(s)")));
+    let body: Vec<Vec<String>> = rows(r)
+        .into_iter()
+        .map(|(mode, label, groups)| [mode, label].into_iter().chain(groups.into_iter().map(cpu_cell)).collect())
+        .collect();
+    markdown_table(&header, &body, 2)
+}
+
 /// `table.md`: both tables with a title and the warnings.
 pub fn markdown(r: &Report) -> String {
     let mut out = format!("# {}\n\n", r.study_name);
@@ -188,6 +217,8 @@ pub fn markdown(r: &Report) -> String {
     out.push_str(&latency_markdown(r));
     let _ = writeln!(out, "\n## Aggregate bandwidth (window in which all clients ran)\n");
     out.push_str(&bandwidth_markdown(r));
+    let _ = writeln!(out, "\n## Host CPU per GiB moved (clients and everything serving them; CPUs busy)\n");
+    out.push_str(&cpu_markdown(r));
     if !r.warnings.is_empty() {
         let _ = writeln!(out, "\n## Warnings\n");
         for w in &r.warnings {
@@ -200,12 +231,14 @@ pub fn markdown(r: &Report) -> String {
 /// `table.csv`: one row per group with every figure.
 pub fn csv(r: &Report) -> String {
     let mut out = String::from(
-        "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,bw_window_ci_lo,bw_window_ci_hi,bw_fio_sum_bytes_per_s,iops_fio_sum,ratio_to_baseline,ratio_ci_lo,ratio_ci_hi,lat_mean_ns,lat_min_ns,lat_p50_ns,lat_p90_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,lat_count,window_s_mean,boot_s_mean,bw_per_node,warnings\n",
+        "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,bw_window_ci_lo,bw_window_ci_hi,bw_fio_sum_bytes_per_s,iops_fio_sum,ratio_to_baseline,ratio_ci_lo,ratio_ci_hi,lat_mean_ns,lat_min_ns,lat_p50_ns,lat_p90_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,lat_count,window_s_mean,boot_s_mean,bw_last_done_bytes_per_s,client_bw_min,client_bw_median,client_bw_max,client_bw_cv,host_cpu_s_per_gib,host_cpu_ci_lo,host_cpu_ci_hi,cores_busy,host_busy_cores,bw_per_node,warnings\n",
     );
     let num = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.3}"));
     for g in &r.groups {
         let opts = g.key.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         let l = &g.latency_ns;
+        let mut sorted = g.client_bws.clone();
+        sorted.sort_by(f64::total_cmp);
         let window = if g.reps.is_empty() {
             None
         } else {
@@ -237,6 +270,16 @@ pub fn csv(r: &Report) -> String {
             l.count.to_string(),
             num(window),
             num(g.boot_s),
+            num(g.bw_last_done.map(|e| e.mean)),
+            num(sorted.first().copied()),
+            num(sorted.get(sorted.len() / 2).copied()),
+            num(sorted.last().copied()),
+            num(g.client_bw_cv),
+            num(g.cpu_s_per_gib.map(|e| e.mean)),
+            num(g.cpu_s_per_gib.map(|e| e.lo)),
+            num(g.cpu_s_per_gib.map(|e| e.hi)),
+            num(g.cores_busy),
+            num(g.host_busy_cores),
             csv_field(
                 &g.per_node.iter().map(|n| format!("{}={:.3}", n.node, n.bw_bytes_per_s)).collect::<Vec<_>>().join(";"),
             ),

@@ -5,8 +5,12 @@
 //!   its length: a client that started late or finished early cannot inflate the sum.
 //!   Each client's wall-clock-aligned interval series is clipped to its own measured
 //!   phase and prorated at the window's edges (uniform rate inside an interval).
+//! * **Last-done bandwidth**: all bytes over `[earliest start, latest end]`: a straggler
+//!   shows as the gap between it and the window bandwidth.
 //! * **fio-style sum**: the sum of each client's own bytes / own runtime, shown beside
-//!   it and labelled, because that is what summed fio output reports.
+//!   it and labelled, because that is what summed fio output reports. The spread of
+//!   those per-client rates (min, median, max, coefficient of variation) points at a
+//!   slow client or node.
 //! * **Latency**: percentiles of the merge of every client's histogram.
 
 use hdrhistogram::Histogram;
@@ -29,6 +33,14 @@ pub struct CellFigures {
     pub sum_bw_bytes_per_s: f64,
     /// Σ over clients of their own ops / own runtime.
     pub sum_iops: f64,
+    /// All clients' bytes / (latest end − earliest start).
+    pub bw_last_done_bytes_per_s: f64,
+    /// Each client's own rate: the slowest, the median, the fastest.
+    pub client_bw_min: f64,
+    pub client_bw_median: f64,
+    pub client_bw_max: f64,
+    /// Standard deviation / mean of the clients' own rates (0 for one client).
+    pub client_bw_cv: f64,
     /// Spread of the clients' measured-phase starts, ns (the barrier's accuracy).
     pub start_spread_ns: u64,
     /// Longest client run / window: 1 when all clients ran together.
@@ -63,6 +75,13 @@ pub fn cell_figures_and_histogram(clients: &[ClientResult]) -> Option<(CellFigur
         longest = longest.max(c.end_ns.saturating_sub(c.start_ns));
     }
     let window_s = window_ns as f64 / 1e9;
+    let max_end = clients.iter().map(|c| c.end_ns).max().unwrap_or(we);
+    let all_bytes: f64 = clients.iter().map(|c| (c.read.bytes + c.write.bytes) as f64).sum();
+    let span_s = max_end.saturating_sub(min_start) as f64 / 1e9;
+    let mut rates: Vec<f64> = clients.iter().map(|c| c.summary.bw_bytes_per_s).collect();
+    rates.sort_by(f64::total_cmp);
+    let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+    let var = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / rates.len() as f64;
     let figures = CellFigures {
         clients: clients.len() as u32,
         window_start_ns: ws,
@@ -71,6 +90,11 @@ pub fn cell_figures_and_histogram(clients: &[ClientResult]) -> Option<(CellFigur
         window_bw_bytes_per_s: if window_ns > 0 { window_bytes / window_s } else { 0.0 },
         sum_bw_bytes_per_s: sum_bw,
         sum_iops,
+        bw_last_done_bytes_per_s: if span_s > 0.0 { all_bytes / span_s } else { 0.0 },
+        client_bw_min: rates[0],
+        client_bw_median: rates[rates.len() / 2],
+        client_bw_max: rates[rates.len() - 1],
+        client_bw_cv: if mean > 0.0 { var.sqrt() / mean } else { 0.0 },
         start_spread_ns: ws - min_start,
         window_fraction: if longest > 0 { window_ns as f64 / longest as f64 } else { 0.0 },
         latency_ns: LatencySummary::of(&merged),
@@ -127,6 +151,9 @@ mod tests {
         let per_client = a.summary.bw_bytes_per_s;
         assert!((f.window_bw_bytes_per_s / (3.0 * per_client) - 1.0).abs() < 0.02, "{f:?}");
         assert!((f.sum_bw_bytes_per_s / (3.0 * per_client) - 1.0).abs() < 1e-9);
+        // Last done: 3 clients' bytes over the 15 s from the first start to the last end.
+        assert!((f.bw_last_done_bytes_per_s / (3.0 * per_client * 10.0 / 15.0) - 1.0).abs() < 0.01, "{f:?}");
+        assert!(f.client_bw_cv < 1e-9 && f.client_bw_min == f.client_bw_max);
         let h = f.latency_ns;
         assert_eq!(h.count, 3 * a.histograms.all.decode().unwrap().len());
     }

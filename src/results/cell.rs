@@ -142,6 +142,10 @@ pub struct CellResult {
     /// host). Client results are already in the controller's clock.
     #[serde(default)]
     pub placements: Vec<ClientPlacement>,
+    /// Host CPU of the cell's clients and what served them, sampled through the run,
+    /// one series per host.
+    #[serde(default)]
+    pub cpu: Vec<crate::results::cpu::CpuSeries>,
 }
 
 /// A client's node and that node's clock against the controller's.

@@ -3,21 +3,37 @@
 //! Read from `uname` and sysfs only, so they work the same on a host, in a container
 //! and in a micro-VM guest whose initramfs holds nothing but the worker.
 
+use std::sync::OnceLock;
+
 use crate::results::HostFacts;
+
+/// Set once by a guest that synchronized its wall clock with the controller's:
+/// (correction applied, uncertainty), ns.
+pub static CLOCK_SYNC: OnceLock<(i64, u64)> = OnceLock::new();
 
 impl HostFacts {
     /// Facts about the machine this process runs on.
     pub fn current() -> Self {
         let uts = rustix::system::uname();
-        let clock_source = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
         Self {
             hostname: uts.nodename().to_string_lossy().into_owned(),
             kernel: uts.release().to_string_lossy().into_owned(),
-            clock_source,
+            clock_source: clock_source(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            clock_resolution_ns: None,
+            clock_getres_ns: None,
+            clock_read_ns: None,
+            clock_synced_offset_ns: CLOCK_SYNC.get().map(|s| s.0),
+            clock_sync_uncertainty_ns: CLOCK_SYNC.get().map(|s| s.1),
+            clock_source_end: None,
         }
     }
+}
+
+/// The kernel's current clock source, if readable.
+pub fn clock_source() -> Option<String> {
+    std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }

@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod cell;
+pub mod cpu;
 pub mod histogram;
 pub mod host;
 pub mod schema;

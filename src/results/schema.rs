@@ -38,6 +38,13 @@ pub struct ClientResult {
     pub start_ns: u64,
     /// End of the measured phase (last completion of any thread), wall-clock ns.
     pub end_ns: u64,
+    /// When the client had the start signal, wall-clock ns, and the instant it named:
+    /// go in time means the barrier held; a start well after it is the runtime waking
+    /// the client late.
+    #[serde(default)]
+    pub go_seen_ns: Option<u64>,
+    #[serde(default)]
+    pub go_instant_ns: Option<u64>,
     /// Per-thread counters.
     pub threads: Vec<ThreadStats>,
     /// Reads of all threads in the measured phase.
@@ -60,10 +67,39 @@ pub struct HostFacts {
     pub hostname: String,
     /// `uname -r`.
     pub kernel: String,
-    /// `/sys/devices/system/clocksource/clocksource0/current_clocksource`, if readable.
+    /// `/sys/devices/system/clocksource/clocksource0/current_clocksource`, if readable
+    /// (for a client: when it started measuring).
     pub clock_source: Option<String>,
     /// CPUs available to the client.
     pub cpus: u32,
+    /// A client's CLOCK_MONOTONIC as measured before measuring: the smallest step it
+    /// advances by, ns (a jiffies clock steps by 1–10 ms and makes every latency 0).
+    #[serde(default)]
+    pub clock_resolution_ns: Option<u64>,
+    /// `clock_getres(CLOCK_MONOTONIC)`, ns: what the kernel claims.
+    #[serde(default)]
+    pub clock_getres_ns: Option<u64>,
+    /// What one clock reading costs, ns: every latency includes about one.
+    #[serde(default)]
+    pub clock_read_ns: Option<u64>,
+    /// A client's clock source when it finished: differs from `clock_source` when the
+    /// kernel switched clocks mid-run (its latencies then mix two clocks).
+    #[serde(default)]
+    pub clock_source_end: Option<String>,
+    /// A guest that set its wall clock by the controller's before measuring: the
+    /// correction applied (controller − guest, ns) and its uncertainty. Its times are
+    /// then in the controller's clock already.
+    #[serde(default)]
+    pub clock_synced_offset_ns: Option<i64>,
+    #[serde(default)]
+    pub clock_sync_uncertainty_ns: Option<u64>,
+}
+
+impl HostFacts {
+    /// Whether the clock source changed while the client measured.
+    pub fn clock_changed(&self) -> bool {
+        self.clock_source_end.is_some() && self.clock_source_end != self.clock_source
+    }
 }
 
 /// Bytes and operations in one direction.
@@ -162,6 +198,12 @@ impl ClientResult {
         let shift = |t: &mut u64| *t = t.saturating_add_signed(-offset_ns);
         shift(&mut self.start_ns);
         shift(&mut self.end_ns);
+        if let Some(t) = &mut self.go_seen_ns {
+            shift(t);
+        }
+        if let Some(t) = &mut self.go_instant_ns {
+            shift(t);
+        }
         for t in &mut self.threads {
             shift(&mut t.start_ns);
             shift(&mut t.end_ns);

@@ -58,6 +58,35 @@ pub struct RunInfo {
     /// The plan's warnings, carried into every report.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// What the target is (where the controller sees it).
+    #[serde(default)]
+    pub target: Option<TargetFacts>,
+}
+
+/// The filesystem and device under a study's target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFacts {
+    /// `tmpfs`, `ext4`, `nfs`, `beegfs`, … (from statfs).
+    pub fs: String,
+    /// Whether the block device behind it spins (`None`: no block device, or unknown).
+    pub rotational: Option<bool>,
+}
+
+impl TargetFacts {
+    /// Whether the target lives in memory: then every figure measures memory.
+    pub fn in_memory(&self) -> bool {
+        matches!(self.fs.as_str(), "tmpfs" | "ramfs")
+    }
+
+    /// The most a device of this kind delivers, bytes/s, if one is known: reads faster
+    /// than this came from a cache.
+    pub fn device_limit(&self) -> Option<f64> {
+        match self.rotational {
+            Some(true) => Some(2.0 * 1024.0 * 1024.0 * 1024.0),
+            Some(false) => Some(16.0 * 1024.0 * 1024.0 * 1024.0),
+            None => None,
+        }
+    }
 }
 
 /// Why the store cannot be used.

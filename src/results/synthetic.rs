@@ -4,6 +4,7 @@
 //! the way a real client fills it, so aggregation and reports run on them unchanged.
 
 use crate::results::cell::{CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, RuntimeRecord};
+use crate::results::cpu::{CpuSample, CpuSeries};
 use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
 use crate::results::{
     ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries, LayoutStats, SCHEMA_VERSION,
@@ -50,6 +51,8 @@ pub fn client(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
         ioengine_note: Some("mock runtime: synthetic figures".into()),
         start_ns,
         end_ns: start_ns + runtime_ns,
+        go_seen_ns: None,
+        go_instant_ns: None,
         threads: (0..w.numjobs)
             .map(|t| ThreadStats {
                 thread: t,
@@ -85,10 +88,23 @@ pub fn client(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
     }
 }
 
-/// A finished cell of synthetic clients, for fixtures and benchmarks of the reports.
+/// Host CPU a synthetic cell costs: a quarter CPU-second per GiB moved.
+pub const CPU_S_PER_GIB: f64 = 0.25;
+
+/// A finished cell of synthetic clients, for fixtures and benchmarks of the reports;
+/// its host CPU is [`CPU_S_PER_GIB`], spent evenly, on a host busy 20 % more.
 pub fn cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
     let start = clients.iter().map(|c| c.start_ns).min().unwrap_or(0);
     let end = clients.iter().map(|c| c.end_ns).max().unwrap_or(start);
+    let gib = clients.iter().map(|c| (c.read.bytes + c.write.bytes) as f64).sum::<f64>() / (1u64 << 30) as f64;
+    let cpu_ns = (gib * CPU_S_PER_GIB * 1e9) as u64;
+    let at = |t: u64, used: u64| CpuSample { t_ns: t, cgroup_ns: used, host_busy_ns: used * 6 / 5 };
+    let cpu = vec![CpuSeries {
+        node: None,
+        cpus: 2,
+        covers_containers: true,
+        samples: vec![at(start, 0), at(end.max(start + 1), cpu_ns)],
+    }];
     CellResult {
         schema_version: CELL_SCHEMA_VERSION,
         scenario_label: cell.scenario.clone(),
@@ -114,5 +130,6 @@ pub fn cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
         client_failures: Vec::new(),
         boot_s: Vec::new(),
         placements: Vec::new(),
+        cpu,
     }
 }

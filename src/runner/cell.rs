@@ -16,11 +16,14 @@ use std::collections::HashMap;
 
 use crate::control::{Barrier, Channel, DATA_DIR, Go, Job, PROTOCOL_VERSION, SharedDir};
 use crate::hosts::node::Node;
+use crate::hosts::protocol::{Request, Response};
 use crate::hosts::remote::{AgentChannel, Routed};
 use crate::results::cell::{
     CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, ClientPlacement, RuntimeRecord,
 };
+use crate::results::cpu::CpuSeries;
 use crate::runner::data::DataDirs;
+use crate::runtime::cgroup::CellCgroup;
 use crate::runtime::{Backend, Client, Exit, Launch, Timing};
 use crate::workload::Span;
 
@@ -130,6 +133,8 @@ pub struct CellRun<'a> {
     pub logs: PathBuf,
     /// Container ids and sockets are named `<name_prefix>-<client>`.
     pub name_prefix: String,
+    /// The cell's cgroup, below this process's (`iostudy-<run>/cell-<i>`).
+    pub cgroup_name: String,
     pub drop_caches: bool,
     pub barrier_timeout: Duration,
     pub cell_timeout: Option<Duration>,
@@ -164,6 +169,7 @@ impl CellRun<'_> {
             client_failures: Vec::new(),
             boot_s: Vec::new(),
             placements: Vec::new(),
+            cpu: Vec::new(),
         };
         let mut phase = Phase::Setup;
         match self.execute(&mut result, &mut phase) {
@@ -195,6 +201,12 @@ impl CellRun<'_> {
             .map(|p| p.backend.timing(n))
             .fold(Timing::local(n), |a, b| Timing { lead: a.lead.max(b.lead), poll: a.poll.min(b.poll) });
         let barrier = Barrier { timeout: Span(self.barrier_timeout), poll: Span(timing.poll) };
+        // Declared before the clients, so it goes after them.
+        let cgroup = match self.placed.iter().any(|p| p.node.is_none()) {
+            true => CellCgroup::create(&self.cgroup_name).map(Arc::new),
+            false => None,
+        };
+        let mut sampler = Sampler::new(cgroup.clone(), &self.placed, &self.cell.id);
         let mut launches = Vec::with_capacity(n as usize);
         for k in 0..n {
             let placed = self.placed[k as usize];
@@ -223,6 +235,7 @@ impl CellRun<'_> {
                 log: self.logs.join(format!("client-{k}.log")),
                 log_dir: self.logs.clone(),
                 open_files: u64::from(cell.workload.numjobs) + crate::engine::layout::SPARE_FDS,
+                cgroup: if placed.node.is_none() { cgroup.clone() } else { None },
             });
         }
 
@@ -241,6 +254,7 @@ impl CellRun<'_> {
             clients.iter().map(|c| c.client()).filter(|&k| !matches!(channel.is_ready(k), Ok(true))).collect()
         };
         let outcome = self.wait(&mut clients, ready_deadline, Phase::Ready, pending, |clients| {
+            channel.serve_clock();
             for (k, b) in boot.iter_mut().enumerate() {
                 if b.is_none() && channel.is_booted(k as u32) {
                     *b = Some(started.elapsed().as_secs_f64());
@@ -265,6 +279,7 @@ impl CellRun<'_> {
         }
         outcome.map_err(|f| self.fail(&mut clients, result, f))?;
         result.setup_s = started.elapsed().as_secs_f64();
+        sampler.sample();
         let start_ns = now_ns() + timing.lead.as_nanos() as u64;
         channel
             .go(&Go { protocol: PROTOCOL_VERSION, start_ns })
@@ -284,10 +299,12 @@ impl CellRun<'_> {
         let running = |clients: &mut [Box<dyn Client>]| -> Vec<u32> {
             clients.iter_mut().filter_map(|c| c.poll().is_none().then(|| c.client())).collect()
         };
-        self.wait(&mut clients, deadline, Phase::Run, running, |clients| {
+        let ran = self.wait(&mut clients, deadline, Phase::Run, running, |clients| {
+            sampler.tick();
             Ok(clients.iter_mut().all(|c| c.poll().is_some()))
-        })
-        .map_err(|f| self.fail(&mut clients, result, f))?;
+        });
+        result.cpu = sampler.finish();
+        ran.map_err(|f| self.fail(&mut clients, result, f))?;
         for c in &mut clients {
             c.teardown();
         }
@@ -297,7 +314,9 @@ impl CellRun<'_> {
             let k = c.client();
             match channel.result(k) {
                 Ok(mut r) => {
-                    if let Some(node) = self.placed[k as usize].node {
+                    if let Some(node) = self.placed[k as usize].node
+                        && r.host.clock_synced_offset_ns.is_none()
+                    {
                         r.to_controller_clock(node.clock().offset_ns);
                     }
                     result.clients.push(r)
@@ -385,6 +404,84 @@ impl CellRun<'_> {
             })
             .unwrap_or_default();
         (f, detail)
+    }
+}
+
+/// Reads a cell's CPU counters through its run, on this host and on every node of it.
+struct Sampler<'a> {
+    local: Option<Arc<CellCgroup>>,
+    nodes: Vec<&'a Arc<Node>>,
+    cell: String,
+    series: Vec<CpuSeries>,
+    last: Option<Instant>,
+}
+
+/// How often the counters are read during the run.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+impl<'a> Sampler<'a> {
+    fn new(local: Option<Arc<CellCgroup>>, placed: &[Placed<'a>], cell: &str) -> Sampler<'a> {
+        let mut nodes: Vec<&Arc<Node>> = Vec::new();
+        for n in placed.iter().filter_map(|p| p.node) {
+            if !nodes.iter().any(|x| x.index == n.index) {
+                nodes.push(n);
+            }
+        }
+        let mut series: Vec<CpuSeries> = Vec::new();
+        if let Some(cg) = &local {
+            series.push(CpuSeries {
+                node: None,
+                cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+                covers_containers: cg.covers_containers(),
+                samples: Vec::new(),
+            });
+        }
+        for n in &nodes {
+            series.push(CpuSeries {
+                node: Some(n.dest.clone()),
+                cpus: n.facts.cpus,
+                covers_containers: false,
+                samples: Vec::new(),
+            });
+        }
+        Sampler { local, nodes, cell: cell.to_string(), series, last: None }
+    }
+
+    /// Reads every counter now.
+    fn sample(&mut self) {
+        self.last = Some(Instant::now());
+        let mut i = 0;
+        if let Some(cg) = &self.local {
+            if let Some(s) = cg.sample() {
+                self.series[0].samples.push(s);
+            }
+            i = 1;
+        }
+        for (n, series) in self.nodes.iter().zip(&mut self.series[i..]) {
+            if let Ok(Response::Cpu { sample: Some(mut s), covers_containers, .. }) =
+                n.request(&Request::CpuSample { cell: self.cell.clone() })
+            {
+                s.t_ns = s.t_ns.saturating_add_signed(-n.clock().offset_ns);
+                series.covers_containers = covers_containers;
+                series.samples.push(s);
+            }
+        }
+    }
+
+    /// Reads the counters if the last reading is older than [`SAMPLE_EVERY`].
+    fn tick(&mut self) {
+        if self.last.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
+            self.sample();
+        }
+    }
+
+    /// A last reading; the series, and the nodes' cgroups released.
+    fn finish(&mut self) -> Vec<CpuSeries> {
+        self.sample();
+        for n in &self.nodes {
+            let _ = n.request(&Request::EndCell { cell: self.cell.clone() });
+        }
+        std::mem::take(&mut self.series)
     }
 }
 

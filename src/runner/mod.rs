@@ -102,6 +102,9 @@ impl Drop for Scratch {
         }
         let _ = fs::remove_dir_all(&self.state_dir);
         let _ = fs::remove_dir_all(&self.control_dir);
+        if let (Some(base), Some(run)) = (crate::runtime::cgroup::base_dir(), self.state_dir.file_name()) {
+            crate::runtime::cgroup::remove_tree(&base.join(format!("iostudy-{}", run.to_string_lossy())));
+        }
         drop(self.target_lock.take());
         if let Some(base) = &self.created_control_base {
             let _ = fs::remove_dir(base); // only when no other run uses it
@@ -251,11 +254,13 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         settings: s.runtime.settings(),
         ..RuntimeRecord::default()
     };
-    store.write_run_info(&plan.study.run_info(
+    let mut info = plan.study.run_info(
         |s| records.get(s.name.as_str()).cloned().unwrap_or_else(|| unprobed(s)),
         plan.scale,
         pre.warnings.iter().map(ToString::to_string).collect(),
-    ))?;
+    );
+    info.target = local_target.then(|| crate::study::preflight::target_facts(&target)).flatten();
+    store.write_run_info(&info)?;
 
     let mut previous: BTreeMap<String, CellResult> = stored.cells.into_iter().map(|c| (c.cell.id.clone(), c)).collect();
     let mut results: BTreeMap<usize, CellResult> = BTreeMap::new();
@@ -315,6 +320,7 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
             control: cell_dir(&scratch.control_dir, index),
             logs: store.log_dir(&cell.id),
             name_prefix: format!("iostudy-{run_id}-{index}"),
+            cgroup_name: format!("iostudy-{run_id}/cell-{index}"),
             drop_caches,
             barrier_timeout: plan.study.barrier_timeout,
             cell_timeout: plan.study.cell_timeout,

@@ -44,6 +44,10 @@ pub fn reap_dead_runs(state_base: &Path, control_base: Option<&Path>) -> Reaped 
     for state in &dead_states {
         crate::runtime::reap_all(state);
         let _ = fs::remove_dir_all(state);
+        // Its cells' cgroups, emptied by the kills above.
+        if let (Some(base), Some(run)) = (crate::runtime::cgroup::base_dir(), state.file_name()) {
+            crate::runtime::cgroup::remove_tree(&base.join(format!("iostudy-{}", run.to_string_lossy())));
+        }
     }
     for control in &dead_controls {
         let _ = fs::remove_dir_all(control);

@@ -35,7 +35,18 @@ impl ChildClient {
             .stderr(log)
             .spawn()
             .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
-        Ok(ChildClient { client: l.client, log: l.log.clone(), child, exit: None, kill, teardown, helpers: Vec::new() })
+        let client = ChildClient {
+            client: l.client,
+            log: l.log.clone(),
+            child,
+            exit: None,
+            kill,
+            teardown,
+            helpers: Vec::new(),
+        };
+        // On an error `client` is dropped, which kills it.
+        into_cgroup(l, client.child.id())?;
+        Ok(client)
     }
 
     /// Attaches a helper that must go when the client goes.
@@ -123,8 +134,8 @@ pub struct Helper {
 }
 
 impl Helper {
-    /// Starts `cmd` with its output into `log`.
-    pub fn spawn(name: &'static str, cmd: &Cmd, log: &Path) -> Result<Helper, RuntimeError> {
+    /// Starts `cmd` for the client of `l`, with its output into `log`.
+    pub fn spawn(name: &'static str, cmd: &Cmd, log: &Path, l: &Launch) -> Result<Helper, RuntimeError> {
         let file = File::create(log).map_err(RuntimeError::io(format!("create {}", log.display())))?;
         let child = cmd
             .command()
@@ -132,7 +143,9 @@ impl Helper {
             .stderr(file)
             .spawn()
             .map_err(RuntimeError::io(format!("start `{}`", cmd.argv().join(" "))))?;
-        Ok(Helper { name, child, log: log.to_path_buf() })
+        let helper = Helper { name, child, log: log.to_path_buf() };
+        into_cgroup(l, helper.child.id())?;
+        Ok(helper)
     }
 
     /// Waits until the helper has created `path`; a helper that exits or takes too long
@@ -166,6 +179,14 @@ impl Helper {
 impl Drop for Helper {
     fn drop(&mut self) {
         kill_group(&mut self.child);
+    }
+}
+
+/// Moves a process of the client of `l` into the cell's cgroup, if there is one.
+fn into_cgroup(l: &Launch, pid: u32) -> Result<(), RuntimeError> {
+    match &l.cgroup {
+        Some(cg) => cg.add(pid).map_err(RuntimeError::io(format!("move process {pid} into {}", cg.dir().display()))),
+        None => Ok(()),
     }
 }
 

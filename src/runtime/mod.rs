@@ -19,6 +19,7 @@
 //! through the [`command::Cmd`] seam so exact command lines are unit-tested.
 
 pub mod binary;
+pub mod cgroup;
 pub mod child;
 pub mod command;
 pub mod microvm;
@@ -273,6 +274,8 @@ pub struct Launch {
     pub log_dir: PathBuf,
     /// Files the client must be able to open (its data files and some to spare).
     pub open_files: u64,
+    /// The cell's cgroup: the client, its helpers and its container are put in it.
+    pub cgroup: Option<Arc<cgroup::CellCgroup>>,
 }
 
 /// How a client ended.

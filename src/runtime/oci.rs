@@ -360,7 +360,11 @@ impl Oci {
     fn launch_client(&self, l: &Launch) -> Result<ChildClient, RuntimeError> {
         let bundle = self.bundles.join(&l.id);
         fs::create_dir_all(&bundle).map_err(RuntimeError::io(format!("create {}", bundle.display())))?;
-        let spec = self.spec(&l.job, l.open_files)?;
+        let mut spec = self.spec(&l.job, l.open_files)?;
+        // The container inside the cell's cgroup, so its CPU is the cell's.
+        if let (Some(path), Some(linux)) = (l.cgroup.as_ref().and_then(|c| c.container_path(&l.id)), spec.linux_mut()) {
+            linux.set_cgroups_path(Some(path.into()));
+        }
         spec.save(bundle.join("config.json"))
             .map_err(|e| RuntimeError::Setup(format!("cannot write {}/config.json: {e}", bundle.display())))?;
         let kill = vec![self.kill_cmd(&l.id)];

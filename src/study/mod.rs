@@ -376,6 +376,7 @@ impl Study {
             patterns: self.patterns.clone(),
             clients: self.clients.clone(),
             warnings,
+            target: None,
         }
     }
 

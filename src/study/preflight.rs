@@ -454,6 +454,38 @@ pub fn free_space(path: &Path) -> Option<u64> {
     rustix::fs::statvfs(nearest_existing(path)).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize))
 }
 
+/// What the filesystem and device under `path` (or its nearest existing ancestor) are.
+pub fn target_facts(path: &Path) -> Option<crate::results::store::TargetFacts> {
+    const KNOWN: &[(i64, &str)] = &[
+        (0x0102_1994, "tmpfs"),
+        (0x8584_58f6, "ramfs"),
+        (0xef53, "ext4"),
+        (0x5846_5342, "xfs"),
+        (0x9123_683e, "btrfs"),
+        (0x2fc1_2fc1, "zfs"),
+        (0x6969, "nfs"),
+        (0x6573_5546, "fuse"),
+        (0x794c_7630, "overlay"),
+        (0x0102_1997, "9p"),
+        (0x00c3_6400, "ceph"),
+        (0x1983_0326, "beegfs"),
+        (0x0bd0_0bd0, "lustre"),
+        (0x4750_4653, "gpfs"),
+        (0xff53_4d42, "cifs"),
+    ];
+    let place = nearest_existing(path);
+    let t = rustix::fs::statfs(&place).ok()?.f_type;
+    let fs = KNOWN.iter().find(|(m, _)| *m == t).map_or_else(|| format!("0x{t:x}"), |(_, n)| n.to_string());
+    let dev = fs::metadata(&place).ok()?.dev();
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    let rotational = [sys.join("queue/rotational"), sys.join("../queue/rotational")]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+        .map(|v| v.trim() == "1");
+    Some(crate::results::store::TargetFacts { fs, rotational })
+}
+
 /// The name of the kernel pseudo-filesystem `path` is on, if it is on one.
 fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
     const PSEUDO: &[(i64, &str)] = &[

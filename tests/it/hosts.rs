@@ -82,6 +82,7 @@ fn two_nodes_bare_runc_and_gvisor_spread() -> Needs {
             assert_eq!(node_of(c, r.client_id), node, "{}: spread", c.cell.id);
             assert_eq!(r.host.hostname, node, "{} client {}: ran on its node", c.cell.id, r.client_id);
             assert!(r.start_ns >= c.start_ns.unwrap(), "{}: no client starts before go", c.cell.id);
+            assert!(r.go_seen_ns.unwrap() <= r.go_instant_ns.unwrap(), "{}: go reached the node in time", c.cell.id);
         }
         // gVisor sandboxes (ptrace platform) sharing this machine's 2 cores wake from the
         // barrier up to ~0.6 s late, on one host as over nodes; the common window takes

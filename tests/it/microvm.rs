@@ -219,10 +219,56 @@ fn only_the_legacy_virtiofsd_is_refused_before_the_first_cell() -> Needs {
     Ok(())
 }
 
+/// Four guests on 2 cores under TCG: the guests' clocks stay on the TSC (booted with
+/// tsc=reliable), resolve nanoseconds, and latencies come out in microseconds.
+fn four_guests_keep_a_microsecond_clock() -> Needs {
+    vm_ready()?;
+    let dir = scratch();
+    let s = vm_study(dir.path(), "\"vm9p\"", "2s", "");
+    std::fs::write(&s, std::fs::read_to_string(&s).unwrap().replace("clients = [2]", "clients = [4]")).unwrap();
+    let out = dir.path().join("results");
+    let (code, so, se, pid) = run_study(&s, &out, &["--pattern", "randread"]);
+    assert_eq!(code, Some(0), "stdout:\n{so}\nstderr:\n{se}");
+    let c = &stored_cells(&out)[0];
+    assert_eq!(c.clients.len(), 4);
+    let tcg = c.runtime.accelerator.as_deref() == Some("tcg");
+    for r in &c.clients {
+        if tcg {
+            assert_eq!(r.host.clock_source.as_deref(), Some("tsc"), "client {}", r.client_id);
+        }
+        assert_eq!(r.host.clock_source_end, r.host.clock_source, "client {}: the clock stayed put", r.client_id);
+        let res = r.host.clock_resolution_ns.unwrap();
+        assert!(res <= 1_000, "client {}: the clock resolves {res} ns", r.client_id);
+        let u = r.host.clock_sync_uncertainty_ns.expect("the guest set its clock by the controller's");
+        assert!(u < 50_000_000, "client {}: synced to ±{u} ns", r.client_id);
+        let p50 = r.summary.latency_ns.p50;
+        assert!(
+            p50 > 1_000 && p50 < 4_000_000,
+            "client {}: p50 {p50} ns is a microsecond figure, not a jiffy",
+            r.client_id
+        );
+    }
+    assert!(c.runtime.notes.iter().any(|n| n.starts_with("guest clock: ")), "{:?}", c.runtime.notes);
+    // QEMU's CPU is counted in the cell's cgroup.
+    let (from, to) =
+        (c.clients.iter().map(|r| r.start_ns).max().unwrap(), c.clients.iter().map(|r| r.end_ns).min().unwrap());
+    let cpu = iostudy::results::cpu::cpu_between(&c.cpu, from, to).unwrap_or_else(|| {
+        let t: Vec<(Option<&String>, Vec<u64>)> =
+            c.cpu.iter().map(|s| (s.node.as_ref(), s.samples.iter().map(|x| x.t_ns).collect())).collect();
+        panic!("CPU samples {t:?} do not cover the window {from}..{to}")
+    });
+    assert!(cpu.cgroup_s > 0.5, "four TCG guests keep CPUs busy: {cpu:?}");
+    let md = std::fs::read_to_string(out.join("report/table.md")).unwrap();
+    assert!(!md.contains("clock source changed"), "{md}");
+    assert_nothing_left(dir.path(), pid);
+    Ok(())
+}
+
 crate::trials![
     bare_vs_9p_vs_virtiofs_end_to_end,
     a_hung_guest_is_killed_and_its_console_kept,
     interrupting_a_vm_cell_leaves_no_vm_behind,
     a_failing_virtiofsd_speaks_for_itself,
     only_the_legacy_virtiofsd_is_refused_before_the_first_cell,
+    four_guests_keep_a_microsecond_clock,
 ];

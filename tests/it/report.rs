@@ -129,7 +129,22 @@ Warnings:
     assert!(md.contains(
         "| Mode | Scenario | 1 clients 50% | 1 clients 99% | 4 clients 50% | 4 clients 99% |\n|---|---|---:|---:|---:|---:|\n| seq read | bare | 5079 | 9904 | 5059 | 9904 |\n"
     ), "{md}");
+    assert!(md.contains("## Host CPU per GiB moved"), "{md}");
+    assert!(md.contains("| seq read | bare | 0.25 ("), "synthetic cells cost 0.25 CPU-s per GiB: {md}");
     let csv = std::fs::read_to_string(dir.path().join("report/table.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let row_of = |prefix: &str| -> Vec<String> {
+        csv.lines().find(|l| l.starts_with(prefix)).unwrap().split(',').map(String::from).collect()
+    };
+    let value =
+        |row: &[String], name: &str| row[header.iter().position(|h| *h == name).unwrap()].parse::<f64>().unwrap();
+    let bare = row_of("bare,bare,read,4,");
+    assert!((value(&bare, "host_cpu_s_per_gib") - 0.25).abs() < 0.01, "{bare:?}");
+    let row = row_of("runc,runc,read,4,");
+    let col = |name: &str| value(&row, name);
+    // Client 1 of runc.read.c4.r2 started 4 s late: last-done bandwidth shows the gap.
+    assert!(col("bw_last_done_bytes_per_s") < col("bw_window_bytes_per_s"), "{row:?}");
+    assert!(col("client_bw_cv") < 0.05 && col("client_bw_min") > 0.0, "{row:?}");
     let mut lines = csv.lines();
     assert!(
         lines.next().unwrap().starts_with(
@@ -145,28 +160,49 @@ fn charts_and_html_exist_and_parse() {
     fixture(dir.path(), 0.9, None);
     report(dir.path());
     let r = dir.path().join("report");
-    for svg in ["bandwidth.svg", "latency-cdf.svg"] {
+    let texts = |svg: &str| -> Vec<String> {
         let text = std::fs::read_to_string(r.join(svg)).unwrap();
         let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{svg} parses: {e}"));
         assert_eq!(doc.root_element().tag_name().name(), "svg");
-        let texts: Vec<&str> =
-            doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
-        assert!(texts.contains(&"4 client(s)"), "{svg}: a panel per client count: {texts:?}");
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .map(|t| t.trim().to_string())
+            .collect()
+    };
+    for svg in ["bandwidth.svg", "host-cpu.svg", "client-bandwidth.svg"] {
+        let t = texts(svg);
+        assert!(t.iter().any(|x| x == "4 client(s)"), "{svg}: a panel per client count: {t:?}");
+        assert!(t.iter().any(|x| x == "bare") && t.iter().any(|x| x == "runc"), "{svg}: the legend: {t:?}");
+    }
+    for svg in ["latency-cdf.svg", "bandwidth-timeline.svg"] {
+        let t = texts(svg);
+        for panel in
+            ["seq read · 1 client(s)", "seq read · 4 client(s)", "rand write · 1 client(s)", "rand write · 4 client(s)"]
+        {
+            assert!(t.iter().any(|x| x == panel), "{svg}: a panel per pattern × clients: {t:?}");
+        }
+        let lines = std::fs::read_to_string(r.join(svg)).unwrap().matches("<polyline").count();
+        assert!(lines >= 8, "{svg}: a line per scenario in each panel ({lines})");
     }
     let bw = std::fs::read_to_string(r.join("bandwidth.svg")).unwrap();
     assert!(bw.matches("<rect").count() >= 8, "a bar per scenario × pattern × clients");
-    let cdf = std::fs::read_to_string(r.join("latency-cdf.svg")).unwrap();
-    assert!(cdf.contains("runc seq read") && cdf.contains("bare rand write"), "a line per scenario × pattern");
-    for png in ["bandwidth.png", "latency-cdf.png"] {
+    for png in ["bandwidth.png", "latency-cdf.png", "host-cpu.png", "client-bandwidth.png", "bandwidth-timeline.png"] {
         let img = image::open(r.join(png)).unwrap_or_else(|e| panic!("{png} decodes: {e}")).to_rgb8();
         let dark = img.pixels().filter(|p| p.0.iter().all(|&c| c < 100)).count();
         assert!(dark > 1000, "{png}: text and axes were drawn with the bundled font ({dark} dark pixels)");
     }
     let html = std::fs::read_to_string(r.join("report.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
-    for needle in
-        ["<svg", "id=\"latency-table\"", "id=\"iostudy-data\"", "name = &quot;fixture&quot;", "0.90× bare (0.88–0.92)"]
-    {
+    for needle in [
+        "<svg",
+        "id=\"latency-table\"",
+        "id=\"cpu-table\"",
+        "id=\"timeline-chart\"",
+        "id=\"iostudy-data\"",
+        "name = &quot;fixture&quot;",
+        "0.90× bare (0.88–0.92)",
+    ] {
         assert!(html.contains(needle), "report.html lacks {needle}");
     }
     for forbidden in ["http://", "https://", "<link", "src="] {

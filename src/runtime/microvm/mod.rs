@@ -324,6 +324,31 @@ pub fn probe(cfg: &MicrovmConfig) -> Probe {
     p
 }
 
+/// The host's TSC rate in kHz, measured once against CLOCK_MONOTONIC_RAW (a guest under
+/// TCG reads the host's TSC); 2 GHz where there is no TSC to read.
+pub fn host_tsc_khz() -> u64 {
+    static KHZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *KHZ.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let raw = || {
+                let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicRaw);
+                t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+            };
+            // SAFETY: RDTSC has no preconditions on x86_64; it only reads a counter.
+            let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
+            let (t0, c0) = (raw(), tsc());
+            std::thread::sleep(Duration::from_millis(50));
+            let (t1, c1) = (raw(), tsc());
+            let khz = (c1 - c0) as u128 * 1_000_000 / u128::from((t1 - t0).max(1));
+            if khz > 100_000 {
+                return khz as u64;
+            }
+        }
+        2_000_000
+    })
+}
+
 /// A prepared micro-VM runtime.
 #[derive(Debug)]
 pub struct Microvm {
@@ -391,6 +416,13 @@ impl Microvm {
                 if works { Accel::Kvm } else { Accel::Tcg }
             }
         };
+        vm.notes.push(match vm.accel {
+            Accel::Kvm => "guest clock: kvm-clock (KVM)".to_string(),
+            _ => format!(
+                "guest clock: tsc at the host's {:.3} MHz, booted with tsc=reliable (under TCG the clocksource watchdog would fall back to jiffies), wall clock set by the controller's",
+                host_tsc_khz() as f64 / 1e3
+            ),
+        });
         Ok(vm)
     }
 
@@ -429,8 +461,12 @@ impl Microvm {
         }
         let mut append = "console=ttyS0 quiet pci=off reboot=t panic=-1".to_string();
         if !kvm {
-            // Under TCG the kernel hangs calibrating the TSC without this.
-            append.push_str(" tsc_early_khz=2000000");
+            // Under TCG the kernel hangs calibrating the TSC without the first; without
+            // the second its clocksource watchdog, starved of CPU, declares the TSC
+            // unstable and falls back to refined-jiffies (4 ms steps). The guest reads
+            // the host's TSC, so its rate must be the host's: any other makes every
+            // guest duration wrong by the ratio.
+            append.push_str(&format!(" tsc_early_khz={} tsc=reliable", host_tsc_khz()));
         }
         append.push(' ');
         append.push_str(params);
@@ -496,7 +532,7 @@ impl Microvm {
                 let sock = self.dir.join(format!("{}.sock", l.id));
                 let _ = std::fs::remove_file(&sock);
                 let log = l.log_dir.join(format!("client-{}.virtiofsd.log", l.client));
-                let mut h = Helper::spawn("virtiofsd", &self.virtiofsd_cmd(&v.path, &sock), &log)?;
+                let mut h = Helper::spawn("virtiofsd", &self.virtiofsd_cmd(&v.path, &sock), &log, l)?;
                 h.wait_for(&sock, Duration::from_secs(10))?;
                 helper = Some(h);
                 Some(sock)
@@ -574,7 +610,10 @@ mod tests {
         let append = &argv[argv.iter().position(|a| a == "-append").unwrap() + 1];
         assert_eq!(
             append,
-            "console=ttyS0 quiet pci=off reboot=t panic=-1 tsc_early_khz=2000000 iostudy.fstype=9p iostudy.tag=data iostudy.mount=/data iostudy.job=/data/c/job-0.json iostudy.opts=trans=virtio,version=9p2000.L,msize=524288,cache=none"
+            &format!(
+                "console=ttyS0 quiet pci=off reboot=t panic=-1 tsc_early_khz={} tsc=reliable iostudy.fstype=9p iostudy.tag=data iostudy.mount=/data iostudy.job=/data/c/job-0.json iostudy.opts=trans=virtio,version=9p2000.L,msize=524288,cache=none",
+                host_tsc_khz()
+            )
         );
         assert!(joined.ends_with(
             "-fsdev local,id=fs0,path=/srv/t,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=data"
