@@ -74,10 +74,10 @@ pub struct BenchArgs {
     /// Threads, each on its own file.
     #[arg(long, default_value_t = 1)]
     pub numjobs: u32,
-    /// I/O engine: psync or io_uring.
+    /// I/O engine: psync, io_uring or libaio.
     #[arg(long, default_value = "psync")]
     pub ioengine: IoEngineKind,
-    /// I/Os in flight per thread (io_uring).
+    /// I/Os in flight per thread (io_uring, libaio).
     #[arg(long, default_value_t = 1)]
     pub iodepth: u32,
     /// O_DIRECT instead of buffered I/O (`--direct` or `--direct=1`).
@@ -104,9 +104,9 @@ pub struct BenchArgs {
     /// Drop the files' cached pages before measuring (`--invalidate=0` to keep them).
     #[arg(long, num_args = 0..=1, default_missing_value = "1", default_value = "1", value_parser = parse_flag)]
     pub invalidate: bool,
-    /// Fall back to psync when io_uring is unavailable instead of failing.
-    #[arg(long)]
-    pub uring_fallback: bool,
+    /// Fall back to psync when the async engine is refused instead of failing.
+    #[arg(long, alias = "uring-fallback")]
+    pub engine_fallback: bool,
     /// Width of the bandwidth series intervals.
     #[arg(long, default_value = "1s")]
     pub log_interval: Span,
@@ -134,7 +134,7 @@ impl BenchArgs {
         w.end_fsync = self.end_fsync;
         w.fsync_on_close = self.fsync_on_close;
         w.invalidate = self.invalidate;
-        w.uring_fallback = self.uring_fallback;
+        w.engine_fallback = self.engine_fallback;
         w.log_interval = self.log_interval;
         w
     }

@@ -93,6 +93,11 @@ pub enum IoEngineKind {
     /// io_uring with `iodepth` I/Os in flight per thread.
     #[serde(alias = "io-uring", alias = "uring")]
     IoUring,
+    /// Linux native AIO (`io_submit`) with `iodepth` I/Os in flight per thread: the
+    /// engine of the seed's own harness, and the async engine left where a seccomp
+    /// profile refuses io_uring. Asynchronous only with `direct`; buffered, the kernel
+    /// does each I/O inside `io_submit`, as for fio.
+    Libaio,
 }
 
 impl IoEngineKind {
@@ -100,7 +105,13 @@ impl IoEngineKind {
         match self {
             IoEngineKind::Psync => "psync",
             IoEngineKind::IoUring => "io_uring",
+            IoEngineKind::Libaio => "libaio",
         }
+    }
+
+    /// Whether the engine keeps `iodepth` I/Os in flight (psync keeps one).
+    pub fn is_async(self) -> bool {
+        !matches!(self, IoEngineKind::Psync)
     }
 }
 
@@ -116,7 +127,8 @@ impl FromStr for IoEngineKind {
         match s {
             "psync" => Ok(IoEngineKind::Psync),
             "io_uring" | "io-uring" | "uring" => Ok(IoEngineKind::IoUring),
-            _ => Err(format!("unknown ioengine `{s}`: expected psync or io_uring")),
+            "libaio" => Ok(IoEngineKind::Libaio),
+            _ => Err(format!("unknown ioengine `{s}`: expected psync, io_uring or libaio")),
         }
     }
 }
@@ -272,7 +284,7 @@ pub struct Workload {
     pub direct: bool,
     #[serde(default = "psync")]
     pub ioengine: IoEngineKind,
-    /// I/Os in flight per thread (io_uring only; psync is always 1).
+    /// I/Os in flight per thread (io_uring and libaio; psync is always 1).
     #[serde(default = "default_iodepth")]
     pub iodepth: u32,
     /// Time-based run of this length; absent = one full pass over each file.
@@ -296,9 +308,10 @@ pub struct Workload {
     /// Drop each file's cached pages before the measured phase.
     #[serde(default = "default_true")]
     pub invalidate: bool,
-    /// Fall back to psync when io_uring is unavailable, instead of failing.
-    #[serde(default)]
-    pub uring_fallback: bool,
+    /// Fall back to psync when the async engine (io_uring, libaio) is refused, instead of
+    /// failing; the result records the engine used and why.
+    #[serde(default, alias = "uring_fallback")]
+    pub engine_fallback: bool,
     /// Width of the bytes/ops series intervals (aligned to wall-clock multiples).
     #[serde(default = "default_interval")]
     pub log_interval: Span,
@@ -333,7 +346,7 @@ impl Workload {
             end_fsync: false,
             fsync_on_close: false,
             invalidate: true,
-            uring_fallback: false,
+            engine_fallback: false,
             log_interval: default_interval(),
             filename_prefix: default_prefix(),
         }

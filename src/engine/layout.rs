@@ -271,3 +271,11 @@ pub fn invalidate(file: &File, path: &Path) -> Result<(), EngineError> {
         source: e.into(),
     })
 }
+
+/// Tells the kernel how the file will be read, as fio's `fadvise_hint` does by default:
+/// no readahead for random patterns, more of it for sequential ones. A hint only: a
+/// filesystem that ignores or refuses it (gVisor, some FUSE) changes no figure's meaning.
+pub fn advise(file: &File, rw: crate::workload::Pattern) {
+    let advice = if rw.is_random() { rustix::fs::Advice::Random } else { rustix::fs::Advice::Sequential };
+    let _ = rustix::fs::fadvise(file, 0, None, advice);
+}

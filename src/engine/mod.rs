@@ -7,12 +7,15 @@
 //! Nothing here knows about containers or VMs: the same code runs on the host
 //! (`iostudy bench`) and inside every isolation boundary (`iostudy worker`).
 
+pub mod aio;
 pub mod buffer;
 pub mod clock;
+mod inflight;
 pub mod io;
 pub mod layout;
 pub mod measure;
 pub mod pattern;
+mod uring;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,10 +58,8 @@ pub enum EngineError {
         dir.display()
     )]
     DirectMisaligned { bs: u64, align: u64, dir: PathBuf },
-    #[error(
-        "io_uring is unavailable here ({0}): an old kernel, a seccomp filter, a disabled sysctl or gVisor refuses it; use ioengine psync, or allow the fallback (--uring-fallback / uring_fallback = true)"
-    )]
-    UringUnavailable(std::io::Error),
+    #[error("{}", unavailable(*engine, source))]
+    EngineUnavailable { engine: IoEngineKind, source: std::io::Error },
     #[error("cannot {what} {}: {source}", path.display())]
     Io { what: String, path: PathBuf, source: std::io::Error },
     #[error("start barrier: {0}")]
@@ -68,9 +69,33 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub fn uring_unavailable(e: std::io::Error) -> Self {
-        EngineError::UringUnavailable(e)
+    /// The async engine was refused: by the kernel, a seccomp filter or a limit.
+    pub fn unavailable(engine: IoEngineKind) -> impl Fn(std::io::Error) -> Self {
+        move |source| EngineError::EngineUnavailable { engine, source }
     }
+}
+
+fn unavailable(engine: IoEngineKind, e: &std::io::Error) -> String {
+    let (what, who) = match engine {
+        IoEngineKind::IoUring => (
+            "io_uring",
+            "an old kernel, a seccomp filter (container runtimes' default profiles, Kubernetes RuntimeDefault), \
+             sysctl kernel.io_uring_disabled or gVisor refuses it; use ioengine libaio or psync",
+        ),
+        IoEngineKind::Libaio if e.raw_os_error() == Some(rustix::io::Errno::AGAIN.raw_os_error()) => (
+            "Linux AIO",
+            "the system-wide limit of AIO events is reached (compare sysctl fs.aio-nr with fs.aio-max-nr); \
+             raise it (sysctl -w fs.aio-max-nr=1048576) or lower iodepth × numjobs × clients",
+        ),
+        IoEngineKind::Libaio => {
+            ("Linux AIO", "a kernel without CONFIG_AIO or a seccomp filter refuses io_setup; use ioengine psync")
+        }
+        IoEngineKind::Psync => ("psync", "this cannot happen"),
+    };
+    format!(
+        "{what} is unavailable here ({e}): {who}, or allow the fallback to psync \
+         (engine_fallback = true / --engine-fallback)"
+    )
 }
 
 /// Waits for the moment to start; returns the agreed start instant (wall-clock ns),
@@ -93,20 +118,21 @@ pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientRe
     let mut engine = w.ioengine;
     let mut note = None;
     if let Err(e) = engine.probe() {
-        if !w.uring_fallback {
-            return Err(EngineError::UringUnavailable(e));
+        if !w.engine_fallback {
+            return Err(EngineError::unavailable(engine)(e));
         }
-        note = Some(format!("io_uring unavailable ({e}); fell back to psync"));
+        note = Some(format!("{engine} unavailable ({e}); fell back to psync"));
         engine = IoEngineKind::Psync;
     }
 
     let layout_stats = layout::prepare(w)?;
     let paths: Vec<PathBuf> = (0..w.numjobs).map(|t| w.file_path(t)).collect();
     let files = paths.iter().map(|p| layout::open_for_run(w, p)).collect::<Result<Vec<_>, _>>()?;
-    if w.invalidate {
-        for (f, p) in files.iter().zip(&paths) {
+    for (f, p) in files.iter().zip(&paths) {
+        if w.invalidate {
             layout::invalidate(f, p)?;
         }
+        layout::advise(f, w.rw);
     }
 
     let clock = WallClock::now();

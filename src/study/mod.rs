@@ -61,9 +61,12 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "end_fsync",
     "fsync_on_close",
     "invalidate",
-    "uring_fallback",
+    "engine_fallback",
     "log_interval",
 ];
+
+/// Workload keys under an earlier name, still accepted.
+const RENAMED_WORKLOAD_KEYS: &[&str] = &["uring_fallback"];
 
 /// A scenario: a name, and the runtime its clients run in.
 #[derive(Debug, Clone)]
@@ -255,7 +258,7 @@ impl Study {
         let mut fixed = toml::Table::new();
         let mut axes = Vec::new();
         for (key, value) in file.workload.get_ref() {
-            if !WORKLOAD_KEYS.contains(&key.as_str()) {
+            if !WORKLOAD_KEYS.contains(&key.as_str()) && !RENAMED_WORKLOAD_KEYS.contains(&key.as_str()) {
                 let hint = match key.as_str() {
                     "rw" => "patterns are a matrix axis: set matrix.patterns".to_string(),
                     "directory" => {

@@ -70,7 +70,7 @@ fn unknown_workload_option_suggests_the_right_one() {
     let text = BASE.replace("numjobs = 2", "numjob = 2");
     assert_eq!(
         err(&text),
-        "s.toml:8:10: unknown workload option `numjob` (hint: did you mean `numjobs`? known options: bs, size, numjobs, direct, ioengine, iodepth, runtime, ramp_time, rwmixread, randseed, end_fsync, fsync_on_close, invalidate, uring_fallback, log_interval)"
+        "s.toml:8:10: unknown workload option `numjob` (hint: did you mean `numjobs`? known options: bs, size, numjobs, direct, ioengine, iodepth, runtime, ramp_time, rwmixread, randseed, end_fsync, fsync_on_close, invalidate, engine_fallback, log_interval)"
     );
 }
 
@@ -166,6 +166,30 @@ fn the_seed_study_is_valid() {
     assert_eq!((w.bs.get(), w.numjobs, w.size.get(), w.direct), (65536, 4, 32 << 30, false));
     assert_eq!(plan.footprint_bytes, 64 * 4 * (32u64 << 30));
     assert_eq!(s.baseline, "bare");
+}
+
+#[test]
+fn the_seed_harness_study_is_the_same_matrix_with_libaio_direct() {
+    let examples = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
+    let psync = Plan::build(&Study::load(&examples.join("stackhpc-kata-2019.toml")).unwrap(), &PlanOptions::default());
+    let libaio = Study::load(&examples.join("stackhpc-kata-2019-libaio.toml")).unwrap();
+    let plan = Plan::build(&libaio, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.cells.len(), psync.unwrap().cells.len());
+    let w = &plan.cells[0].workload;
+    assert_eq!((w.ioengine, w.iodepth, w.direct), (crate::workload::IoEngineKind::Libaio, 8, true));
+    assert_eq!((w.bs.get(), w.numjobs, w.size.get()), (65536, 4, 32 << 30));
+    assert!(w.runtime.is_some(), "time-based, as the harness ran it");
+}
+
+#[test]
+fn the_old_name_of_engine_fallback_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.toml");
+    let study = "[study]\nname = \"s\"\ntarget = \"/tmp/x\"\n[workload]\nbs = \"4K\"\nsize = \"1M\"\nioengine = \"libaio\"\nuring_fallback = true\n[matrix]\nscenarios = [\"bare\"]\nclients = [1]\npatterns = [\"read\"]\n";
+    std::fs::write(&path, study).unwrap();
+    let s = Study::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let plan = Plan::build(&s, &PlanOptions::default()).unwrap();
+    assert!(plan.cells[0].workload.engine_fallback);
 }
 
 #[test]

@@ -46,10 +46,10 @@ fn check_one_pass(r: &ClientResult, pattern: Pattern, numjobs: u64) {
     }
 }
 
-fn every_pattern_with_both_engines_moves_one_pass() {
+fn every_pattern_with_every_engine_moves_one_pass() {
     let dir = scratch();
     let d = dir.path().to_str().unwrap();
-    for engine in ["psync", "io_uring"] {
+    for engine in ["psync", "io_uring", "libaio"] {
         for pattern in Pattern::ALL {
             let r = bench_json(&[
                 "--directory",
@@ -73,15 +73,65 @@ fn every_pattern_with_both_engines_moves_one_pass() {
     }
 }
 
-fn psync_and_io_uring_move_the_same_bytes() {
-    let dir = scratch();
-    let d = dir.path().to_str().unwrap();
-    for pattern in ["randread", "randwrite", "randrw"] {
-        let common = ["--directory", d, "--rw", pattern, "--bs", "16k", "--size", "4m", "--randseed", "42"];
-        let p = bench_json(&[&common[..], &["--ioengine", "psync"]].concat());
-        let u = bench_json(&[&common[..], &["--ioengine", "io_uring", "--iodepth", "32"]].concat());
-        assert_eq!(p.read, u.read, "{pattern}: same seed, same reads");
-        assert_eq!(p.write, u.write, "{pattern}: same seed, same writes");
+fn every_engine_moves_the_same_bytes_buffered_and_direct() {
+    let shm = scratch();
+    // O_DIRECT on the main disk, where it reaches the device.
+    let disk = tempfile::Builder::new().prefix("iostudy-test.").tempdir_in("/var/tmp").unwrap();
+    for (dir, direct) in [(&shm, "0"), (&disk, "1")] {
+        let d = dir.path().to_str().unwrap();
+        for pattern in ["randread", "randwrite", "randrw"] {
+            let common = [
+                "--directory",
+                d,
+                "--rw",
+                pattern,
+                "--bs",
+                "16k",
+                "--size",
+                "4m",
+                "--randseed",
+                "42",
+                "--direct",
+                direct,
+            ];
+            let p = bench_json(&[&common[..], &["--ioengine", "psync"]].concat());
+            for engine in ["io_uring", "libaio"] {
+                let a = bench_json(&[&common[..], &["--ioengine", engine, "--iodepth", "32"]].concat());
+                assert_eq!(a.ioengine_used.name(), engine);
+                assert!(a.workload.direct == (direct == "1"));
+                assert_eq!(p.read, a.read, "{pattern} {engine} direct={direct}: same seed, same reads");
+                assert_eq!(p.write, a.write, "{pattern} {engine} direct={direct}: same seed, same writes");
+                assert_eq!(a.summary.latency_ns.count, a.read.ops + a.write.ops, "one latency per I/O");
+            }
+        }
+    }
+}
+
+/// A seccomp filter refuses the engine's setup call, as container runtimes' default
+/// profiles refuse io_uring: a clear error naming the cause and the fix, or with the
+/// fallback, psync with the reason recorded.
+fn async_engines_refused_by_seccomp_fail_clearly_or_fall_back() {
+    for (engine, syscall, what) in
+        [("libaio", libc::SYS_io_setup, "Linux AIO"), ("io_uring", libc::SYS_io_uring_setup, "io_uring")]
+    {
+        let dir = scratch();
+        let d = dir.path().to_str().unwrap();
+        let args = ["bench", "--json", "--directory", d, "--rw", "randread", "--size", "1m", "--ioengine", engine];
+        let o = iostudy_refusing(syscall, &[&args[..], &["--iodepth", "8"]].concat());
+        assert!(!o.status.success(), "{engine} refused must fail without the fallback");
+        let e = stderr(&o);
+        assert!(e.contains(&format!("{what} is unavailable here")), "{e}");
+        assert!(e.contains("seccomp") && e.contains("engine_fallback"), "names the cause and the fix: {e}");
+        assert!(entries(dir.path()).is_empty(), "refused before any file is laid out: {:?}", entries(dir.path()));
+
+        let o = iostudy_refusing(syscall, &[&args[..], &["--iodepth", "8", "--engine-fallback"]].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: iostudy::results::ClientResult = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r.ioengine_used.name(), "psync");
+        assert_eq!(r.workload.ioengine.name(), engine, "the asked-for engine is kept beside the one used");
+        let note = r.ioengine_note.expect("the fallback is recorded");
+        assert!(note.contains(&format!("{engine} unavailable")) && note.contains("fell back to psync"), "{note}");
+        assert_eq!(r.read.bytes, 1 << 20);
     }
 }
 
@@ -240,8 +290,9 @@ fn worker_without_go_fails_clearly() {
 }
 
 crate::trials![
-    every_pattern_with_both_engines_moves_one_pass,
-    psync_and_io_uring_move_the_same_bytes,
+    every_pattern_with_every_engine_moves_one_pass,
+    every_engine_moves_the_same_bytes_buffered_and_direct,
+    async_engines_refused_by_seccomp_fail_clearly_or_fall_back,
     time_based_runs_go_pass_after_pass_and_ramp_is_excluded,
     files_are_reused_when_their_size_matches,
     written_data_is_incompressible,

@@ -212,12 +212,44 @@ fn real_study_through_bare_runc_crun_and_gvisor() -> Needs {
     Ok(())
 }
 
+/// Where io_uring is refused, libaio is the async engine left: it runs at depth in
+/// runc and gVisor alike.
+fn libaio_runs_at_depth_in_containers_and_gvisor() -> Needs {
+    need(is_root(), "root (containers)")?;
+    need(static_worker(), "a static iostudy (cargo build, as .cargo/config.toml sets)")?;
+    need(have("runc"), "runc (apt-get install runc)")?;
+    need(have("runsc"), "runsc (apt-get install runsc)")?;
+    let dir = scratch();
+    let s = study(
+        dir.path(),
+        "\"bare\", \"runc\", \"gvisor\"",
+        "runtime = \"500ms\"\nioengine = \"libaio\"\niodepth = 8",
+        "",
+    );
+    let out = dir.path().join("results");
+    let (code, _, se, pid) = run_study(&s, &out, &["--pattern", "randread"]);
+    assert_eq!(code, Some(0), "{se}");
+    let all = cells(&out);
+    assert_eq!(all.len(), 3);
+    for c in &all {
+        assert_eq!(c.status, CellStatus::Ok, "{}: {:?}", c.cell.scenario, c.failure);
+        for r in &c.clients {
+            assert_eq!(r.ioengine_used.name(), "libaio", "{}", c.cell.scenario);
+            assert!(r.ioengine_note.is_none(), "{}: {:?}", c.cell.scenario, r.ioengine_note);
+            assert!(r.read.ops > 0);
+        }
+    }
+    assert_nothing_left(dir.path(), pid);
+    Ok(())
+}
+
 fn io_uring_refused_in_gvisor_fails_its_cell_or_falls_back() -> Needs {
     need(is_root(), "root (containers)")?;
     need(static_worker(), "a static iostudy (cargo build, as .cargo/config.toml sets)")?;
     need(have("runsc"), "runsc (apt-get install runsc)")?;
     let dir = scratch();
-    // uring_fallback is a list: it joins the matrix (one cell each way).
+    // uring_fallback (engine_fallback's earlier name, still read) is a list: it joins
+    // the matrix (one cell each way).
     let s = study(
         dir.path(),
         "\"bare\", \"gvisor\"",
@@ -448,6 +480,7 @@ crate::trials![
     missing_runtime_fails_before_the_first_cell,
     real_study_through_bare_runc_crun_and_gvisor,
     io_uring_refused_in_gvisor_fails_its_cell_or_falls_back,
+    libaio_runs_at_depth_in_containers_and_gvisor,
     a_crashing_client_fails_its_cell_and_the_study_goes_on,
     a_hanging_client_is_killed_at_the_deadline,
     interrupt_then_resume_completes_the_study,

@@ -22,6 +22,35 @@ pub fn iostudy(args: &[&str]) -> Output {
     Command::new(bin()).args(args).output().expect("iostudy runs")
 }
 
+/// Runs iostudy with `args` under a seccomp filter that answers EPERM to `syscall`, as
+/// a container runtime's default profile answers io_uring_setup.
+pub fn iostudy_refusing(syscall: libc::c_long, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    // SAFETY: only async-signal-safe calls (prctl) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let filter = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+            let prog = [
+                // Load the syscall number; EPERM for `syscall`, allow everything else.
+                filter(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+                filter(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, syscall as u32),
+                filter(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+                filter(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+            ];
+            let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut _ };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const _) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().expect("iostudy runs")
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
