@@ -38,12 +38,27 @@ pub enum Command {
     Runtimes(RuntimesArgs),
     /// Run one fio-like client on this host and print its figures.
     Bench(BenchArgs),
+    /// Write an OCI image (oci-archive tar) whose entrypoint is `iostudy worker`.
+    Image(ImageArgs),
     /// Run a job file as a study client (used inside containers and VMs).
     #[command(hide = true)]
     Worker(WorkerArgs),
     /// Serve a controller on its ssh session (used on study nodes).
     #[command(hide = true)]
     Agent,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Where to write the image: an OCI image layout packed as one tar.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// The image's full name [default: localhost/iostudy:VERSION-DIGEST, from the binary].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The static iostudy to put in it [default: this one].
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Default)]

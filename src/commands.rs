@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::{
-    BenchArgs, Cli, Command, CompareArgs, DemoArgs, PlanArgs, ReportArgs, RunArgs, RuntimesArgs, Selection,
+    BenchArgs, Cli, Command, CompareArgs, DemoArgs, ImageArgs, PlanArgs, ReportArgs, RunArgs, RuntimesArgs, Selection,
 };
 use crate::report::model::Report;
 use crate::results::cell::CellStatus;
@@ -30,6 +30,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => compare(&args),
         Command::Runtimes(args) => runtimes(&args),
         Command::Bench(args) => bench(&args),
+        Command::Image(args) => image(&args),
         Command::Worker(args) => {
             worker::run_job_file(&args.job)?;
             Ok(ExitCode::from(EXIT_OK))
@@ -39,6 +40,28 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
     }
+}
+
+/// Writes the worker's OCI image and says how to load it.
+fn image(args: &ImageArgs) -> anyhow::Result<ExitCode> {
+    let binary = match &args.binary {
+        Some(b) => {
+            if !runtime::binary::is_static(b).with_context(|| format!("cannot read {}", b.display()))? {
+                anyhow::bail!("{} is not statically linked: the image has no libraries for it", b.display());
+            }
+            b.clone()
+        }
+        None => runtime::binary::worker_binary().map_err(anyhow::Error::msg)?,
+    };
+    let image = crate::image::build(&binary, args.name.as_deref()).map_err(anyhow::Error::msg)?;
+    results::write_atomic(&args.output, &image.archive)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let out = args.output.display();
+    println!("wrote {out}: {} ({}, {} bytes)", image.name, image.manifest_digest, image.archive.len());
+    println!("  containerd: ctr -n NAMESPACE images import {out}");
+    println!("  registry:   skopeo copy oci-archive:{out} docker://REGISTRY/iostudy:TAG");
+    println!("  podman:     podman load -i {out}");
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 /// This host's runtimes, then each `--node`'s, probed by its agent.

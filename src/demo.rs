@@ -1,14 +1,15 @@
 //! `iostudy demo`: the README's main command — a small real study, made on the spot,
-//! with every runtime this host can run (bare processes always; runc, crun, gVisor and
-//! the two micro-VM shares, 9p and virtio-fs, when usable), on a scratch directory on
+//! with every runtime this host can run (bare processes always; runc, crun, gVisor, runc
+//! through containerd's shim, and the two micro-VM shares, 9p and virtio-fs, when
+//! usable), on a scratch directory on
 //! tmpfs, so it finishes in a few minutes on a 2-core machine and leaves nothing but
 //! its results behind.
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::Spec;
 use crate::runtime::microvm::{MicrovmConfig, Share};
 use crate::runtime::oci::OciSpec;
+use crate::runtime::{Kind, Spec};
 
 /// Container scenarios the demo tries, with the OCI runtime each needs.
 const CONTAINERS: &[(&str, &str)] = &[("runc", "runc"), ("crun", "crun"), ("gvisor", "runsc")];
@@ -31,6 +32,11 @@ pub fn study_text(target: &Path, mock: bool) -> (String, Vec<String>) {
     };
     for (name, runtime) in CONTAINERS {
         consider(name, &OciSpec { runtime: runtime.to_string(), args: Vec::new() }, String::new());
+    }
+    // runc again, the way a kubelet reaches it: containerd and its runc shim.
+    let ctr = crate::runtime::containerd::KIND.builtins().into_iter().find(|(n, _)| *n == "ctr-runc");
+    if let Some((name, spec)) = ctr {
+        consider(name, spec.as_ref(), String::new());
     }
     for (name, share) in MICROVMS {
         let cfg = MicrovmConfig::new(*share);

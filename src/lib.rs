@@ -30,6 +30,7 @@ pub mod engine;
 pub mod guest;
 pub mod hints;
 pub mod hosts;
+pub mod image;
 pub mod report;
 pub mod results;
 pub mod rng;

@@ -78,7 +78,7 @@ pub fn kill_processes_mentioning(markers: &[String]) {
 }
 
 /// Pids of processes whose command line contains any of `markers`.
-fn processes_mentioning(markers: &[String]) -> Vec<u32> {
+pub fn processes_mentioning(markers: &[String]) -> Vec<u32> {
     let me = std::process::id();
     fs::read_dir("/proc")
         .into_iter()

@@ -22,6 +22,7 @@ pub mod binary;
 pub mod cgroup;
 pub mod child;
 pub mod command;
+pub mod containerd;
 pub mod microvm;
 pub mod mock;
 pub mod oci;
@@ -40,7 +41,7 @@ use crate::results::cell::{RuntimeRecord, escape};
 use crate::workload::Workload;
 
 /// Every backend iostudy knows — the registration point.
-pub static KINDS: &[&dyn Kind] = &[&process::KIND, &oci::KIND, &microvm::KIND, &mock::KIND];
+pub static KINDS: &[&dyn Kind] = &[&process::KIND, &oci::KIND, &containerd::KIND, &microvm::KIND, &mock::KIND];
 
 /// Where the study target is mounted inside containers and guests.
 pub const TARGET_MOUNT: &str = "/data";

@@ -96,7 +96,7 @@ fn undefined_scenario_gets_a_hint() {
     let text = BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"bare\", \"kata\"]");
     assert_eq!(
         err(&text),
-        "s.toml:11:22: scenario `kata` is not defined (hint: add a [scenarios.kata] table with a runtime, or use a built-in scenario: bare, runc, crun, runsc, gvisor, youki)"
+        "s.toml:11:22: scenario `kata` is not defined (hint: add a [scenarios.kata] table with a runtime, or use a built-in scenario: bare, runc, crun, runsc, gvisor, youki, ctr-runc, ctr-crun, ctr-gvisor)"
     );
 }
 
@@ -119,7 +119,7 @@ fn unknown_pattern_and_runtime() {
         |extra: &str| BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"vm\"]") + "\n[scenarios.vm]\n" + extra;
     assert_eq!(
         err(&vm("runtime = \"kubernetes\"\n")),
-        "s.toml:16:11: unknown runtime `kubernetes` in scenario `vm` (hint: runtimes: process, oci, microvm)"
+        "s.toml:16:11: unknown runtime `kubernetes` in scenario `vm` (hint: runtimes: process, oci, containerd, microvm)"
     );
     assert_eq!(
         err(&vm("runtime = \"microvm\"\n")),
@@ -139,7 +139,7 @@ fn unknown_pattern_and_runtime() {
     assert!(e.starts_with("s.toml:18:1: scenario `vm`: unknown field `msise`, expected one of"), "{e}");
     assert!(e.ends_with("(hint: did you mean `msize`?)"), "{e}");
     let e = err(&vm("runtime = \"ocii\"\n"));
-    assert!(e.ends_with("(hint: did you mean `oci`? runtimes: process, oci, microvm)"), "{e}");
+    assert!(e.ends_with("(hint: did you mean `oci`? runtimes: process, oci, containerd, microvm)"), "{e}");
 }
 
 #[test]

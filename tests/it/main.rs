@@ -6,6 +6,7 @@
 
 mod bench;
 mod cli;
+mod containerd;
 mod hostile;
 mod hosts;
 mod microvm;
@@ -16,9 +17,16 @@ mod util;
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let mut trials = Vec::new();
-    for module in
-        [bench::trials, cli::trials, hostile::trials, hosts::trials, microvm::trials, report::trials, study::trials]
-    {
+    for module in [
+        bench::trials,
+        cli::trials,
+        containerd::trials,
+        hostile::trials,
+        hosts::trials,
+        microvm::trials,
+        report::trials,
+        study::trials,
+    ] {
         trials.extend(module());
     }
     let conclusion = libtest_mimic::run(&args, trials);

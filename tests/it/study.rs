@@ -417,9 +417,10 @@ fn demo_runs_with_mock_clients() {
     let out = dir.path().join("demo");
     let o = iostudy(&["demo", "--mock", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("48 cell(s) run"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("56 cell(s) run"), "{}", stdout(&o));
     assert!(
-        stderr(&o).contains("iostudy demo: 48 cells (bare, runc, crun, gvisor, microvm-9p, microvm-virtiofs)"),
+        stderr(&o)
+            .contains("iostudy demo: 56 cells (bare, runc, crun, gvisor, ctr-runc, microvm-9p, microvm-virtiofs)"),
         "{}",
         stderr(&o)
     );
