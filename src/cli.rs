@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::{Bytes, IoEngineKind, Pattern, Span, Workload};
+use crate::workload::Engine;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,12 +41,41 @@ pub enum Command {
     Bench(BenchArgs),
     /// Write an OCI image (oci-archive tar) whose entrypoint is `iostudy worker`.
     Image(ImageArgs),
+    /// Turn another tool's results into a results directory (`import fio …`).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Run a job file as a study client (used inside containers and VMs).
     #[command(hide = true)]
     Worker(WorkerArgs),
     /// Serve a controller on its ssh session (used on study nodes).
     #[command(hide = true)]
     Agent,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImportCommand {
+    /// fio `--output-format=json+` files: one per client (or a client/server output with
+    /// a client per host), each job a thread; one cell per import.
+    Fio(ImportFioArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportFioArgs {
+    /// fio json+ outputs.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The results directory (new, or one an earlier import made: cells are added).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// The scenario these runs measured (e.g. bare, runc, kata).
+    #[arg(long, default_value = "fio")]
+    pub scenario: String,
+    /// The cell's client count (checked against the clients found).
+    #[arg(long)]
+    pub clients: Option<u32>,
+    /// The cell's pattern (checked against the jobs' rw, taken when they name none).
+    #[arg(long)]
+    pub pattern: Option<Pattern>,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +125,9 @@ pub struct BenchArgs {
     /// I/Os in flight per thread (io_uring, libaio).
     #[arg(long, default_value_t = 1)]
     pub iodepth: u32,
+    /// What drives the I/O: iostudy's engine, or the real fio (its json+ converted).
+    #[arg(long, default_value = "iostudy")]
+    pub engine: Engine,
     /// O_DIRECT instead of buffered I/O (`--direct` or `--direct=1`).
     #[arg(long, num_args = 0..=1, default_missing_value = "1", default_value = "0", value_parser = parse_flag)]
     pub direct: bool,
@@ -138,6 +171,7 @@ impl BenchArgs {
         let mut w = Workload::new(self.rw, self.bs.get(), self.size.get(), &self.directory);
         w.numjobs = self.numjobs;
         w.ioengine = self.ioengine;
+        w.engine = self.engine;
         w.iodepth = self.iodepth;
         w.direct = self.direct;
         w.runtime = self.runtime;
@@ -178,7 +212,15 @@ pub struct Selection {
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     /// The study file (TOML).
-    pub study: PathBuf,
+    #[arg(required_unless_present = "from_fio")]
+    pub study: Option<PathBuf>,
+    /// Instead of a study: show a fio job file as iostudy workload options, with every
+    /// option set aside or not implemented (exit 2 when some are not implemented).
+    #[arg(long, value_name = "JOB_FILE", conflicts_with = "study")]
+    pub from_fio: Option<PathBuf>,
+    /// The job section to take from --from-fio (needed when it has several).
+    #[arg(long, requires = "from_fio")]
+    pub section: Option<String>,
     #[command(flatten)]
     pub selection: Selection,
 }

@@ -31,6 +31,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Runtimes(args) => runtimes(&args),
         Command::Bench(args) => bench(&args),
         Command::Image(args) => image(&args),
+        Command::Import(crate::cli::ImportCommand::Fio(args)) => import_fio(&args),
         Command::Worker(args) => {
             worker::run_job_file(&args.job)?;
             Ok(ExitCode::from(EXIT_OK))
@@ -40,6 +41,29 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
     }
+}
+
+/// Imports fio outputs as one cell, then rewrites the report.
+fn import_fio(args: &crate::cli::ImportFioArgs) -> anyhow::Result<ExitCode> {
+    let done = crate::fio::import::import(&crate::fio::import::Import {
+        files: args.files.clone(),
+        out: args.output.clone(),
+        scenario: args.scenario.clone(),
+        clients: args.clients,
+        pattern: args.pattern,
+    })
+    .map_err(anyhow::Error::msg)?;
+    println!(
+        "imported {} client(s), {} thread(s) as cell {} into {}",
+        done.clients,
+        done.threads,
+        done.cell,
+        args.output.display()
+    );
+    for n in &done.notes {
+        println!("  note: {n}");
+    }
+    report(&ReportArgs { results: args.output.clone() })
 }
 
 /// Writes the worker's OCI image and says how to load it.
@@ -126,11 +150,43 @@ fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let study = Study::load(&args.study)?;
+    if let Some(job) = &args.from_fio {
+        return plan_from_fio(job, args.section.as_deref());
+    }
+    let study = Study::load(args.study.as_deref().expect("clap requires a study without --from-fio"))?;
     let plan = Plan::build(&study, &plan_options(&args.selection))?;
     let pre = Preflight::gather(&plan, None);
     print!("{}", plan.render(&pre));
     Ok(ExitCode::from(if pre.blockers().is_empty() { EXIT_OK } else { EXIT_ERROR }))
+}
+
+/// A fio job file as iostudy workload options, and what was not taken.
+fn plan_from_fio(job: &Path, section: Option<&str>) -> anyhow::Result<ExitCode> {
+    let file = crate::fio::job::JobFile::load(job).map_err(anyhow::Error::msg)?;
+    let (name, options) = file.options(section).map_err(|e| anyhow::anyhow!("{}: {e}", job.display()))?;
+    let t = crate::fio::job::translate(&name, &options);
+    let mut workload = t.workload.clone();
+    let rw = workload.remove("rw");
+    println!("# fio job [{name}] of {} as a study's workload", job.display());
+    println!("# (or keep the job file: [workload] fio_job = \"{}:{name}\")", job.display());
+    println!("[workload]\n{}", toml::to_string(&workload).unwrap_or_default().trim_end());
+    if let Some(rw) = rw {
+        println!("\n[matrix]\npatterns = [{rw}]   # fio's rw: a matrix axis in a study");
+    }
+    for d in &t.set_aside {
+        println!("# set aside: {d}");
+    }
+    for d in &t.unsupported {
+        println!("# NOT IMPLEMENTED: {d}");
+    }
+    if !t.unsupported.is_empty() {
+        eprintln!(
+            "{} option(s) of the job are not implemented by iostudy (listed above): the study would not run what fio runs; remove them, or accept the difference with fio_ignore = [...]",
+            t.unsupported.len()
+        );
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {

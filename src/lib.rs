@@ -27,6 +27,7 @@ pub mod commands;
 pub mod control;
 pub mod demo;
 pub mod engine;
+pub mod fio;
 pub mod guest;
 pub mod hints;
 pub mod hosts;

@@ -133,6 +133,44 @@ impl FromStr for IoEngineKind {
     }
 }
 
+/// What drives the I/O inside each client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// iostudy's own engine.
+    #[default]
+    Iostudy,
+    /// The real fio, run by the worker at the barrier's start instant, its json+
+    /// converted into the result: the fidelity check against fio itself.
+    Fio,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Iostudy => "iostudy",
+            Engine::Fio => "fio",
+        }
+    }
+}
+
+impl FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "iostudy" => Ok(Engine::Iostudy),
+            "fio" => Ok(Engine::Fio),
+            _ => Err(format!("unknown engine `{s}`: expected iostudy or fio")),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A byte count written in fio's units (`64K` = 65536). Serialized as a plain number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -284,6 +322,9 @@ pub struct Workload {
     pub direct: bool,
     #[serde(default = "psync")]
     pub ioengine: IoEngineKind,
+    /// iostudy's engine, or the real fio.
+    #[serde(default)]
+    pub engine: Engine,
     /// I/Os in flight per thread (io_uring and libaio; psync is always 1).
     #[serde(default = "default_iodepth")]
     pub iodepth: u32,
@@ -338,6 +379,7 @@ impl Workload {
             directory: directory.into(),
             direct: false,
             ioengine: IoEngineKind::Psync,
+            engine: Engine::Iostudy,
             iodepth: 1,
             runtime: None,
             ramp_time: Span::default(),
@@ -350,6 +392,11 @@ impl Workload {
             log_interval: default_interval(),
             filename_prefix: default_prefix(),
         }
+    }
+
+    /// A workload from a table of its options (values as a study file writes them).
+    pub fn from_table(t: toml::Table) -> Result<Workload, String> {
+        Workload::deserialize(toml::Value::Table(t)).map_err(|e| e.message().trim().to_string())
     }
 
     /// Blocks per file (a trailing partial block is not used, as in fio).

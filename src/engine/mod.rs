@@ -27,11 +27,8 @@ pub use crate::workload::{Bytes, IoEngineKind, Pattern, Span, Workload, human_by
 use crate::engine::io::{Schedule, ThreadIo};
 use crate::engine::measure::{Recorder, WallClock, mono_ns};
 use crate::engine::pattern::SplitMix64;
-use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
-use crate::results::{
-    ClientResult, DirectionStats, DirectionSummary, Histograms, HostFacts, IntervalSeries, SCHEMA_VERSION, Summary,
-    ThreadStats,
-};
+use crate::results::histogram::new_latency_histogram;
+use crate::results::{ClientResult, HostFacts, IntervalSeries, ResultParts, ThreadStats};
 
 /// Why a client could not run. Each message names the value and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +63,8 @@ pub enum EngineError {
     Gate(String),
     #[error("{0}")]
     Clock(String),
+    #[error("fio: {0}")]
+    Fio(String),
 }
 
 impl EngineError {
@@ -107,23 +106,42 @@ struct ThreadOutcome {
     end: u64,
 }
 
-/// Runs the workload as client `client_id` and returns its result.
-pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientResult, EngineError> {
+/// What every client checks before it touches a file: the workload, its clock, and
+/// that its I/O engine can run here (else psync, when allowed, with the reason).
+pub struct Checked {
+    pub host: HostFacts,
+    pub ioengine: IoEngineKind,
+    pub note: Option<String>,
+}
+
+/// Checks the workload, the clock and the I/O engine (see [`Checked`]).
+pub fn check(w: &Workload) -> Result<Checked, EngineError> {
     w.validate().map_err(EngineError::Invalid)?;
     let mut host = HostFacts::current();
     let resolution = clock::check(host.clock_source.as_deref())?;
     host.clock_resolution_ns = Some(resolution.resolution_ns());
     host.clock_getres_ns = Some(resolution.getres_ns);
     host.clock_read_ns = Some(resolution.read_ns);
-    let mut engine = w.ioengine;
+    host.timer = resolution.timer.clone();
+    let mut ioengine = w.ioengine;
     let mut note = None;
-    if let Err(e) = engine.probe() {
+    if let Err(e) = ioengine.probe() {
         if !w.engine_fallback {
-            return Err(EngineError::unavailable(engine)(e));
+            return Err(EngineError::unavailable(ioengine)(e));
         }
-        note = Some(format!("{engine} unavailable ({e}); fell back to psync"));
-        engine = IoEngineKind::Psync;
+        note = Some(format!("{ioengine} unavailable ({e}); fell back to psync"));
+        ioengine = IoEngineKind::Psync;
     }
+    Ok(Checked { host, ioengine, note })
+}
+
+/// Runs the workload as client `client_id` and returns its result.
+pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientResult, EngineError> {
+    let checked = check(w)?;
+    if w.engine == crate::workload::Engine::Fio {
+        return crate::fio::run::run(w, client_id, gate, checked);
+    }
+    let Checked { mut host, ioengine: engine, note } = checked;
 
     let layout_stats = layout::prepare(w)?;
     let paths: Vec<PathBuf> = (0..w.numjobs).map(|t| w.file_path(t)).collect();
@@ -245,8 +263,6 @@ fn assemble(
     threads: Vec<ThreadStats>,
     outcomes: Vec<ThreadOutcome>,
 ) -> ClientResult {
-    let mut read = DirectionStats::default();
-    let mut write = DirectionStats::default();
     let mut read_hist = new_latency_histogram();
     let mut write_hist = new_latency_histogram();
     let first_index = outcomes.first().map_or(0, |o| o.rec.first_index());
@@ -256,8 +272,6 @@ fn assemble(
     for o in &outcomes {
         let r = &o.rec;
         debug_assert_eq!(r.first_index(), first_index, "threads share the measured start");
-        read.add(r.read);
-        write.add(r.write);
         read_hist.add(&r.read_hist).expect("same bounds");
         write_hist.add(&r.write_hist).expect("same bounds");
         for (i, (b, o)) in r.bytes.iter().zip(&r.ops).enumerate() {
@@ -265,50 +279,18 @@ fn assemble(
             ops[i] += o;
         }
     }
-    let mut all_hist = read_hist.clone();
-    all_hist.add(&write_hist).expect("same bounds");
-
-    let runtime_s = (end_ns.saturating_sub(start_ns)) as f64 / 1e9;
-    let rate = |x: u64| {
-        if runtime_s > 0.0 { x as f64 / runtime_s } else { 0.0 }
-    };
-    let direction = |d: DirectionStats, h: &hdrhistogram::Histogram<u64>| {
-        (d.ops > 0).then(|| DirectionSummary {
-            bw_bytes_per_s: rate(d.bytes),
-            iops: rate(d.ops),
-            latency_ns: LatencySummary::of(h),
-        })
-    };
-    let summary = Summary {
-        runtime_s,
-        bw_bytes_per_s: rate(read.bytes + write.bytes),
-        iops: rate(read.ops + write.ops),
-        latency_ns: LatencySummary::of(&all_hist),
-        read: direction(read, &read_hist),
-        write: direction(write, &write_hist),
-    };
-    let mixed = !matches!(w.rw.read_percent(w.rwmixread), 0 | 100);
-    ClientResult {
-        schema_version: SCHEMA_VERSION,
-        iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
+    ClientResult::from_parts(ResultParts {
         client_id,
         host,
         workload: w.clone(),
         ioengine_used: engine,
         ioengine_note: note,
+        measured_by: format!("iostudy {}", env!("CARGO_PKG_VERSION")),
         start_ns,
         end_ns,
-        go_seen_ns: None,
-        go_instant_ns: None,
         threads,
-        read,
-        write,
-        summary,
-        histograms: Histograms {
-            all: EncodedHistogram::encode(&all_hist),
-            read: mixed.then(|| EncodedHistogram::encode(&read_hist)),
-            write: mixed.then(|| EncodedHistogram::encode(&write_hist)),
-        },
+        read_hist,
+        write_hist,
         intervals: IntervalSeries {
             interval_ns: w.log_interval.0.as_nanos() as u64,
             first_index,
@@ -317,5 +299,5 @@ fn assemble(
             shift_ns: 0,
         },
         layout,
-    }
+    })
 }

@@ -137,13 +137,14 @@ impl Agent {
                 self.take_target(&path, keep_files)?;
                 Response::Ok
             }
-            Request::Prepare { scenario, kind, settings, target } => {
+            Request::Prepare { scenario, kind, settings, target, fio } => {
                 let spec = spec_from(&kind, &settings)?;
                 let run = RunContext {
                     run_id: self.run.clone(),
                     state_dir: self.state.clone(),
                     target: target.clone(),
                     cancel: self.cancel.clone(),
+                    fio,
                 };
                 let backend = spec.prepare(&ScenarioContext::new(&run, &kind, &scenario)).map_err(|e| e.to_string())?;
                 let probe = target.join("x");

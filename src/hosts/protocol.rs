@@ -57,6 +57,9 @@ pub enum Request {
         kind: String,
         settings: serde_json::Value,
         target: PathBuf,
+        /// Clients run the real fio: give them the node's.
+        #[serde(default)]
+        fio: bool,
     },
     /// Starts a client of a prepared scenario.
     Launch {

@@ -27,12 +27,20 @@ const REMOTE_LEAD: Duration = Duration::from_millis(250);
 
 impl RemoteBackend {
     /// Prepares `spec` of `scenario` on `node`.
-    pub fn prepare(node: Arc<Node>, scenario: &str, spec: &dyn Spec, target: &Path) -> Result<Self, RuntimeError> {
+    /// With `fio`, the node's clients get the node's fio (`engine = "fio"`).
+    pub fn prepare(
+        node: Arc<Node>,
+        scenario: &str,
+        spec: &dyn Spec,
+        target: &Path,
+        fio: bool,
+    ) -> Result<Self, RuntimeError> {
         let req = Request::Prepare {
             scenario: scenario.to_string(),
             kind: spec.kind().to_string(),
             settings: spec.settings(),
             target: target.to_path_buf(),
+            fio,
         };
         match node.request(&req).map_err(RuntimeError::Unavailable)? {
             Response::Prepared(prepared) => Ok(RemoteBackend { node, scenario: scenario.to_string(), prepared }),

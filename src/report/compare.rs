@@ -68,6 +68,9 @@ pub struct Comparison {
     pub different_workloads: Vec<(GroupKey, String)>,
     /// Whether any compared cell had repetitions on both sides.
     pub with_intervals: bool,
+    /// What measured each side (distinct values): iostudy, fio run in the clients, or
+    /// imported fio outputs.
+    pub measured_by: (Vec<String>, Vec<String>),
 }
 
 impl Comparison {
@@ -78,6 +81,13 @@ impl Comparison {
 
 fn samples(g: &Group, f: impl Fn(&crate::results::aggregate::CellFigures) -> f64) -> Vec<f64> {
     g.reps.iter().map(f).collect()
+}
+
+fn measured(r: &Report) -> Vec<String> {
+    let mut v: Vec<String> = r.groups.iter().flat_map(|g| g.measured_by.clone()).collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// Compares every cell present in both.
@@ -155,8 +165,16 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, threshold: f6
         only_in_b,
         different_workloads,
         with_intervals,
+        measured_by: (measured(a), measured(b)),
     }
 }
+
+/// Workload fields that do not change what is measured, only who measured or how it is
+/// recorded: comparing iostudy's engine with fio (`engine`), a fallback allowed or not,
+/// another random seed (the same blocks in another order), file names and places, the
+/// width of the bandwidth series.
+const NOT_COMPARED: &[&str] =
+    &["engine", "engine_fallback", "randseed", "directory", "filename_prefix", "log_interval"];
 
 /// What differs between two workloads (`bs 65536 vs 4096, numjobs 4 vs 1`), or `None`.
 fn workload_difference(a: Option<&Workload>, b: Option<&Workload>) -> Option<String> {
@@ -174,7 +192,7 @@ fn workload_difference(a: Option<&Workload>, b: Option<&Workload>) -> Option<Str
     let diffs: Vec<String> = ma
         .keys()
         .chain(mb.keys().filter(|k| !ma.contains_key(*k)))
-        .filter(|k| ma.get(*k) != mb.get(*k))
+        .filter(|k| !NOT_COMPARED.contains(&k.as_str()) && ma.get(*k) != mb.get(*k))
         .map(|k| format!("{k} {} vs {}", text(ma.get(k)), text(mb.get(k))))
         .collect();
     (!diffs.is_empty()).then(|| diffs.join(", "))
@@ -217,7 +235,15 @@ pub fn text(c: &Comparison) -> String {
     let rows = rows(c);
     let widths: Vec<usize> =
         (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut out = format!("A: {}\nB: {}\nchange = B / A − 1; threshold ±{:.1} %", c.a, c.b, c.threshold * 100.0);
+    let by = |v: &[String]| if v.is_empty() { String::new() } else { format!(" (measured by {})", v.join("; ")) };
+    let mut out = format!(
+        "A: {}{}\nB: {}{}\nchange = B / A − 1; threshold ±{:.1} %",
+        c.a,
+        by(&c.measured_by.0),
+        c.b,
+        by(&c.measured_by.1),
+        c.threshold * 100.0
+    );
     if !c.with_intervals {
         out.push_str(" (no repetitions on both sides: the threshold alone decides)");
     }

@@ -34,6 +34,7 @@ struct RuntimeRow {
     runtime: String,
     version: String,
     boot: String,
+    measured_by: String,
     notes: String,
 }
 
@@ -69,6 +70,17 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
                     } else {
                         format!("{:.2}", boots.iter().sum::<f64>() / boots.len() as f64)
                     }
+                },
+                measured_by: {
+                    let mut by: Vec<String> = r
+                        .groups
+                        .iter()
+                        .filter(|g| &g.key.scenario == name)
+                        .flat_map(|g| g.measured_by.clone())
+                        .collect();
+                    by.sort();
+                    by.dedup();
+                    by.join("; ")
                 },
                 notes: r.runtime_notes.get(name).map(|n| n.join("; ")).unwrap_or_default(),
             }

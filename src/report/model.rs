@@ -77,6 +77,8 @@ pub struct Group {
     /// Latency CDF: (latency µs, cumulative fraction), thinned for plotting.
     pub cdf: Vec<(f64, f64)>,
     pub runtime_version: Option<String>,
+    /// What measured its clients (`iostudy 0.2.0`, `fio-3.33 (…)`), distinct values.
+    pub measured_by: Vec<String>,
     /// Mean guest boot time (launch to share mounted), s — micro-VMs only.
     pub boot_s: Option<f64>,
     /// Multi-host studies: each node's share, over the repetitions.
@@ -351,6 +353,10 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
     let boots: Vec<f64> = reps.iter().flat_map(|c| c.boot_s.iter().flatten().copied()).collect();
     let mut sorted: Vec<&&CellResult> = reps.iter().collect();
     sorted.sort_by_key(|c| c.cell.repetition);
+    let mut measured_by: Vec<String> =
+        reps.iter().flat_map(|c| c.clients.iter().map(|r| r.measured_by.clone())).collect();
+    measured_by.sort();
+    measured_by.dedup();
     for c in sorted {
         runtime_version = runtime_version.or_else(|| c.runtime.version.clone());
         if c.status != CellStatus::Ok {
@@ -530,6 +536,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         vs_baseline: None,
         cdf: cdf_points(&merged),
         runtime_version,
+        measured_by,
         boot_s: (!boots.is_empty()).then(|| boots.iter().sum::<f64>() / boots.len() as f64),
         per_node,
         bw_last_done,

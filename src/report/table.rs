@@ -219,6 +219,13 @@ pub fn markdown(r: &Report) -> String {
     out.push_str(&bandwidth_markdown(r));
     let _ = writeln!(out, "\n## Host CPU per GiB moved (clients and everything serving them; CPUs busy)\n");
     out.push_str(&cpu_markdown(r));
+    let provenance = provenance(r);
+    if provenance.len() > 1 || provenance.keys().any(|m| !m.starts_with("iostudy")) {
+        let _ = writeln!(out, "\n## Measured by\n");
+        for (by, groups) in &provenance {
+            let _ = writeln!(out, "- {by}: {}", groups.join(", "));
+        }
+    }
     if !r.warnings.is_empty() {
         let _ = writeln!(out, "\n## Warnings\n");
         for w in &r.warnings {
@@ -228,10 +235,21 @@ pub fn markdown(r: &Report) -> String {
     out
 }
 
+/// Which groups each engine measured (`fio-3.33 (…)` → `bare seq read c2`, …).
+pub fn provenance(r: &Report) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for g in &r.groups {
+        for m in &g.measured_by {
+            by.entry(m.clone()).or_default().push(format!("{} {} c{}", g.key.scenario, g.key.mode(), g.key.clients));
+        }
+    }
+    by
+}
+
 /// `table.csv`: one row per group with every figure.
 pub fn csv(r: &Report) -> String {
     let mut out = String::from(
-        "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,bw_window_ci_lo,bw_window_ci_hi,bw_fio_sum_bytes_per_s,iops_fio_sum,ratio_to_baseline,ratio_ci_lo,ratio_ci_hi,lat_mean_ns,lat_min_ns,lat_p50_ns,lat_p90_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,lat_count,window_s_mean,boot_s_mean,bw_last_done_bytes_per_s,client_bw_min,client_bw_median,client_bw_max,client_bw_cv,host_cpu_s_per_gib,host_cpu_ci_lo,host_cpu_ci_hi,cores_busy,host_busy_cores,bw_per_node,warnings\n",
+        "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,bw_window_ci_lo,bw_window_ci_hi,bw_fio_sum_bytes_per_s,iops_fio_sum,ratio_to_baseline,ratio_ci_lo,ratio_ci_hi,lat_mean_ns,lat_min_ns,lat_p50_ns,lat_p90_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,lat_count,window_s_mean,boot_s_mean,bw_last_done_bytes_per_s,client_bw_min,client_bw_median,client_bw_max,client_bw_cv,host_cpu_s_per_gib,host_cpu_ci_lo,host_cpu_ci_hi,cores_busy,host_busy_cores,bw_per_node,measured_by,warnings\n",
     );
     let num = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.3}"));
     for g in &r.groups {
@@ -283,6 +301,7 @@ pub fn csv(r: &Report) -> String {
             csv_field(
                 &g.per_node.iter().map(|n| format!("{}={:.3}", n.node, n.bw_bytes_per_s)).collect::<Vec<_>>().join(";"),
             ),
+            csv_field(&g.measured_by.join("; ")),
             csv_field(&g.warnings.join("; ")),
         ];
         let _ = writeln!(out, "{}", fields.join(","));

@@ -26,6 +26,26 @@ impl HostFacts {
             clock_synced_offset_ns: CLOCK_SYNC.get().map(|s| s.0),
             clock_sync_uncertainty_ns: CLOCK_SYNC.get().map(|s| s.1),
             clock_source_end: None,
+            timer: None,
+        }
+    }
+}
+
+impl HostFacts {
+    /// A host known only by name (results imported from another tool).
+    pub fn unknown(hostname: &str) -> Self {
+        Self {
+            hostname: hostname.to_string(),
+            kernel: "unknown".into(),
+            clock_source: None,
+            cpus: 0,
+            clock_resolution_ns: None,
+            clock_getres_ns: None,
+            clock_read_ns: None,
+            clock_synced_offset_ns: None,
+            clock_sync_uncertainty_ns: None,
+            clock_source_end: None,
+            timer: None,
         }
     }
 }

@@ -59,6 +59,90 @@ pub struct ClientResult {
     pub intervals: IntervalSeries,
     /// What preparing the files cost (not part of any figure).
     pub layout: LayoutStats,
+    /// What measured: `iostudy 0.2.0`, or fio (run inside the boundary, or imported)
+    /// with its version. Absent in documents older than this field: iostudy.
+    #[serde(default = "measured_by_iostudy")]
+    pub measured_by: String,
+}
+
+fn measured_by_iostudy() -> String {
+    "iostudy".to_string()
+}
+
+/// What a client result is made of, before its summary is computed.
+pub struct ResultParts {
+    pub client_id: u32,
+    pub host: HostFacts,
+    pub workload: Workload,
+    pub ioengine_used: IoEngineKind,
+    pub ioengine_note: Option<String>,
+    pub measured_by: String,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub threads: Vec<ThreadStats>,
+    pub read_hist: hdrhistogram::Histogram<u64>,
+    pub write_hist: hdrhistogram::Histogram<u64>,
+    pub intervals: IntervalSeries,
+    pub layout: LayoutStats,
+}
+
+impl ClientResult {
+    /// A result from its parts: totals from the threads, rates over the measured phase,
+    /// percentiles from the merged histograms (per direction kept for mixed patterns).
+    pub fn from_parts(p: ResultParts) -> ClientResult {
+        let mut read = DirectionStats::default();
+        let mut write = DirectionStats::default();
+        for t in &p.threads {
+            read.add(t.read);
+            write.add(t.write);
+        }
+        let mut all_hist = p.read_hist.clone();
+        all_hist.add(&p.write_hist).expect("same bounds");
+        let runtime_s = (p.end_ns.saturating_sub(p.start_ns)) as f64 / 1e9;
+        let rate = |x: u64| if runtime_s > 0.0 { x as f64 / runtime_s } else { 0.0 };
+        let direction = |d: DirectionStats, h: &hdrhistogram::Histogram<u64>| {
+            (d.ops > 0).then(|| DirectionSummary {
+                bw_bytes_per_s: rate(d.bytes),
+                iops: rate(d.ops),
+                latency_ns: LatencySummary::of(h),
+            })
+        };
+        let summary = Summary {
+            runtime_s,
+            bw_bytes_per_s: rate(read.bytes + write.bytes),
+            iops: rate(read.ops + write.ops),
+            latency_ns: LatencySummary::of(&all_hist),
+            read: direction(read, &p.read_hist),
+            write: direction(write, &p.write_hist),
+        };
+        let w = &p.workload;
+        let mixed = !matches!(w.rw.read_percent(w.rwmixread), 0 | 100);
+        ClientResult {
+            schema_version: SCHEMA_VERSION,
+            iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
+            client_id: p.client_id,
+            host: p.host,
+            ioengine_used: p.ioengine_used,
+            ioengine_note: p.ioengine_note,
+            start_ns: p.start_ns,
+            end_ns: p.end_ns,
+            go_seen_ns: None,
+            go_instant_ns: None,
+            threads: p.threads,
+            read,
+            write,
+            summary,
+            histograms: Histograms {
+                all: EncodedHistogram::encode(&all_hist),
+                read: mixed.then(|| EncodedHistogram::encode(&p.read_hist)),
+                write: mixed.then(|| EncodedHistogram::encode(&p.write_hist)),
+            },
+            intervals: p.intervals,
+            layout: p.layout,
+            measured_by: p.measured_by,
+            workload: p.workload,
+        }
+    }
 }
 
 /// Facts about the host (or guest) the client ran on.
@@ -93,6 +177,10 @@ pub struct HostFacts {
     pub clock_synced_offset_ns: Option<i64>,
     #[serde(default)]
     pub clock_sync_uncertainty_ns: Option<u64>,
+    /// What the engine timed I/O with when not CLOCK_MONOTONIC itself (the TSC, where
+    /// reading that clock is slow), and why.
+    #[serde(default)]
+    pub timer: Option<String>,
 }
 
 impl HostFacts {

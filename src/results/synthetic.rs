@@ -85,6 +85,7 @@ pub fn client(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
         histograms: Histograms { all: EncodedHistogram::encode(&hist), read: None, write: None },
         intervals: IntervalSeries { interval_ns, first_index, bytes, ops: op_series, shift_ns: 0 },
         layout: LayoutStats::default(),
+        measured_by: "mock".into(),
     }
 }
 

@@ -216,6 +216,7 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         state_dir: scratch.state_dir.clone(),
         target: target.clone(),
         cancel: cancel.clone(),
+        fio: plan.cells.iter().any(|c| c.workload.engine == crate::workload::Engine::Fio),
     };
     if let Some(h) = hosts
         && !h.shared_target
@@ -233,7 +234,7 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
             continue;
         }
         for i in plan.scenario_nodes(&sc.name) {
-            let remote = RemoteBackend::prepare(pre.nodes[i].clone(), &sc.name, sc.runtime.as_ref(), &target)
+            let remote = RemoteBackend::prepare(pre.nodes[i].clone(), &sc.name, sc.runtime.as_ref(), &target, ctx.fio)
                 .map_err(runtime_error)?;
             scratch.backends.insert((sc.name.clone(), Some(i)), Box::new(remote));
         }

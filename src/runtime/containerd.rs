@@ -484,6 +484,8 @@ pub struct Containerd {
     runc_root: Option<PathBuf>,
     daemon: Mutex<Option<Daemon>>,
     notes: Vec<String>,
+    /// Host files bind-mounted read-only at their own paths (fio and its libraries).
+    extra: Vec<PathBuf>,
 }
 
 impl Containerd {
@@ -519,17 +521,19 @@ impl Containerd {
             daemon: Mutex::new(daemon),
             notes,
             dir,
+            extra: Vec::new(),
         };
         // From here on, dropping `c` on an error would leave the daemon: clean up first.
-        if let Err(e) = c.setup() {
+        if let Err(e) = c.setup(ctx) {
             c.cleanup();
             return Err(e);
         }
         Ok(c)
     }
 
-    /// The OCI binary's wrapper and the image.
-    fn setup(&mut self) -> Result<(), RuntimeError> {
+    /// The OCI binary's wrapper, the image, the extra files.
+    fn setup(&mut self, ctx: &ScenarioContext) -> Result<(), RuntimeError> {
+        self.extra = ctx.run.extra_files()?;
         if let Some(oci) = self.spec.oci_binary() {
             let bin = which(oci).ok_or_else(|| RuntimeError::Unavailable(format!("{oci} not found")))?;
             let mut flags: Vec<String> = Vec::new();
@@ -595,6 +599,9 @@ impl Containerd {
         }
         if let Some(path) = cgroup {
             cmd = cmd.arg("--cgroup").arg(path);
+        }
+        for f in &self.extra {
+            cmd = cmd.arg("--mount").arg(format!("type=bind,src={0},dst={0},options=rbind:ro", f.display()));
         }
         cmd.arg("--label")
             .arg(format!("{RUN_LABEL}={}", self.run_id))
@@ -685,6 +692,7 @@ mod tests {
             runc_root: Some("/run/x/runc".into()),
             daemon: Mutex::new(None),
             notes: Vec::new(),
+            extra: Vec::new(),
         }
     }
 

@@ -239,6 +239,16 @@ pub struct RunContext {
     pub target: PathBuf,
     /// Set when the user interrupts: long waits give up.
     pub cancel: Arc<AtomicBool>,
+    /// Some cell runs the real fio (`engine = "fio"`): clients get this host's fio and
+    /// its libraries at the same paths (bind mounts, or the guest's initramfs).
+    pub fio: bool,
+}
+
+impl RunContext {
+    /// The files clients need besides the worker: fio and its libraries, when asked.
+    pub fn extra_files(&self) -> Result<Vec<PathBuf>, RuntimeError> {
+        if self.fio { crate::fio::deps::files().map_err(RuntimeError::Unavailable) } else { Ok(Vec::new()) }
+    }
 }
 
 /// One scenario's share of a run.

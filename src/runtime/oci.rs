@@ -228,6 +228,8 @@ pub struct Oci {
     pub rootfs: PathBuf,
     pub bundles: PathBuf,
     pub target: PathBuf,
+    /// Host files bind-mounted read-only at their own paths (fio and its libraries).
+    pub extra: Vec<PathBuf>,
 }
 
 impl Oci {
@@ -249,6 +251,7 @@ impl Oci {
             rootfs: base.join("rootfs"),
             bundles: base.join("bundles"),
             target: ctx.run.target.clone(),
+            extra: ctx.run.extra_files()?,
         };
         for d in [&oci.state_root, &oci.bundles] {
             fs::create_dir_all(d).map_err(RuntimeError::io(format!("create {}", d.display())))?;
@@ -264,6 +267,15 @@ impl Oci {
         }
         fs::copy(&worker, oci.rootfs.join("iostudy"))
             .map_err(RuntimeError::io(format!("copy the worker {} into the rootfs", worker.display())))?;
+        // Mount points for the extra files, in the rootfs this run owns (it is
+        // read-only inside the container).
+        for f in &oci.extra {
+            let point = oci.rootfs.join(f.strip_prefix("/").unwrap_or(f));
+            if let Some(dir) = point.parent() {
+                fs::create_dir_all(dir).map_err(RuntimeError::io(format!("create {}", dir.display())))?;
+            }
+            fs::write(&point, b"").map_err(RuntimeError::io(format!("create {}", point.display())))?;
+        }
         Ok(oci)
     }
 
@@ -353,6 +365,17 @@ impl Oci {
                 .build()
                 .map_err(err)?,
         );
+        for f in &self.extra {
+            mounts.push(
+                MountBuilder::default()
+                    .destination(f)
+                    .typ("bind")
+                    .source(f)
+                    .options(vec!["bind".to_string(), "ro".to_string()])
+                    .build()
+                    .map_err(err)?,
+            );
+        }
         spec.set_mounts(Some(mounts));
         Ok(spec)
     }
@@ -422,6 +445,7 @@ fn delete_all(base: &Path) {
         rootfs: PathBuf::new(),
         bundles: PathBuf::new(),
         target: PathBuf::new(),
+        extra: Vec::new(),
     };
     let Ok(out) = oci.list_cmd().output() else { return };
     for id in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -445,6 +469,7 @@ mod tests {
             rootfs: "/run/x/rootfs".into(),
             bundles: "/run/x/bundles".into(),
             target: "/srv/target".into(),
+            extra: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@ pub mod file;
 pub mod plan;
 pub mod preflight;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,7 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "numjobs",
     "direct",
     "ioengine",
+    "engine",
     "iodepth",
     "runtime",
     "ramp_time",
@@ -64,6 +65,77 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "engine_fallback",
     "log_interval",
 ];
+
+/// Keys that bring a fio job file's options into `[workload]`.
+const FIO_JOB_KEYS: &[&str] = &["fio_job", "fio_ignore"];
+
+/// The workload options of `[workload] fio_job = "FILE[:SECTION]"`, each located at
+/// `fio_job`'s value; options set aside go to `notes`. Options iostudy does not
+/// implement are an error unless `fio_ignore` lists them; fio's `rw` is left to the
+/// matrix (patterns are an axis).
+#[allow(clippy::type_complexity)]
+fn fio_job(
+    study: &Path,
+    workload: &BTreeMap<String, toml::Spanned<toml::Value>>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(String, toml::Spanned<toml::Value>)>, crate::runtime::SpannedError> {
+    let Some(spec) = workload.get("fio_job") else {
+        if let Some(ignore) = workload.get("fio_ignore") {
+            return Err((ignore.span(), "fio_ignore without fio_job".into(), Some("add fio_job = \"job.fio\"".into())));
+        }
+        return Ok(Vec::new());
+    };
+    let span = spec.span();
+    let Some(text) = spec.get_ref().as_str() else {
+        return Err((
+            span,
+            "workload.fio_job must be a string".into(),
+            Some("fio_job = \"job.fio\" or \"job.fio:SECTION\"".into()),
+        ));
+    };
+    let (file, section) = match text.rsplit_once(':') {
+        Some((f, s)) if !s.contains('/') => (f, Some(s)),
+        _ => (text, None),
+    };
+    let path = study.parent().unwrap_or(Path::new(".")).join(file);
+    let err = |msg: String| (span.clone(), format!("workload.fio_job: {msg}"), None);
+    let job = crate::fio::job::JobFile::load(&path).map_err(err)?;
+    let (job_name, options) = job.options(section).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let t = crate::fio::job::translate(&job_name, &options);
+    let ignore: Vec<String> = match workload.get("fio_ignore").map(|v| v.get_ref()) {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+        Some(_) => return Err(err("fio_ignore must be a list of option names".into())),
+    };
+    let refused: Vec<String> = t
+        .unsupported
+        .iter()
+        .filter(|d| !ignore.contains(&d.option.key))
+        .map(|d| format!("{}: {d}", path.display()))
+        .collect();
+    if !refused.is_empty() {
+        return Err((
+            span,
+            format!("fio job [{job_name}] has options iostudy does not implement: {}", refused.join("; ")),
+            Some("remove them from the job file, or accept the difference: fio_ignore = [\"option\", …]".into()),
+        ));
+    }
+    for d in &t.set_aside {
+        notes.push(format!("fio job [{job_name}]: set aside {d}"));
+    }
+    for d in t.unsupported.iter().filter(|d| ignore.contains(&d.option.key)) {
+        notes.push(format!("fio job [{job_name}]: ignored as asked (fio_ignore) {d}"));
+    }
+    let mut out = Vec::new();
+    for (k, v) in t.workload {
+        if k == "rw" {
+            notes.push(format!("fio job [{job_name}]: rw={} is left to matrix.patterns", crate::study::value_text(&v)));
+            continue;
+        }
+        out.push((k, toml::Spanned::new(span.clone(), v)));
+    }
+    Ok(out)
+}
 
 /// Workload keys under an earlier name, still accepted.
 const RENAMED_WORKLOAD_KEYS: &[&str] = &["uring_fallback"];
@@ -108,6 +180,8 @@ pub struct Study {
     pub fixed: toml::Table,
     /// Workload options with several values, in file order of keys (alphabetical).
     pub axes: Vec<Axis>,
+    /// What reading the study noted (a fio job's options set aside).
+    pub notes: Vec<String>,
 }
 
 impl Study {
@@ -257,17 +331,35 @@ impl Study {
         // Workload: every value checked through the engine's own Workload.
         let mut fixed = toml::Table::new();
         let mut axes = Vec::new();
-        for (key, value) in file.workload.get_ref() {
+        let mut notes = Vec::new();
+        let from_job =
+            fio_job(path, file.workload.get_ref(), &mut notes).map_err(|(span, msg, hint)| at(span, msg, hint))?;
+        let mut entries: Vec<(String, toml::Spanned<toml::Value>)> = file
+            .workload
+            .get_ref()
+            .iter()
+            .filter(|(k, _)| !FIO_JOB_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, value) in from_job {
+            if !entries.iter().any(|(k, _)| *k == key) {
+                entries.push((key, value));
+            }
+        }
+        for (key, value) in &entries {
             if !WORKLOAD_KEYS.contains(&key.as_str()) && !RENAMED_WORKLOAD_KEYS.contains(&key.as_str()) {
                 let hint = match key.as_str() {
                     "rw" => "patterns are a matrix axis: set matrix.patterns".to_string(),
                     "directory" => {
                         "files live under study.target; the runner gives each client its own directory".to_string()
                     }
-                    _ => match closest(key, WORKLOAD_KEYS) {
-                        Some(c) => format!("did you mean `{c}`? known options: {}", WORKLOAD_KEYS.join(", ")),
-                        None => format!("known options: {}", WORKLOAD_KEYS.join(", ")),
-                    },
+                    _ => {
+                        let known = [WORKLOAD_KEYS, FIO_JOB_KEYS].concat().join(", ");
+                        match closest(key, WORKLOAD_KEYS) {
+                            Some(c) => format!("did you mean `{c}`? known options: {known}"),
+                            None => format!("known options: {known}"),
+                        }
+                    }
                 };
                 return Err(at(value.span(), format!("unknown workload option `{key}`"), Some(hint)));
             }
@@ -294,7 +386,7 @@ impl Study {
             }
         }
         for key in ["bs", "size"] {
-            if !file.workload.get_ref().contains_key(key) {
+            if !entries.iter().any(|(k, _)| k == key) {
                 return Err(at(
                     file.workload.span(),
                     format!("workload.{key} is required"),
@@ -338,6 +430,7 @@ impl Study {
             patterns,
             fixed,
             axes,
+            notes,
         };
         // Every combination must make a valid workload.
         for combo in study.combinations() {
@@ -410,14 +503,7 @@ impl Study {
         t.insert("rw".into(), toml::Value::String(pattern.name().into()));
         t.insert("directory".into(), toml::Value::String("/".into()));
         t.entry("log_interval").or_insert_with(|| toml::Value::String("100ms".into()));
-        Workload::deserialize_table(t)
-    }
-}
-
-impl Workload {
-    fn deserialize_table(t: toml::Table) -> Result<Workload, String> {
-        use serde::Deserialize;
-        Workload::deserialize(toml::Value::Table(t)).map_err(|e| e.message().trim().to_string())
+        Workload::from_table(t)
     }
 }
 
@@ -429,7 +515,7 @@ fn check_option(key: &str, v: &toml::Value) -> Result<(), String> {
     t.insert("size".into(), "1m".into());
     t.insert("directory".into(), "/".into());
     t.insert(key.to_string(), v.clone());
-    Workload::deserialize_table(t).map(drop)
+    Workload::from_table(t).map(drop)
 }
 
 /// Human description of an axis combination, e.g. `bs=4k iodepth=8`.

@@ -185,6 +185,9 @@ impl Plan {
             let _ = writeln!(out, "  {}", d.trim());
         }
         let _ = writeln!(out, "file: {}", s.path.display());
+        for n in &s.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
         let _ = writeln!(out, "target: {}", s.target.display());
         if let Some(h) = &s.hosts {
             let how = match h.placement {

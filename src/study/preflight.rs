@@ -128,6 +128,20 @@ impl Preflight {
             pre.check_data_files(plan);
         }
         pre.check_limits(plan);
+        if plan.cells.iter().any(|c| c.workload.engine == crate::workload::Engine::Fio) && plan.study.hosts.is_none() {
+            // Clients run this host's fio: it must be here and run.
+            match crate::fio::deps::fio_binary() {
+                None => pre.problems.push(
+                    "engine = \"fio\" runs the host's fio in every client, and there is none: apt-get install fio"
+                        .into(),
+                ),
+                Some(fio) => {
+                    if let Err(e) = crate::fio::deps::version(&fio) {
+                        pre.problems.push(format!("engine = \"fio\": {e}"));
+                    }
+                }
+            }
+        }
         if let Some(r) = results {
             pre.check_results(r);
         }

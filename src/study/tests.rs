@@ -70,7 +70,7 @@ fn unknown_workload_option_suggests_the_right_one() {
     let text = BASE.replace("numjobs = 2", "numjob = 2");
     assert_eq!(
         err(&text),
-        "s.toml:8:10: unknown workload option `numjob` (hint: did you mean `numjobs`? known options: bs, size, numjobs, direct, ioengine, iodepth, runtime, ramp_time, rwmixread, randseed, end_fsync, fsync_on_close, invalidate, engine_fallback, log_interval)"
+        "s.toml:8:10: unknown workload option `numjob` (hint: did you mean `numjobs`? known options: bs, size, numjobs, direct, ioengine, engine, iodepth, runtime, ramp_time, rwmixread, randseed, end_fsync, fsync_on_close, invalidate, engine_fallback, log_interval, fio_job, fio_ignore)"
     );
 }
 

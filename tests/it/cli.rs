@@ -20,6 +20,8 @@ Commands:
   demo      Run a small built-in study with every runtime this host can run
   runtimes  List the runtimes iostudy knows, whether they are usable here, and the fix if not
   bench     Run one fio-like client on this host and print its figures
+  image     Write an OCI image (oci-archive tar) whose entrypoint is `iostudy worker`
+  import    Turn another tool's results into a results directory (`import fio …`)
   help      Print this message or the help of the given subcommand(s)
 
 Options:

@@ -7,6 +7,7 @@
 mod bench;
 mod cli;
 mod containerd;
+mod fio;
 mod hostile;
 mod hosts;
 mod microvm;
@@ -21,6 +22,7 @@ fn main() {
         bench::trials,
         cli::trials,
         containerd::trials,
+        fio::trials,
         hostile::trials,
         hosts::trials,
         microvm::trials,

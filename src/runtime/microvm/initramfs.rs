@@ -93,8 +93,14 @@ fn pad<W: Write>(w: &mut W, len: usize) -> std::io::Result<()> {
 }
 
 /// Writes the guest's initramfs: `/init` (the worker), `/modules/NN-name.ko` and
-/// `/modules/order`, `/dev/console`, and the mount points.
-pub fn build(out: &Path, init: &Path, modules: &[std::path::PathBuf]) -> Result<(), String> {
+/// `/modules/order`, `/dev/console`, the mount points, and `extra` host files at their
+/// own paths (fio and its libraries; links followed).
+pub fn build(
+    out: &Path,
+    init: &Path,
+    modules: &[std::path::PathBuf],
+    extra: &[std::path::PathBuf],
+) -> Result<(), String> {
     let io = |e: std::io::Error| format!("cannot write the initramfs {}: {e}", out.display());
     let file = std::fs::File::create(out).map_err(io)?;
     let mut c = Cpio::new(std::io::BufWriter::new(file));
@@ -113,6 +119,19 @@ pub fn build(out: &Path, init: &Path, modules: &[std::path::PathBuf]) -> Result<
         order.push_str(&format!("/{name}\n"));
     }
     c.file("modules/order", 0o644, order.as_bytes()).map_err(io)?;
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in extra {
+        let rel = f.strip_prefix("/").unwrap_or(f);
+        for d in rel.ancestors().skip(1).filter(|d| !d.as_os_str().is_empty()).collect::<Vec<_>>().into_iter().rev() {
+            if dirs.insert(d.to_path_buf())
+                && !["dev", "proc", "sys", "modules", "tmp"].iter().any(|m| d == Path::new(m))
+            {
+                c.dir(&d.display().to_string()).map_err(io)?;
+            }
+        }
+        let data = std::fs::read(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        c.file(&rel.display().to_string(), 0o755, &data).map_err(io)?;
+    }
     c.finish().map_err(io)?.flush().map_err(io)
 }
 

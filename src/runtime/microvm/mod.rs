@@ -390,7 +390,7 @@ impl Microvm {
         let modules = kernel::modules_for(&k, cfg.modules()).map_err(RuntimeError::Setup)?;
         let worker = binary::worker_binary().map_err(RuntimeError::Unavailable)?;
         let initramfs = dir.join("initramfs.cpio");
-        initramfs::build(&initramfs, &worker, &modules).map_err(RuntimeError::Setup)?;
+        initramfs::build(&initramfs, &worker, &modules, &ctx.run.extra_files()?).map_err(RuntimeError::Setup)?;
         let mut vm = Microvm {
             cfg: cfg.clone(),
             qemu,
