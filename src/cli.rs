@@ -221,6 +221,10 @@ pub struct PlanArgs {
     /// The job section to take from --from-fio (needed when it has several).
     #[arg(long, requires = "from_fio")]
     pub section: Option<String>,
+    /// Also write each Kubernetes cell's Job as YAML into DIR, one file per cell, for
+    /// review or `kubectl apply`.
+    #[arg(long, value_name = "DIR", conflicts_with = "from_fio")]
+    pub manifests: Option<PathBuf>,
     #[command(flatten)]
     pub selection: Selection,
 }

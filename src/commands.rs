@@ -157,7 +157,27 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let plan = Plan::build(&study, &plan_options(&args.selection))?;
     let pre = Preflight::gather(&plan, None);
     print!("{}", plan.render(&pre));
+    if let Some(dir) = &args.manifests {
+        write_manifests(&plan, dir)?;
+    }
     Ok(ExitCode::from(if pre.blockers().is_empty() { EXIT_OK } else { EXIT_ERROR }))
+}
+
+/// `plan --manifests DIR`: the Kubernetes cells' Jobs as YAML.
+#[cfg(feature = "kubernetes")]
+fn write_manifests(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
+    let written = crate::study::manifests::write(plan, dir)?;
+    anyhow::ensure!(
+        !written.is_empty(),
+        "--manifests: the study has no kubernetes scenario (runtime = \"kubernetes\")"
+    );
+    println!("\nmanifests: {} Job(s) in {}", written.len(), dir.display());
+    Ok(())
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn write_manifests(_plan: &Plan, _dir: &Path) -> anyhow::Result<()> {
+    anyhow::bail!("--manifests: this iostudy was built without Kubernetes support (cargo build --features kubernetes)")
 }
 
 /// A fio job file as iostudy workload options, and what was not taken.

@@ -182,13 +182,19 @@ pub struct SharedDir {
 
 const JOB_PREFIX: &str = "job-";
 
-fn job_name(k: u32) -> String {
+fn job_name(k: impl std::fmt::Display) -> String {
     format!("{JOB_PREFIX}{k}.json")
 }
 
 /// Where client `k`'s job is in the cell control directory `dir`.
 pub fn job_file(dir: &Path, k: u32) -> PathBuf {
     dir.join(job_name(k))
+}
+
+/// Client `index`'s job in `dir`, where `index` stands for the client id (a variable a
+/// scheduler expands, e.g. `$(IOSTUDY_CLIENT)` in a Kubernetes Job's arguments).
+pub fn job_file_pattern(dir: &Path, index: &str) -> PathBuf {
+    dir.join(job_name(index))
 }
 
 fn result_name(k: u32) -> String {

@@ -23,7 +23,7 @@ use crate::runner::data::DataDirs;
 use crate::runner::lock::{Holder, Lock};
 use crate::runner::recovery;
 use crate::runtime::cgroup::CellCgroup;
-use crate::runtime::{Backend, Client, Exit, Launch, RunContext, ScenarioContext, spec_from};
+use crate::runtime::{Backend, CellShape, Client, Exit, Launch, RunContext, ScenarioContext, spec_from};
 
 /// A node's own target, held for the run.
 struct TargetHold {
@@ -141,6 +141,8 @@ impl Agent {
                 let spec = spec_from(&kind, &settings)?;
                 let run = RunContext {
                     run_id: self.run.clone(),
+                    // Only Kubernetes labels use it, and those scenarios have no nodes.
+                    study: String::new(),
                     state_dir: self.state.clone(),
                     target: target.clone(),
                     cancel: self.cancel.clone(),
@@ -291,6 +293,7 @@ impl Agent {
             log_dir,
             open_files: spec.open_files,
             cgroup,
+            cell: CellShape { id: spec.cell.clone(), clients: spec.clients, deadline: spec.deadline.0 },
         };
         let client = backend.launch(&launch).map_err(|e| e.to_string())?;
         self.clients.insert(spec.id, client);

@@ -129,6 +129,9 @@ pub struct LaunchSpec {
     /// The cell's name, for the log directory on the node.
     pub cell: String,
     pub open_files: u64,
+    /// The cell's client count and deadline ([`crate::runtime::CellShape`]).
+    pub clients: u32,
+    pub deadline: crate::workload::Span,
 }
 
 /// What a node is.

@@ -84,8 +84,15 @@ impl Backend for RemoteBackend {
 
     fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError> {
         let cell = l.log_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let spec =
-            LaunchSpec { id: l.id.clone(), client: l.client, job: l.job.clone(), cell, open_files: l.open_files };
+        let spec = LaunchSpec {
+            id: l.id.clone(),
+            client: l.client,
+            job: l.job.clone(),
+            cell,
+            open_files: l.open_files,
+            clients: l.cell.clients,
+            deadline: crate::workload::Span(l.cell.deadline),
+        };
         self.node
             .request(&Request::Launch { scenario: self.scenario.clone(), launch: spec })
             .map_err(RuntimeError::Setup)?;

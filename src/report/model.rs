@@ -380,7 +380,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         let uncertain = c
             .placements
             .iter()
-            .map(|p| (p.clock_uncertainty_ns, format!("node {}'s clock", p.node)))
+            .filter_map(|p| Some((p.clock_uncertainty_ns?, format!("node {}'s clock", p.node))))
             .chain(c.clients.iter().filter_map(|r| {
                 r.host.clock_sync_uncertainty_ns.map(|u| (u, format!("client {}'s guest clock", r.client_id)))
             }))

@@ -7,6 +7,7 @@
 //! what every cell file means. [`CELL_SCHEMA_VERSION`] is bumped on any change.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,17 @@ pub struct Cell {
     pub repetition: u32,
     /// The workload each client runs (its directory is assigned per client).
     pub workload: Workload,
+}
+
+impl Cell {
+    /// The longest the cell may take from launch to its last result: the barrier's
+    /// wait, then `cell_timeout` or the workload's ramp and runtime with slack (what
+    /// the runner enforces; a Kubernetes Job's `activeDeadlineSeconds`).
+    pub fn deadline(&self, lead: Duration, barrier_timeout: Duration, cell_timeout: Option<Duration>) -> Duration {
+        let w = &self.workload;
+        let active = w.ramp_time.0 + w.runtime.map_or(Duration::from_secs(3600), |r| r.0);
+        barrier_timeout + cell_timeout.unwrap_or(lead + active + (active / 2).max(Duration::from_secs(30)))
+    }
 }
 
 /// The identifier of a cell, usable as a file name: `scenario.pattern.cN[.k=v…].rR`.
@@ -152,12 +164,13 @@ pub struct CellResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientPlacement {
     pub client: u32,
-    /// The ssh destination.
+    /// The ssh destination, or the Kubernetes node the pod was scheduled on.
     pub node: String,
-    /// Node clock − controller clock, ns, as measured before the cell.
-    pub clock_offset_ns: i64,
+    /// Node clock − controller clock, ns, as measured before the cell; `None` where
+    /// iostudy cannot measure it (a pod's node keeps the cluster's NTP time).
+    pub clock_offset_ns: Option<i64>,
     /// The measurement's uncertainty (half its round trip), ns.
-    pub clock_uncertainty_ns: u64,
+    pub clock_uncertainty_ns: Option<u64>,
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::results::cell::{
 use crate::results::cpu::CpuSeries;
 use crate::runner::data::DataDirs;
 use crate::runtime::cgroup::CellCgroup;
-use crate::runtime::{Backend, Client, Exit, Launch, Timing};
+use crate::runtime::{Backend, CellShape, Client, Exit, Launch, Timing};
 use crate::workload::Span;
 
 /// Where in its life a cell was.
@@ -202,7 +202,7 @@ impl CellRun<'_> {
             .fold(Timing::local(n), |a, b| Timing { lead: a.lead.max(b.lead), poll: a.poll.min(b.poll) });
         let barrier = Barrier { timeout: Span(self.barrier_timeout), poll: Span(timing.poll) };
         // Declared before the clients, so it goes after them.
-        let cgroup = match self.placed.iter().any(|p| p.node.is_none()) {
+        let cgroup = match self.placed.iter().any(|p| p.node.is_none() && p.backend.clients_local()) {
             true => CellCgroup::create(&self.cgroup_name).map(Arc::new),
             false => None,
         };
@@ -223,8 +223,8 @@ impl CellRun<'_> {
                 result.placements.push(ClientPlacement {
                     client: k,
                     node: node.dest.clone(),
-                    clock_offset_ns: c.offset_ns,
-                    clock_uncertainty_ns: c.uncertainty_ns,
+                    clock_offset_ns: Some(c.offset_ns),
+                    clock_uncertainty_ns: Some(c.uncertainty_ns),
                 });
             }
             let at = channel.post_job(&job).map_err(|e| setup(e.to_string()))?;
@@ -236,6 +236,11 @@ impl CellRun<'_> {
                 log_dir: self.logs.clone(),
                 open_files: u64::from(cell.workload.numjobs) + crate::engine::layout::SPARE_FDS,
                 cgroup: if placed.node.is_none() { cgroup.clone() } else { None },
+                cell: CellShape {
+                    id: cell.id.clone(),
+                    clients: n,
+                    deadline: cell.deadline(timing.lead, self.barrier_timeout, self.cell_timeout),
+                },
             });
         }
 
@@ -307,6 +312,17 @@ impl CellRun<'_> {
         ran.map_err(|f| self.fail(&mut clients, result, f))?;
         for c in &mut clients {
             c.teardown();
+            // Where a scheduler placed the client (a pod's node), record it.
+            if let Some(node) = c.node()
+                && !result.placements.iter().any(|p| p.client == c.client())
+            {
+                result.placements.push(ClientPlacement {
+                    client: c.client(),
+                    node,
+                    clock_offset_ns: None,
+                    clock_uncertainty_ns: None,
+                });
+            }
         }
 
         *phase = Phase::Collect;

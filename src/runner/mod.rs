@@ -213,6 +213,7 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
     // written into the results directory.
     let ctx = RunContext {
         run_id: run_id.clone(),
+        study: plan.study.name.clone(),
         state_dir: scratch.state_dir.clone(),
         target: target.clone(),
         cancel: cancel.clone(),
@@ -228,7 +229,8 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
     }
     for sc in &plan.scenarios {
         let runtime_error = |source| RunError::Runtime { scenario: sc.name.clone(), source };
-        if hosts.is_none() {
+        // Without [hosts], and for backends that place clients themselves: here.
+        if hosts.is_none() || plan.scenario_nodes(&sc.name).is_empty() {
             let sctx = ScenarioContext::new(&ctx, sc.runtime.kind(), &sc.name);
             scratch.backends.insert((sc.name.clone(), None), sc.runtime.prepare(&sctx).map_err(runtime_error)?);
             continue;

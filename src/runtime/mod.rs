@@ -23,6 +23,7 @@ pub mod cgroup;
 pub mod child;
 pub mod command;
 pub mod containerd;
+pub mod kubernetes;
 pub mod microvm;
 pub mod mock;
 pub mod oci;
@@ -41,7 +42,8 @@ use crate::results::cell::{RuntimeRecord, escape};
 use crate::workload::Workload;
 
 /// Every backend iostudy knows — the registration point.
-pub static KINDS: &[&dyn Kind] = &[&process::KIND, &oci::KIND, &containerd::KIND, &microvm::KIND, &mock::KIND];
+pub static KINDS: &[&dyn Kind] =
+    &[&process::KIND, &oci::KIND, &containerd::KIND, &kubernetes::KIND, &microvm::KIND, &mock::KIND];
 
 /// Where the study target is mounted inside containers and guests.
 pub const TARGET_MOUNT: &str = "/data";
@@ -59,6 +61,11 @@ pub trait Kind: Sync {
     /// Rebuilds a spec from the settings it recorded ([`Spec::settings`]): how a node's
     /// agent receives the scenarios it runs.
     fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String>;
+    /// Whether the backend's own scheduler puts clients on machines (Kubernetes):
+    /// then `[hosts]` does not apply to its scenarios.
+    fn places_clients(&self) -> bool {
+        false
+    }
     /// Scenario names usable without a table, e.g. `runc`.
     fn builtins(&self) -> Vec<(&'static str, Arc<dyn Spec>)> {
         Vec::new()
@@ -113,6 +120,11 @@ pub trait Backend: Send + Sync {
     fn timing(&self, clients: u32) -> Timing {
         Timing::local(clients)
     }
+    /// Whether clients run on this host, where the cell's cgroup can count their CPU
+    /// time (not on a cluster's nodes).
+    fn clients_local(&self) -> bool {
+        true
+    }
     /// Starts one client.
     fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError>;
     /// Removes what preparing created.
@@ -130,6 +142,10 @@ pub trait Client: Send {
     fn teardown(&mut self);
     /// Its own log.
     fn log(&self) -> &Path;
+    /// The machine it ran on, when a scheduler chose it (a pod's node).
+    fn node(&self) -> Option<String> {
+        None
+    }
     /// The last lines of its helpers' logs and then of its own.
     fn log_tail(&self, lines: usize) -> String;
 }
@@ -233,6 +249,8 @@ impl RuntimeError {
 pub struct RunContext {
     /// Unique per run: names containers and state directories.
     pub run_id: String,
+    /// The study's name (labels Kubernetes objects).
+    pub study: String,
     /// The run's private scratch; removed at the end.
     pub state_dir: PathBuf,
     /// The study's target directory on the host.
@@ -287,6 +305,19 @@ pub struct Launch {
     pub open_files: u64,
     /// The cell's cgroup: the client, its helpers and its container are put in it.
     pub cgroup: Option<Arc<cgroup::CellCgroup>>,
+    /// The cell the client belongs to.
+    pub cell: CellShape,
+}
+
+/// What a backend that starts a whole cell at once (a Kubernetes Job) needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellShape {
+    /// The cell's id (`scenario.pattern.cN.rN`).
+    pub id: String,
+    /// How many clients the cell has.
+    pub clients: u32,
+    /// The longest the cell may take from launch to its last result.
+    pub deadline: Duration,
 }
 
 /// How a client ended.

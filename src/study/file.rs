@@ -29,6 +29,10 @@ pub struct StudyFile {
     /// `[hosts]`: clients on ssh nodes (absent: every client on this host).
     #[serde(default)]
     pub hosts: Option<Spanned<HostsSection>>,
+    /// `[kubernetes]`: keys every `runtime = "kubernetes"` scenario shares (cluster,
+    /// image, volume); a scenario's own keys override them. Parsed by the backend.
+    #[serde(default)]
+    pub kubernetes: Option<toml::Table>,
 }
 
 /// `[hosts]`: where clients run.

@@ -5,6 +5,8 @@
 //! at cell 30 fails before cell 1 — with file:line:col and a hint.
 
 pub mod file;
+#[cfg(feature = "kubernetes")]
+pub mod manifests;
 pub mod plan;
 pub mod preflight;
 
@@ -589,8 +591,24 @@ fn resolve_scenario(
     };
     let nodes = match nodes {
         None => None,
+        Some(v) if kind.places_clients() => {
+            return Err((
+                v.span(),
+                format!("scenario `{name}`: {} places its clients itself; nodes does not apply", kind.name()),
+                Some("remove nodes (a node_selector in [kubernetes] narrows where pods run)".into()),
+            ));
+        }
         Some(v) => Some(scenario_nodes(name, &v, hosts)?),
     };
+    // A top-level table named after the backend (`[kubernetes]`) gives every scenario
+    // of it the keys it does not set itself.
+    if let Some(defaults) = doc.get(kind.name()).and_then(|d| d.get_ref().as_table()) {
+        for (k, v) in defaults {
+            if !table.contains_key(k) {
+                table.insert(k.clone(), v.clone());
+            }
+        }
+    }
     let section =
         Section { scenario: name, span: table_span.clone(), table: Spanned::new(table_span, DeValue::Table(table)) };
     let runtime = kind.parse(&section)?;

@@ -163,15 +163,24 @@ impl Plan {
     /// `[hosts]` (every client on this host).
     pub fn placement(&self, cell: &Cell) -> Option<Vec<usize>> {
         let hosts = self.study.hosts.as_ref()?;
+        if self.places_itself(&cell.scenario) {
+            return None;
+        }
         let all: Vec<usize> = (0..hosts.nodes.len()).collect();
         let usable = self.scenario(&cell.scenario).nodes.clone().unwrap_or(all);
         Some(crate::hosts::place(&usable, hosts.placement, hosts.slots, cell.clients))
+    }
+
+    /// Whether a scenario's backend places its clients itself (a cluster's scheduler).
+    fn places_itself(&self, scenario: &str) -> bool {
+        crate::runtime::kind(self.scenario(scenario).runtime.kind()).is_some_and(|k| k.places_clients())
     }
 
     /// The nodes a scenario's clients may use (indexes), if there are hosts.
     pub fn scenario_nodes(&self, name: &str) -> Vec<usize> {
         match &self.study.hosts {
             None => Vec::new(),
+            Some(_) if self.places_itself(name) => Vec::new(),
             Some(h) => self.scenario(name).nodes.clone().unwrap_or_else(|| (0..h.nodes.len()).collect()),
         }
     }

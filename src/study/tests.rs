@@ -118,9 +118,21 @@ fn unknown_pattern_and_runtime() {
     let vm =
         |extra: &str| BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"vm\"]") + "\n[scenarios.vm]\n" + extra;
     assert_eq!(
-        err(&vm("runtime = \"kubernetes\"\n")),
-        "s.toml:16:11: unknown runtime `kubernetes` in scenario `vm` (hint: runtimes: process, oci, containerd, microvm)"
+        err(&vm("runtime = \"firecracker\"\n")),
+        "s.toml:16:11: unknown runtime `firecracker` in scenario `vm` (hint: runtimes: process, oci, containerd, kubernetes, microvm)"
     );
+    let k8s = err(&vm("runtime = \"kubernetes\"\n"));
+    if cfg!(feature = "kubernetes") {
+        assert!(
+            k8s.starts_with("s.toml:15:1: scenario `vm`: names no image (hint: `iostudy image -o iostudy.tar`"),
+            "{k8s}"
+        );
+    } else {
+        assert!(
+            k8s.starts_with("s.toml:15:1: scenario `vm`: this iostudy was built without Kubernetes support (hint: build the controller with it: cargo build --release --features kubernetes"),
+            "{k8s}"
+        );
+    }
     assert_eq!(
         err(&vm("runtime = \"microvm\"\n")),
         "s.toml:15:1: scenario `vm`: uses runtime `microvm` but names no share (hint: add share = \"9p\" (Kata 1.x's virtio-9p) or share = \"virtiofs\")"
@@ -139,7 +151,7 @@ fn unknown_pattern_and_runtime() {
     assert!(e.starts_with("s.toml:18:1: scenario `vm`: unknown field `msise`, expected one of"), "{e}");
     assert!(e.ends_with("(hint: did you mean `msize`?)"), "{e}");
     let e = err(&vm("runtime = \"ocii\"\n"));
-    assert!(e.ends_with("(hint: did you mean `oci`? runtimes: process, oci, containerd, microvm)"), "{e}");
+    assert!(e.ends_with("(hint: did you mean `oci`? runtimes: process, oci, containerd, kubernetes, microvm)"), "{e}");
 }
 
 #[test]
@@ -199,6 +211,11 @@ fn every_example_study_is_valid() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
+            // Kubernetes studies need the feature (their refusal is tested above).
+            let kubernetes = std::fs::read_to_string(&path).unwrap().contains("runtime = \"kubernetes\"");
+            if kubernetes && !cfg!(feature = "kubernetes") {
+                continue;
+            }
             let s = Study::load(&path).unwrap_or_else(|e| panic!("{e}"));
             Plan::build(&s, &PlanOptions::default()).unwrap();
             n += 1;

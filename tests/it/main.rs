@@ -10,6 +10,8 @@ mod containerd;
 mod fio;
 mod hostile;
 mod hosts;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod microvm;
 mod report;
 mod study;
@@ -31,6 +33,8 @@ fn main() {
     ] {
         trials.extend(module());
     }
+    #[cfg(feature = "kubernetes")]
+    trials.extend(kubernetes::trials());
     let conclusion = libtest_mimic::run(&args, trials);
     if conclusion.num_ignored > 0 {
         eprintln!(
