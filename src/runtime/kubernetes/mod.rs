@@ -166,7 +166,7 @@ impl KubeSpec {
         Ok(())
     }
 
-    /// `runc` for the cluster's default, else the RuntimeClass.
+    /// The RuntimeClass, or `default` (the cluster's own runtime) when none is named.
     pub fn class_name(&self) -> &str {
         self.runtime_class.as_deref().unwrap_or("default")
     }
