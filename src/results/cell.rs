@@ -36,12 +36,18 @@ pub struct Cell {
 
 impl Cell {
     /// The longest the cell may take from launch to its last result: the barrier's
-    /// wait, then `cell_timeout` or the workload's ramp and runtime with slack (what
-    /// the runner enforces; a Kubernetes Job's `activeDeadlineSeconds`).
+    /// wait, then `cell_timeout` or [`Self::run_allowance`] (what the runner enforces;
+    /// a Kubernetes Job's `activeDeadlineSeconds`).
     pub fn deadline(&self, lead: Duration, barrier_timeout: Duration, cell_timeout: Option<Duration>) -> Duration {
+        barrier_timeout + cell_timeout.unwrap_or_else(|| self.run_allowance(lead))
+    }
+
+    /// Without a `cell_timeout`, how long clients may run from all-ready: go's lead,
+    /// the ramp and runtime (an hour for one pass), and half that again (30 s at least).
+    pub fn run_allowance(&self, lead: Duration) -> Duration {
         let w = &self.workload;
         let active = w.ramp_time.0 + w.runtime.map_or(Duration::from_secs(3600), |r| r.0);
-        barrier_timeout + cell_timeout.unwrap_or(lead + active + (active / 2).max(Duration::from_secs(30)))
+        lead + active + (active / 2).max(Duration::from_secs(30))
     }
 }
 

@@ -293,13 +293,9 @@ impl CellRun<'_> {
 
         // Run: every client exits successfully before the deadline.
         *phase = Phase::Run;
-        let w = &cell.workload;
         let deadline = match self.cell_timeout {
             Some(t) => started + t,
-            None => {
-                let active = w.ramp_time.0 + w.runtime.map_or(Duration::from_secs(3600), |r| r.0);
-                Instant::now() + timing.lead + active + (active / 2).max(Duration::from_secs(30))
-            }
+            None => Instant::now() + cell.run_allowance(timing.lead),
         };
         let running = |clients: &mut [Box<dyn Client>]| -> Vec<u32> {
             clients.iter_mut().filter_map(|c| c.poll().is_none().then(|| c.client())).collect()
