@@ -119,18 +119,7 @@ fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let f = &node.facts;
-        let c = node.clock();
-        println!(
-            "\nnode {} ({}): kernel {}, {} CPU(s), clock {} (offset {:+.3} ms ± {:.3} ms)",
-            node.dest,
-            f.hostname,
-            f.kernel,
-            f.cpus,
-            f.clock_source.as_deref().unwrap_or("?"),
-            c.offset_ns as f64 / 1e6,
-            c.uncertainty_ns as f64 / 1e6
-        );
+        println!("\nnode {} ({}): {}", node.dest, node.facts.hostname, node.describe());
         let mut probes = Vec::new();
         for kind in runtime::KINDS.iter().filter(|k| !k.hidden()) {
             for spec in kind.known() {

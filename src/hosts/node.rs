@@ -177,6 +177,20 @@ impl Node {
         *self.clock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `kernel …, N CPU(s), clock … (offset … ± …)`, as plan and runtimes show a node.
+    pub fn describe(&self) -> String {
+        let f = &self.facts;
+        let c = self.clock();
+        format!(
+            "kernel {}, {} CPU(s), clock {} (offset {:+.3} ms ± {:.3} ms)",
+            f.kernel,
+            f.cpus,
+            f.clock_source.as_deref().unwrap_or("?"),
+            c.offset_ns as f64 / 1e6,
+            c.uncertainty_ns as f64 / 1e6
+        )
+    }
+
     /// Which of the node's clients have exited (`None`: successfully), at most one
     /// request per [`Cached::MAX_AGE`] however many clients ask.
     pub fn exits(&self) -> Result<HashMap<String, Option<String>>, String> {

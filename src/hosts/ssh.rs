@@ -67,16 +67,20 @@ impl Ssh {
     }
 
     fn check(&self) -> bool {
-        Command::new("ssh")
-            .args(["-O", "check", "-S"])
+        self.master_command("check").status().is_ok_and(|s| s.success())
+    }
+
+    /// `ssh -O OP` to the master connection (`check`, `exit`), output discarded.
+    fn master_command(&self, op: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(["-O", op, "-S"])
             .arg(&self.control)
             .args(&self.options)
             .arg("--")
             .arg(&self.dest)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .stderr(Stdio::null());
+        c
     }
 
     /// `argv` run on the node, through the master.
@@ -153,15 +157,7 @@ impl Ssh {
 
 impl Drop for Ssh {
     fn drop(&mut self) {
-        let _ = Command::new("ssh")
-            .args(["-O", "exit", "-S"])
-            .arg(&self.control)
-            .args(&self.options)
-            .arg("--")
-            .arg(&self.dest)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let _ = self.master_command("exit").status();
         crate::runtime::child::kill_group(&mut self.master);
         let _ = std::fs::remove_file(&self.control);
     }

@@ -54,6 +54,14 @@ impl Cmd {
     }
 
     /// Runs to completion; an error carries the command and its stderr.
+    /// The first non-empty line it prints (stdout, then stderr), trimmed: what tools
+    /// answer to `--version`. `None` when it cannot run or prints nothing.
+    pub fn first_line(&self) -> Option<String> {
+        let o = self.output().ok()?;
+        let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    }
+
     pub fn run_checked(&self) -> Result<Output, String> {
         let out = self.output().map_err(|e| format!("cannot run `{}`: {e}", self.argv().join(" ")))?;
         if !out.status.success() {

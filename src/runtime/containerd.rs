@@ -220,9 +220,7 @@ impl Spec for ContainerdSpec {
 
 /// The first non-empty line `BIN --version` prints.
 fn version_line(bin: &Path) -> Option<String> {
-    let o = Cmd::new(bin).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    Cmd::new(bin).arg("--version").first_line()
 }
 
 /// `containerd --version` reads `containerd github.com/containerd/containerd 1.6.20~ds1 …`.

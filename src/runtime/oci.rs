@@ -188,11 +188,7 @@ pub fn probe(runtime: &str, args: &[String]) -> Probe {
         return p;
     };
     let flavor = Flavor::of(runtime);
-    let out = Cmd::new(&bin).arg("--version").output();
-    p.version = out.ok().and_then(|o| {
-        let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-        text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
-    });
+    p.version = Cmd::new(&bin).arg("--version").first_line();
     if flavor == Flavor::Crun && cgroup_hybrid() {
         p.notes.push(
             "cgroup v1/v2 hybrid host: crun runs in a private mount namespace with /sys/fs/cgroup/unified hidden"

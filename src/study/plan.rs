@@ -209,20 +209,15 @@ impl Plan {
             let shared = if h.shared_target { "one shared filesystem" } else { "each node's own disk" };
             let _ = writeln!(out, "hosts: {} ({how}; the target is {shared})", h.nodes.join(", "));
             for (i, n) in pre.nodes.iter().enumerate() {
-                let f = &n.facts;
-                let c = n.clock();
+                let free = n.facts.free_bytes.map(|b| format!(", {} free on the target", human_bytes(b)));
                 let _ = writeln!(
                     out,
-                    "  node {}  {} ({}), kernel {}, {} CPU(s), clock {} (offset {:+.3} ms ± {:.3} ms){}",
+                    "  node {}  {} ({}), {}{}",
                     i + 1,
                     n.dest,
-                    f.hostname,
-                    f.kernel,
-                    f.cpus,
-                    f.clock_source.as_deref().unwrap_or("?"),
-                    c.offset_ns as f64 / 1e6,
-                    c.uncertainty_ns as f64 / 1e6,
-                    f.free_bytes.map(|b| format!(", {} free on the target", human_bytes(b))).unwrap_or_default()
+                    n.facts.hostname,
+                    n.describe(),
+                    free.unwrap_or_default()
                 );
             }
         }

@@ -228,12 +228,6 @@ impl MicrovmConfig {
 
 const QEMU: &str = "qemu-system-x86_64";
 
-fn first_line(cmd: &Cmd) -> Option<String> {
-    let o = cmd.output().ok()?;
-    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
-    text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
-}
-
 impl Spec for MicrovmConfig {
     fn kind(&self) -> &'static str {
         "microvm"
@@ -282,7 +276,7 @@ pub fn probe(cfg: &MicrovmConfig) -> Probe {
         p.problem = Some(format!("{QEMU} not found: apt-get install qemu-system-x86"));
         return p;
     };
-    p.version = first_line(&Cmd::new(&qemu).arg("--version"));
+    p.version = Cmd::new(&qemu).arg("--version").first_line();
     let k = match kernel::find(cfg.kernel.as_deref()) {
         Ok(k) => k,
         Err(e) => {
