@@ -147,6 +147,9 @@ pub struct Facts {
     pub target_problem: Option<String>,
     /// The agent's pid (its state directory on the node is named after it).
     pub pid: u32,
+    /// The node's boot id: nodes (and the controller) that share one are one machine.
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 /// A prepared backend, as the controller needs to know it.

@@ -116,7 +116,7 @@ pub fn write_pngs(r: &Report, dir: &Path) -> Result<(), String> {
     for (name, dims) in charts(r) {
         let png = png(dims, |area| draw(name, area, r))?;
         let path = dir.join(format!("{name}.png"));
-        crate::results::write_atomic(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        crate::safety::write_atomic(&path, &png).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
 }

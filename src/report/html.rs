@@ -38,6 +38,13 @@ struct RuntimeRow {
     notes: String,
 }
 
+/// JSON made safe inside `<script type="application/json">`: `<`, `>` and `&` as JSON
+/// escapes, so no text in it (a label of `<!--<script>`, `</script>`) can end the
+/// element or change how the HTML parser reads it; the JSON means the same.
+pub fn json_for_html(json: &str) -> String {
+    json.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
+}
+
 /// Renders the page.
 pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
     let base = r.label(&r.baseline);
@@ -118,7 +125,18 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
             fio_sum: String::new(),
         })
         .collect();
-    let data_json = serde_json::to_string(r).map_err(|e| e.to_string())?.replace("</", "<\\/");
+    let findings = r.findings();
+    let finding_rows: Vec<Row> = findings
+        .rows
+        .iter()
+        .map(|row| Row {
+            mode: String::new(),
+            label: row.label.clone(),
+            cells: row.cells.iter().map(|c| c.text()).collect(),
+            fio_sum: String::new(),
+        })
+        .collect();
+    let data_json = json_for_html(&serde_json::to_string(r).map_err(|e| e.to_string())?);
     let mut env = Environment::new();
     env.add_template("report.html", TEMPLATE).map_err(|e| format!("report template: {e}"))?;
     let tmpl = env.get_template("report.html").map_err(|e| e.to_string())?;
@@ -129,7 +147,11 @@ pub fn render(r: &Report, svgs: &Svgs) -> Result<String, String> {
         cells => r.groups.iter().map(|g| g.reps.len() + g.failed_reps).sum::<usize>(),
         baseline => base,
         has_reps => r.groups.iter().any(|g| g.reps.len() > 1),
-        warnings => Value::from(minijinja::value::Serde(&r.warnings)),
+        warning_groups => Value::from(minijinja::value::Serde(&r.warning_groups())),
+        findings => Value::from(minijinja::value::Serde(&findings)),
+        finding_rows => Value::from(minijinja::value::Serde(&finding_rows)),
+        costliest => findings.costliest.as_ref().map(|c| c.text(&findings.baseline)),
+        patterns => Value::from(minijinja::value::Serde(&r.patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>())),
         clients => Value::from(minijinja::value::Serde(&r.clients)),
         bandwidth_svg => svgs.get("bandwidth"),
         cpu_svg => svgs.get("host-cpu"),

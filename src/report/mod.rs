@@ -17,13 +17,13 @@ pub mod units;
 
 use std::path::{Path, PathBuf};
 
-use crate::results::write_atomic;
+use crate::safety::write_atomic;
 use model::Report;
 
 /// Writes every report file into `dir/report/`; returns that directory.
 pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<PathBuf> {
     let out = dir.join("report");
-    std::fs::create_dir_all(&out)?;
+    crate::safety::ensure_dir(&out)?;
     let svgs = charts::svgs(r).map_err(anyhow::Error::msg)?;
     let write = |name: &str, text: &str| -> anyhow::Result<()> {
         write_atomic(&out.join(name), text.as_bytes()).map_err(|e| anyhow::anyhow!("cannot write {name}: {e}"))
@@ -38,16 +38,52 @@ pub fn write_all(r: &Report, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// The terminal rendering: both tables and the warnings.
-pub fn terminal(r: &Report) -> String {
-    let mut out = table::latency_text(r);
-    out.push('\n');
-    out.push_str(&table::bandwidth_text(r));
-    if !r.warnings.is_empty() {
-        out.push_str("\nWarnings:\n");
-        for w in &r.warnings {
-            out.push_str(&format!("  - {w}\n"));
+/// The warnings by kind, most telling first: a line per kind with its count, then its
+/// first warning (the rest are in the report).
+pub fn warnings_text(r: &Report) -> String {
+    let mut out = String::new();
+    let groups = r.warning_groups();
+    if groups.is_empty() {
+        return out;
+    }
+    out.push_str("\nWarnings:\n");
+    for g in &groups {
+        let n = g.warnings.len();
+        out.push_str(&format!("  - {} ({n}): {}\n", g.title, g.warnings[0]));
+        if n > 1 {
+            out.push_str(&format!("    … and {} more like it (report.html lists them)\n", n - 1));
         }
     }
+    out
+}
+
+/// The findings a report opens with, as text: each scenario against the baseline per
+/// pattern, and the largest host CPU cost.
+pub fn findings_text(r: &Report) -> String {
+    let f = r.findings();
+    let mut out = String::new();
+    if f.rows.is_empty() && f.costliest.is_none() {
+        return out;
+    }
+    let avg = if f.averaged { ", geometric mean over client counts" } else { "" };
+    out.push_str(&format!("Findings (against {}{avg}):\n", f.baseline));
+    for row in &f.rows {
+        let cells: Vec<String> = row.cells.iter().map(|c| format!("{} {}", c.pattern, c.text())).collect();
+        out.push_str(&format!("  {}: {}\n", row.label, cells.join("; ")));
+    }
+    if let Some(c) = &f.costliest {
+        out.push_str(&format!("  largest host CPU cost: {}\n", c.text(&f.baseline)));
+    }
+    out.push('\n');
+    out
+}
+
+/// The terminal rendering: the findings, both tables and the warnings.
+pub fn terminal(r: &Report) -> String {
+    let mut out = findings_text(r);
+    out.push_str(&table::latency_text(r));
+    out.push('\n');
+    out.push_str(&table::bandwidth_text(r));
+    out.push_str(&warnings_text(r));
     out
 }

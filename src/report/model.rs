@@ -29,6 +29,151 @@ const MIN_WINDOW_FRACTION: f64 = 0.9;
 /// Relative CI half-width above which repetitions are flagged as noisy.
 const MAX_REP_SPREAD: f64 = 0.10;
 
+/// What a warning is about. The order is the order a reader must see them in: first
+/// the instruments (a figure taken with a broken one is no figure: emulated CPUs,
+/// clocks), then missing data, then the host the figures were taken on, what was
+/// really measured (memory, not the device), and last how the clients ran together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concern {
+    Emulated,
+    ClockChanged,
+    ClockUncertain,
+    ClockCost,
+    Failed,
+    IoErrors,
+    EngineNote,
+    HostBusy,
+    CpuUntrusted,
+    CpuPartial,
+    Memory,
+    Plan,
+    Noisy,
+    Window,
+    LateStart,
+    NodeShare,
+}
+
+impl Concern {
+    /// The concern of a plan warning of `kind` (as preflight names it).
+    pub fn of_plan(kind: Option<&str>) -> Concern {
+        match kind {
+            Some("fits_in_page_cache" | "cannot_drop_caches") => Concern::Memory,
+            Some("clock_uncertain") => Concern::ClockUncertain,
+            _ => Concern::Plan,
+        }
+    }
+
+    /// One line for the whole group of warnings of this kind.
+    pub fn title(self) -> &'static str {
+        match self {
+            Concern::Emulated => "guests ran under TCG (software CPU emulation): their figures measure emulation",
+            Concern::ClockChanged => "a client's clock source changed while it measured",
+            Concern::ClockUncertain => "clocks set from a distance were known too loosely for the window",
+            Concern::ClockCost => "reading the clock is slow inside some clients",
+            Concern::Failed => "cells failed: their figures are missing",
+            Concern::IoErrors => "clients reported I/O errors",
+            Concern::EngineNote => "the I/O engine did not run as asked",
+            Concern::HostBusy => "the host was busy on nearly all its CPUs",
+            Concern::CpuUntrusted => "CPU counters disagree",
+            Concern::CpuPartial => "CPU counters miss the containers",
+            Concern::Memory => "memory was measured, not storage",
+            Concern::Plan => "from the plan",
+            Concern::Noisy => "repetitions vary",
+            Concern::Window => "clients ran together for only part of their run",
+            Concern::LateStart => "clients started late",
+            Concern::NodeShare => "a node moved an unequal share",
+        }
+    }
+}
+
+/// One warning: what it is about and the advice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    pub concern: Concern,
+    pub text: String,
+}
+
+impl Warning {
+    pub fn new(concern: Concern, text: String) -> Warning {
+        Warning { concern, text }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What a report says first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Findings {
+    pub baseline: String,
+    /// Whether ratios are geometric means over several client counts or options.
+    pub averaged: bool,
+    pub rows: Vec<FindingRow>,
+    pub costliest: Option<CpuFinding>,
+}
+
+/// A scenario against the baseline, pattern by pattern.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingRow {
+    pub scenario: String,
+    pub label: String,
+    pub cells: Vec<FindingCell>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingCell {
+    pub pattern: Pattern,
+    /// Bandwidth over the baseline's.
+    pub bw_ratio: Option<f64>,
+    /// p50 latency over the baseline's.
+    pub p50_ratio: Option<f64>,
+}
+
+impl FindingCell {
+    /// `0.45× bw, 3.1× p50`.
+    pub fn text(&self) -> String {
+        match (self.bw_ratio, self.p50_ratio) {
+            (None, None) => "-".into(),
+            (bw, p50) => {
+                let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.2}×"));
+                format!("{} bw, {} p50", f(bw), f(p50))
+            }
+        }
+    }
+}
+
+/// The cell that cost the host most CPU per GiB.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuFinding {
+    pub label: String,
+    pub mode: String,
+    pub clients: u32,
+    pub cpu_s_per_gib: f64,
+    pub baseline_cpu_s_per_gib: Option<f64>,
+}
+
+impl CpuFinding {
+    pub fn text(&self, baseline: &str) -> String {
+        let base = self.baseline_cpu_s_per_gib.map_or(String::new(), |b| format!(" ({baseline}: {b:.2})"));
+        format!(
+            "{} {} with {} client(s): {:.2} CPU-s per GiB{base}",
+            self.label, self.mode, self.clients, self.cpu_s_per_gib
+        )
+    }
+}
+
+/// Warnings of one kind, for a report's first page.
+#[derive(Debug, Clone, Serialize)]
+pub struct WarningGroup {
+    pub concern: Concern,
+    pub title: &'static str,
+    pub warnings: Vec<Warning>,
+}
+
 /// The identity of a group of repetitions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct GroupKey {
@@ -99,7 +244,7 @@ pub struct Group {
     /// started, bytes/s).
     pub timeline: Vec<(f64, f64)>,
     /// This group's own warnings (also in the report's list).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// One node's part of a cell.
@@ -132,7 +277,7 @@ pub struct Report {
     pub patterns: Vec<Pattern>,
     pub clients: Vec<u32>,
     pub groups: Vec<Group>,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     pub run: Option<RunInfo>,
     /// Runtime notes recorded with the cells, per scenario.
     pub runtime_notes: BTreeMap<String, Vec<String>>,
@@ -202,7 +347,12 @@ impl Report {
             by_key.entry(key).or_default().push(c);
         }
 
-        let mut warnings: Vec<String> = run.as_ref().map(|r| r.warnings.clone()).unwrap_or_default();
+        let mut warnings: Vec<Warning> = run
+            .as_ref()
+            .map(|r| {
+                r.warnings.iter().map(|w| Warning::new(Concern::of_plan(w.kind()), w.text().to_string())).collect()
+            })
+            .unwrap_or_default();
         let keyed: Vec<(GroupKey, Vec<&CellResult>)> = by_key.into_iter().collect();
         let mut groups: Vec<Group> = parallel_map(&keyed, |(key, reps)| build_group(key, reps));
         warnings.extend(groups.iter().flat_map(|g| g.warnings.iter().cloned()));
@@ -237,29 +387,29 @@ impl Report {
         }
         if let Some(t) = run.as_ref().and_then(|r| r.target.as_ref()) {
             if t.in_memory() {
-                warnings.push(format!(
+                warnings.push(Warning::new(Concern::Memory, format!(
                     "the target is on {}: every figure measures memory and the kernel's page-cache paths, not storage",
                     t.fs
-                ));
+                )));
             } else if let Some(limit) = t.device_limit() {
                 for g in &groups {
                     if g.key.pattern.read_percent(50) == 100 && g.bw.is_some_and(|e| e.mean > limit) {
-                        warnings.push(format!(
+                        warnings.push(Warning::new(Concern::Memory, format!(
                             "{} {} {} clients: reads at {}/s, faster than the {} device under the target delivers: a cache was measured, not the device; set direct = true or a working set larger than RAM",
                             g.key.scenario,
                             g.key.mode(),
                             g.key.clients,
                             human_bytes(g.bw.map_or(0.0, |e| e.mean) as u64),
                             if t.rotational == Some(true) { "spinning" } else { "solid-state" }
-                        ));
+                        )));
                     }
                 }
             }
         }
         for scenario in tcg {
-            warnings.push(format!(
+            warnings.push(Warning::new(Concern::Emulated, format!(
                 "scenario {scenario} ran its guests under TCG (software CPU emulation, no working KVM here): its figures measure emulation as much as the storage path; compare transports on a host with KVM"
-            ));
+            )));
         }
 
         // Order groups as the study reads: pattern, scenario, clients, options.
@@ -317,6 +467,65 @@ impl Report {
         v
     }
 
+    /// The short summary a report opens with: each scenario against the baseline per
+    /// pattern — bandwidth and p50 latency as ratios, the geometric mean over client
+    /// counts and options where there are several — and the largest host CPU cost.
+    pub fn findings(&self) -> Findings {
+        let geomean = |v: &[f64]| {
+            let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite() && *x > 0.0).collect();
+            (!v.is_empty()).then(|| (v.iter().map(|x| x.ln()).sum::<f64>() / v.len() as f64).exp())
+        };
+        let mut rows = Vec::new();
+        for (name, label) in self.scenarios.iter().filter(|(n, _)| *n != self.baseline) {
+            let mut cells = Vec::new();
+            for &pattern in &self.patterns {
+                let (mut bw, mut p50) = (Vec::new(), Vec::new());
+                for g in self.groups.iter().filter(|g| &g.key.scenario == name && g.key.pattern == pattern) {
+                    if let Some(r) = g.vs_baseline {
+                        bw.push(r.mean);
+                    }
+                    let base = self.group(&self.baseline, pattern, g.key.clients, &g.key.options);
+                    if let Some(b) = base.filter(|b| b.latency_ns.p50 > 0 && g.latency_ns.p50 > 0) {
+                        p50.push(g.latency_ns.p50 as f64 / b.latency_ns.p50 as f64);
+                    }
+                }
+                cells.push(FindingCell { pattern, bw_ratio: geomean(&bw), p50_ratio: geomean(&p50) });
+            }
+            rows.push(FindingRow { scenario: name.clone(), label: label.clone(), cells });
+        }
+        let costliest =
+            self.groups.iter().filter_map(|g| Some((g, g.cpu_s_per_gib?.mean))).max_by(|a, b| a.1.total_cmp(&b.1)).map(
+                |(g, cost)| {
+                    let base = self
+                        .group(&self.baseline, g.key.pattern, g.key.clients, &g.key.options)
+                        .and_then(|b| b.cpu_s_per_gib)
+                        .map(|e| e.mean);
+                    CpuFinding {
+                        label: g.label.clone(),
+                        mode: g.key.mode(),
+                        clients: g.key.clients,
+                        cpu_s_per_gib: cost,
+                        baseline_cpu_s_per_gib: base,
+                    }
+                },
+            );
+        let several = self.clients.len() > 1 || self.option_sets().len() > 1;
+        Findings { baseline: self.label(&self.baseline), averaged: several, rows, costliest }
+    }
+
+    /// The warnings grouped by kind, most telling first; within a group in the order
+    /// they were found.
+    pub fn warning_groups(&self) -> Vec<WarningGroup> {
+        let mut groups: BTreeMap<Concern, Vec<Warning>> = BTreeMap::new();
+        for w in &self.warnings {
+            groups.entry(w.concern).or_default().push(w.clone());
+        }
+        groups
+            .into_iter()
+            .map(|(concern, warnings)| WarningGroup { concern, title: concern.title(), warnings })
+            .collect()
+    }
+
     /// The display label of a scenario.
     pub fn label(&self, scenario: &str) -> String {
         self.scenarios.iter().find(|(n, _)| n == scenario).map_or_else(|| scenario.to_string(), |(_, l)| l.clone())
@@ -361,19 +570,22 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         runtime_version = runtime_version.or_else(|| c.runtime.version.clone());
         if c.status != CellStatus::Ok {
             failed += 1;
-            warnings.push(format!("cell {} failed: {}", c.cell.id, c.failure.as_deref().unwrap_or("no result")));
+            warnings.push(Warning::new(
+                Concern::Failed,
+                format!("cell {} failed: {}", c.cell.id, c.failure.as_deref().unwrap_or("no result")),
+            ));
             continue;
         }
         let Some((f, h)) = cell_figures_and_histogram(&c.clients) else { continue };
         merged.add(&h).expect("same bounds");
         if f.window_fraction < MIN_WINDOW_FRACTION {
-            warnings.push(format!(
+            warnings.push(Warning::new(Concern::Window, format!(
                 "cell {}: clients ran together for only {:.0} % of the longest client's run (one started late or stopped early; start spread {:.1} ms): bandwidth is over the common window of {:.2} s",
                 c.cell.id,
                 f.window_fraction * 100.0,
                 f.start_spread_ns as f64 / 1e6,
                 f.window_s
-            ));
+            )));
         }
         // Clocks set from a distance (a node's offset, a guest's sync) are only as good
         // as the measurement.
@@ -389,22 +601,28 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
             && f.window_s > 0.0
             && u as f64 / 1e9 > 0.01 * f.window_s
         {
-            warnings.push(format!(
+            warnings.push(Warning::new(Concern::ClockUncertain, format!(
                 "cell {}: {what} was known to ±{:.2} ms, more than 1 % of the {:.2} s window: its clients' start and the window are that uncertain",
                 c.cell.id,
                 u as f64 / 1e6,
                 f.window_s
-            ));
+            )));
         }
         let errors: u64 = c.clients.iter().flat_map(|r| r.threads.iter()).map(|t| t.errors).sum();
         if errors > 0 {
-            warnings.push(format!("cell {}: {errors} I/O error(s) reported by clients", c.cell.id));
+            warnings.push(Warning::new(
+                Concern::IoErrors,
+                format!("cell {}: {errors} I/O error(s) reported by clients", c.cell.id),
+            ));
         }
         for r in &c.clients {
             if let Some(note) = &r.ioengine_note
                 && !note.starts_with("mock")
             {
-                warnings.push(format!("cell {} client {}: {note}", c.cell.id, r.client_id));
+                warnings.push(Warning::new(
+                    Concern::EngineNote,
+                    format!("cell {} client {}: {note}", c.cell.id, r.client_id),
+                ));
             }
         }
         node_bytes(c, &f, &mut node_sums);
@@ -422,34 +640,34 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
             })
             .collect();
         if !late.is_empty() {
-            warnings.push(format!(
+            warnings.push(Warning::new(Concern::LateStart, format!(
                 "cell {}: client(s) {} had go in time but started late: the runtime or a busy host woke them late (the window excludes it)",
                 c.cell.id,
                 late.join(", ")
-            ));
+            )));
         }
         for r in &c.clients {
             if r.host.clock_changed() {
-                warnings.push(format!(
+                warnings.push(Warning::new(Concern::ClockChanged, format!(
                     "cell {} client {}: its clock source changed from {} to {} while it measured: its latencies mix two clocks; pin the clock source (tsc=reliable in guests)",
                     c.cell.id,
                     r.client_id,
                     r.host.clock_source.as_deref().unwrap_or("?"),
                     r.host.clock_source_end.as_deref().unwrap_or("?")
-                ));
+                )));
             }
         }
         if let Some(read) = c.clients.iter().filter_map(|r| r.host.clock_read_ns).max()
             && read > 1_000
-            && !warnings.iter().any(|w| w.contains("a clock reading costs"))
+            && !warnings.iter().any(|w| w.concern == Concern::ClockCost)
         {
-            warnings.push(format!(
+            warnings.push(Warning::new(Concern::ClockCost, format!(
                 "{} {} {} clients: a clock reading costs {:.1} µs inside these clients (a trapped system call): every latency includes about that much",
                 key.scenario,
                 key.mode(),
                 key.clients,
                 read as f64 / 1e3
-            ));
+            )));
         }
         if let Some(cpu) = cpu_between(&c.cpu, f.window_start_ns, f.window_end_ns)
             && f.window_s > 0.0
@@ -461,24 +679,24 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
             cores.push(cpu.cgroup_s / f.window_s);
             host_cores.push(cpu.host_busy_s / f.window_s);
             if cpu.cpus > 0 && cpu.host_busy_s / f.window_s > 0.9 * f64::from(cpu.cpus) {
-                warnings.push(format!(
+                warnings.push(Warning::new(Concern::HostBusy, format!(
                     "cell {}: the host was busy on {:.2} of its {} CPUs during the window: clients may have waited for CPU, not for storage",
                     c.cell.id,
                     cpu.host_busy_s / f.window_s,
                     cpu.cpus
-                ));
+                )));
             }
             if cpu.cgroup_s > cpu.host_busy_s * 1.05 + 0.01 {
-                warnings.push(format!(
+                warnings.push(Warning::new(Concern::CpuUntrusted, format!(
                     "cell {}: its cgroup counted {:.2} CPU-s but the host was busy only {:.2} CPU-s: the CPU figures of this cell are not trustworthy",
                     c.cell.id, cpu.cgroup_s, cpu.host_busy_s
-                ));
+                )));
             }
             if c.cpu.iter().any(|s| !s.covers_containers) && c.runtime.kind == "oci" {
-                warnings.push(format!(
+                warnings.push(Warning::new(Concern::CpuPartial, format!(
                     "cell {}: containers kept their runtime's own cgroups (cgroup v2 or a node), so its host CPU counts the runtime's processes but not the containers'",
                     c.cell.id
-                ));
+                )));
             }
         }
         figures.push(f);
@@ -486,7 +704,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
     let per_node = node_shares(&node_sums, figures.len());
     for n in &per_node {
         if n.clients_share > 0.0 && (n.bytes_share / n.clients_share - 1.0).abs() > NODE_SHARE_TOLERANCE {
-            warnings.push(format!(
+            warnings.push(Warning::new(Concern::NodeShare, format!(
                 "{} {} {} clients: node {} moved {:.0} % of the bytes with {:.0} % of the clients: a slow node, disk or link",
                 key.scenario,
                 key.mode(),
@@ -494,7 +712,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
                 n.node,
                 n.bytes_share * 100.0,
                 n.clients_share * 100.0
-            ));
+            )));
         }
     }
     let seed = seed_of(key);
@@ -509,14 +727,17 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         && e.has_interval()
         && e.relative_spread() > MAX_REP_SPREAD
     {
-        warnings.push(format!(
-            "{} {} {} clients: repetitions vary by ±{:.0} % ({}/s – {}/s): add repetitions or quiet the host",
-            key.scenario,
-            key.mode(),
-            key.clients,
-            e.relative_spread() * 100.0,
-            human_bytes(e.lo as u64),
-            human_bytes(e.hi as u64)
+        warnings.push(Warning::new(
+            Concern::Noisy,
+            format!(
+                "{} {} {} clients: repetitions vary by ±{:.0} % ({}/s – {}/s): add repetitions or quiet the host",
+                key.scenario,
+                key.mode(),
+                key.clients,
+                e.relative_spread() * 100.0,
+                human_bytes(e.lo as u64),
+                human_bytes(e.hi as u64)
+            ),
         ));
     }
     Group {

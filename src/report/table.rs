@@ -226,10 +226,14 @@ pub fn markdown(r: &Report) -> String {
             let _ = writeln!(out, "- {by}: {}", groups.join(", "));
         }
     }
-    if !r.warnings.is_empty() {
+    let groups = r.warning_groups();
+    if !groups.is_empty() {
         let _ = writeln!(out, "\n## Warnings\n");
-        for w in &r.warnings {
-            let _ = writeln!(out, "- {w}");
+        for g in &groups {
+            let _ = writeln!(out, "- **{}** ({})", g.title, g.warnings.len());
+            for w in &g.warnings {
+                let _ = writeln!(out, "  - {w}");
+            }
         }
     }
     out
@@ -302,7 +306,7 @@ pub fn csv(r: &Report) -> String {
                 &g.per_node.iter().map(|n| format!("{}={:.3}", n.node, n.bw_bytes_per_s)).collect::<Vec<_>>().join(";"),
             ),
             csv_field(&g.measured_by.join("; ")),
-            csv_field(&g.warnings.join("; ")),
+            csv_field(&g.warnings.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join("; ")),
         ];
         let _ = writeln!(out, "{}", fields.join(","));
     }

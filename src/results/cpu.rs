@@ -22,6 +22,10 @@ pub struct CpuSeries {
     pub node: Option<String>,
     /// CPUs of that host.
     pub cpus: u32,
+    /// The machine's boot id: hosts that share one are one machine (network
+    /// namespaces, containers), whose busy time and CPUs are counted once.
+    #[serde(default)]
+    pub machine: Option<String>,
     /// Whether containers' own cgroups are inside the counted one (cgroup v1).
     pub covers_containers: bool,
     pub samples: Vec<CpuSample>,
@@ -44,10 +48,19 @@ pub fn cpu_between(series: &[CpuSeries], from: u64, to: u64) -> Option<CpuFigure
         return None;
     }
     let mut f = CpuFigures::default();
+    let mut machines: Vec<&str> = Vec::new();
     for s in series {
         let at = |t: u64, field: fn(&CpuSample) -> u64| interpolate(&s.samples, t, field);
         f.cgroup_s += (at(to, |x| x.cgroup_ns)? - at(from, |x| x.cgroup_ns)?) / 1e9;
-        f.host_busy_s += (at(to, |x| x.host_busy_ns)? - at(from, |x| x.host_busy_ns)?) / 1e9;
+        let busy = (at(to, |x| x.host_busy_ns)? - at(from, |x| x.host_busy_ns)?) / 1e9;
+        // One machine seen through several hosts: its whole busy time and CPUs once.
+        if let Some(m) = s.machine.as_deref() {
+            if machines.contains(&m) {
+                continue;
+            }
+            machines.push(m);
+        }
+        f.host_busy_s += busy;
         f.cpus += s.cpus;
     }
     Some(f)
@@ -74,6 +87,7 @@ mod tests {
         let s = CpuSeries {
             node: None,
             cpus: 2,
+            machine: None,
             covers_containers: true,
             samples: vec![
                 CpuSample { t_ns: 0, cgroup_ns: 0, host_busy_ns: 0 },
@@ -84,6 +98,11 @@ mod tests {
         let f = cpu_between(std::slice::from_ref(&s), 500_000_000, 1_500_000_000).unwrap();
         assert!((f.cgroup_s - 0.75).abs() < 1e-9, "{f:?}");
         assert!((f.host_busy_s - 1.0).abs() < 1e-9, "{f:?}");
-        assert!(cpu_between(&[s], 500_000_000, 3_000_000_000).is_none(), "not covered");
+        assert!(cpu_between(std::slice::from_ref(&s), 500_000_000, 3_000_000_000).is_none(), "not covered");
+        // Two nodes that are one machine: their cgroups add up, the machine counts once.
+        let node = |name: &str| CpuSeries { node: Some(name.into()), machine: Some("boot-1".into()), ..s.clone() };
+        let f = cpu_between(&[node("n1"), node("n2")], 500_000_000, 1_500_000_000).unwrap();
+        assert!((f.cgroup_s - 1.5).abs() < 1e-9, "{f:?}");
+        assert!((f.host_busy_s - 1.0).abs() < 1e-9 && f.cpus == 2, "{f:?}");
     }
 }

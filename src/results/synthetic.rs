@@ -103,6 +103,7 @@ pub fn cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
     let cpu = vec![CpuSeries {
         node: None,
         cpus: 2,
+        machine: None,
         covers_containers: true,
         samples: vec![at(start, 0), at(end.max(start + 1), cpu_ns)],
     }];

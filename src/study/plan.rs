@@ -221,6 +221,18 @@ impl Plan {
                 );
             }
         }
+        for (machine, names) in shared_machines(pre) {
+            let _ = writeln!(
+                out,
+                "  nodes {} are one machine (boot id {}): they share its {} CPU(s), counted once",
+                names.join(", "),
+                &machine[..machine.len().min(8)],
+                pre.nodes
+                    .iter()
+                    .find(|n| n.facts.boot_id.as_deref() == Some(machine.as_str()))
+                    .map_or(0, |n| n.facts.cpus)
+            );
+        }
         if let Some(f) = self.scale {
             let _ = writeln!(out, "scale: {f} (sizes, runtimes and ramps shrunk for a rehearsal)");
         }
@@ -319,6 +331,26 @@ impl Plan {
         }
         out
     }
+}
+
+/// Boot ids shared by several nodes (or a node and this host), with their names.
+fn shared_machines(pre: &Preflight) -> Vec<(String, Vec<String>)> {
+    let mut by: Vec<(String, Vec<String>)> = Vec::new();
+    let this = crate::sys::boot_id();
+    for n in &pre.nodes {
+        let Some(id) = n.facts.boot_id.clone() else { continue };
+        match by.iter_mut().find(|(m, _)| *m == id) {
+            Some((_, names)) => names.push(n.dest.clone()),
+            None => by.push((id, vec![n.dest.clone()])),
+        }
+    }
+    for (id, names) in &mut by {
+        if this.as_ref() == Some(id) {
+            names.push("this host".into());
+        }
+    }
+    by.retain(|(_, names)| names.len() > 1);
+    by
 }
 
 fn describe_options(options: &[(String, String)]) -> String {

@@ -104,6 +104,10 @@ fn terminal_and_markdown_snapshots() {
     fixture(dir.path(), 0.9, Some("runc.read.c4.r2"));
     let out = report(dir.path());
     let expected = "\
+Findings (against bare, geometric mean over client counts):
+  runc: read 0.90× bw, 1.00× p50; randwrite 0.90× bw, 1.00× p50
+  largest host CPU cost: runc rand write with 4 client(s): 0.25 CPU-s per GiB (bare: 0.25)
+
 Commit latency percentiles (µs, merged over all clients)
 Number of clients >               1           4
 Mode                 Scenario   50%   99%   50%   99%
@@ -120,7 +124,7 @@ rand write  bare                              200MiB/s (196MiB/s–204MiB/s)    
             runc      180MiB/s (176MiB/s–184MiB/s), 0.90× bare (0.88–0.92)  720MiB/s (706MiB/s–734MiB/s), 0.90× bare (0.88–0.92)
 
 Warnings:
-  - cell runc.read.c4.r2: clients ran together for only 60 % of the longest client's run (one started late or stopped early; start spread 4000.0 ms): bandwidth is over the common window of 6.00 s
+  - clients ran together for only part of their run (1): cell runc.read.c4.r2: clients ran together for only 60 % of the longest client's run (one started late or stopped early; start spread 4000.0 ms): bandwidth is over the common window of 6.00 s
 ";
     assert_eq!(out.split("\nreport: ").next().unwrap(), expected);
 
@@ -210,9 +214,17 @@ fn charts_and_html_exist_and_parse() {
         let only_svg_ns = forbidden == "http://" && html.matches("http://www.w3.org/2000/svg").count() == hits.len();
         assert!(hits.is_empty() || only_svg_ns, "self-contained: found {forbidden}");
     }
+    // Top-down: the findings, then the seed's three outputs (bandwidth, the latency
+    // CDF, the p50/p99 table), then host CPU.
+    let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("report.html lacks {needle}"));
+    assert!(at("id=\"findings\"") < at("id=\"bandwidth-chart\""));
+    assert!(at("id=\"bandwidth-chart\"") < at("id=\"cdf-chart\""));
+    assert!(at("id=\"cdf-chart\"") < at("id=\"latency-table\""));
+    assert!(at("id=\"latency-table\"") < at("id=\"cpu-chart\""));
+    assert!(html.contains("<td>runc</td><td class=\"num\">0.90× bw, 1.00× p50</td>"), "the findings table");
     // The embedded data is the model, as JSON.
     let data = html.split("id=\"iostudy-data\">").nth(1).unwrap().split("</script>").next().unwrap();
-    let v: serde_json::Value = serde_json::from_str(&data.replace("<\\/", "</")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(data).unwrap();
     assert_eq!(v["study_name"], "fixture");
     assert_eq!(v["groups"].as_array().unwrap().len(), 8);
 }
@@ -257,7 +269,45 @@ fn html_report_renders_in_headless_chromium() -> Needs {
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.contains("<h1 id=\"title\">fixture</h1>"), "the DOM was built: {}", &dom[..dom.len().min(400)]);
     assert!(dom.contains("id=\"latency-table\"") && dom.contains("<svg"));
+    assert!(
+        dom.contains("<section id=\"findings\">") && dom.contains("0.80× bw, 1.00× p50"),
+        "the findings open the page"
+    );
     Ok(())
+}
+
+/// Many warnings of a kind are one line with a count; the instruments (guests under
+/// TCG) come before how clients ran together, whatever order the cells came in.
+fn warnings_are_grouped_by_kind_most_telling_first() {
+    let dir = scratch();
+    fixture(dir.path(), 0.9, Some("runc.read.c4.r2"));
+    let store = Store::open(dir.path());
+    for mut c in store.cells().unwrap().cells {
+        if c.cell.scenario == "runc" {
+            c.runtime.accelerator = Some("tcg".into());
+        }
+        if c.cell.scenario == "bare" && c.cell.clients == 4 {
+            // Every 4-client bare cell: its second client starts 4 s late.
+            let go = c.clients[0].start_ns;
+            c.clients[1].start_ns = go + 4_000_000_000;
+        }
+        store.write_cell(&c).unwrap();
+    }
+    let out = report(dir.path());
+    let warnings = out.split("Warnings:\n").nth(1).unwrap();
+    let lines: Vec<&str> = warnings.lines().filter(|l| l.starts_with("  - ")).collect();
+    assert!(
+        lines[0].starts_with(
+            "  - guests ran under TCG (software CPU emulation): their figures measure emulation (1): scenario runc"
+        ),
+        "{warnings}"
+    );
+    assert!(lines[1].starts_with("  - clients ran together for only part of their run (7): "), "{warnings}");
+    assert_eq!(lines.len(), 2, "{warnings}");
+    let html = std::fs::read_to_string(dir.path().join("report/report.html")).unwrap();
+    assert_eq!(html.matches("<details class=\"warning-group\"").count(), 2);
+    assert!(html.contains("<strong>clients ran together for only part of their run</strong> (7)"), "the count");
+    assert!(html.find("data-concern=\"emulated\"").unwrap() < html.find("data-concern=\"window\"").unwrap());
 }
 
 fn compare_finds_a_regression_and_gates() {
@@ -299,6 +349,7 @@ fn report_of_an_empty_directory_says_what_to_do() {
 crate::trials![
     terminal_and_markdown_snapshots,
     charts_and_html_exist_and_parse,
+    warnings_are_grouped_by_kind_most_telling_first,
     html_report_renders_in_headless_chromium,
     compare_finds_a_regression_and_gates,
     report_of_an_empty_directory_says_what_to_do,
