@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -18,10 +18,11 @@ use crate::runner::{self, RunOptions};
 use crate::study::Study;
 use crate::study::plan::{Plan, PlanOptions};
 use crate::study::preflight::{Preflight, Results};
-use crate::{EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, demo, engine, report, results, runtime, worker};
+use crate::{EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, demo, engine, report, runtime, safety, worker};
 
 /// Runs the parsed command line.
-pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn dispatch(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    resolve_paths(&mut cli.command)?;
     match cli.command {
         Command::Plan(args) => plan(&args),
         Command::Run(args) => run_study(&args),
@@ -41,6 +42,55 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
     }
+}
+
+/// Every path a user passed, made absolute once, here: relative paths are taken from
+/// the working directory, and every later check walks the whole real path. Places
+/// iostudy writes under are resolved through what exists ([`safety::resolve`]); files
+/// it only reads are made absolute ([`safety::absolute`]).
+fn resolve_paths(command: &mut Command) -> Result<(), safety::SafetyError> {
+    let write = |p: &mut PathBuf| -> Result<(), safety::SafetyError> {
+        *p = safety::resolve(p)?;
+        Ok(())
+    };
+    let read = |p: &mut PathBuf| -> Result<(), safety::SafetyError> {
+        *p = safety::absolute(p)?;
+        Ok(())
+    };
+    match command {
+        Command::Plan(a) => {
+            a.study.iter_mut().try_for_each(read)?;
+            a.from_fio.iter_mut().try_for_each(read)?;
+            a.manifests.iter_mut().try_for_each(write)?;
+        }
+        Command::Run(a) => {
+            read(&mut a.study)?;
+            write(&mut a.output)?;
+        }
+        Command::Demo(a) => {
+            let mut out = a.output.take().unwrap_or_else(demo::default_output);
+            write(&mut out)?;
+            a.output = Some(out);
+        }
+        Command::Report(a) => write(&mut a.results)?,
+        Command::Compare(a) => {
+            read(&mut a.a)?;
+            read(&mut a.b)?;
+            a.html.iter_mut().try_for_each(write)?;
+        }
+        Command::Bench(a) => read(&mut a.directory)?,
+        Command::Image(a) => {
+            write(&mut a.output)?;
+            a.binary.iter_mut().try_for_each(read)?;
+        }
+        Command::Import(crate::cli::ImportCommand::Fio(a)) => {
+            a.files.iter_mut().try_for_each(read)?;
+            write(&mut a.output)?;
+        }
+        Command::Worker(a) => read(&mut a.job)?,
+        Command::Runtimes(_) | Command::Agent => {}
+    }
+    Ok(())
 }
 
 /// Imports fio outputs as one cell, then rewrites the report.
@@ -78,7 +128,7 @@ fn image(args: &ImageArgs) -> anyhow::Result<ExitCode> {
         None => runtime::binary::worker_binary().map_err(anyhow::Error::msg)?,
     };
     let image = crate::image::build(&binary, args.name.as_deref()).map_err(anyhow::Error::msg)?;
-    results::write_atomic(&args.output, &image.archive)
+    crate::safety::write_atomic(&args.output, &image.archive)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let out = args.output.display();
     println!("wrote {out}: {} ({}, {} bytes)", image.name, image.manifest_digest, image.archive.len());
@@ -101,8 +151,8 @@ fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
         ssh_options: args.ssh_options.clone(),
         shared_target: false,
     };
-    let dir = runner::state_base().join(format!("{}-nodes", std::process::id()));
-    runner::ensure_path(&dir)?;
+    let dir = crate::sys::state_base().join(format!("{}-nodes", std::process::id()));
+    crate::safety::ensure_path(&dir)?;
     let mut code = EXIT_OK;
     for i in 0..hosts.nodes.len() {
         let node = match crate::hosts::node::Node::connect(
@@ -268,7 +318,7 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     print!("{}", report::compare::text(&c));
     if let Some(path) = &args.html {
         let page = report::compare::html(&c).map_err(anyhow::Error::msg)?;
-        results::write_atomic(path, page.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        crate::safety::write_atomic(path, page.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::from(if c.regressions() > 0 { EXIT_CHECK_FAILED } else { EXIT_OK }))
 }
@@ -292,7 +342,7 @@ fn run_study(args: &RunArgs) -> anyhow::Result<ExitCode> {
 fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let target = demo::scratch_target().context("creating the demo's scratch directory")?;
     let (text, skipped) = demo::study_text(target.path(), args.mock);
-    let output = args.output.clone().unwrap_or_else(demo::default_output);
+    let output = args.output.clone().expect("resolved with a default in resolve_paths");
     let study = Study::parse(Path::new("demo.toml"), &text)?;
     let plan = Plan::build(&study, &PlanOptions { mock: args.mock, ..PlanOptions::default() })?;
     eprintln!(

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::results::{ClientResult, write_atomic};
+use crate::results::ClientResult;
+use crate::safety::write_atomic;
 use crate::workload::{Span, Workload};
 
 /// Version of every message below; bumped on any incompatible change.
@@ -126,6 +127,8 @@ pub enum ProtocolError {
         path.display(), Span(*waited)
     )]
     NoGo { path: PathBuf, waited: Duration },
+    #[error(transparent)]
+    Unsafe(#[from] crate::safety::SafetyError),
     /// A relayed channel (a node's agent) failed.
     #[error("{0}")]
     Relay(String),
@@ -268,7 +271,7 @@ impl SharedDir {
             if let Ok(Some(ping)) = read_json::<Ping>(&e.path(), "clock ping") {
                 let answered = read_json::<Pong>(&pong, "clock pong").ok().flatten().is_some_and(|p| p.seq == ping.seq);
                 if !answered {
-                    let host_ns = wall_ns().saturating_add_signed(-shift_ns);
+                    let host_ns = crate::sys::wall_ns().saturating_add_signed(-shift_ns);
                     let _ = write_json(&pong, &Pong { protocol: PROTOCOL_VERSION, seq: ping.seq, host_ns });
                 }
             }
@@ -379,7 +382,7 @@ impl Link for SharedDirLink {
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut best: Option<(u64, i64)> = None;
         for seq in 1..=rounds {
-            let t0 = wall_ns();
+            let t0 = crate::sys::wall_ns();
             write_json(&ping, &Ping { protocol: PROTOCOL_VERSION, seq })?;
             let host_ns = loop {
                 if let Some(p) = read_json::<Pong>(&pong, "clock pong")?
@@ -395,7 +398,7 @@ impl Link for SharedDirLink {
                 }
                 std::thread::sleep(Duration::from_micros(200));
             };
-            let t1 = wall_ns();
+            let t1 = crate::sys::wall_ns();
             let rtt = t1.saturating_sub(t0);
             let offset = host_ns as i64 - (t0 + rtt / 2) as i64;
             if best.is_none_or(|(r, _)| rtt < r) {
@@ -408,14 +411,10 @@ impl Link for SharedDirLink {
     }
 }
 
-fn wall_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
 fn write_json(path: &Path, message: &impl Serialize) -> Result<(), ProtocolError> {
     let mut bytes = serde_json::to_vec_pretty(message).expect("protocol messages serialize");
     bytes.push(b'\n');
-    write_atomic(path, &bytes).map_err(|source| ProtocolError::Io { what: "write", path: path.to_path_buf(), source })
+    Ok(write_atomic(path, &bytes)?)
 }
 
 /// Reads a message; `None` while it is not there (or not yet written whole).

@@ -39,6 +39,7 @@ pub mod runner;
 pub mod runtime;
 pub mod safety;
 pub mod study;
+pub mod sys;
 pub mod worker;
 pub mod workload;
 

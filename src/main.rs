@@ -9,6 +9,8 @@ fn main() -> ExitCode {
     if iostudy::guest::is_init() {
         iostudy::guest::main();
     }
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = iostudy::cli::Cli::parse();
     match iostudy::run(cli) {
         Ok(code) => code,

@@ -43,6 +43,31 @@ pub enum SafetyError {
     Ancestor { path: PathBuf, ancestor: PathBuf, why: String },
     #[error("cannot {what} {}: {source}", path.display())]
     Io { what: &'static str, path: PathBuf, source: io::Error },
+    #[error(
+        "{} is relative, and the working directory is gone ({source}; it was removed after the shell entered it?): cd to a directory that exists, or give an absolute path",
+        path.display()
+    )]
+    NoWorkingDirectory { path: PathBuf, source: io::Error },
+    #[error("{}: `..` after a directory that does not exist ({}): give the path without it", path.display(), missing.display())]
+    UpFromMissing { path: PathBuf, missing: PathBuf },
+    #[error("an empty path: give a directory or file name")]
+    Empty,
+    #[error("{} is not a regular file: iostudy writes only its own files; remove it or choose another name", .0.display())]
+    NotAFile(PathBuf),
+    #[error(
+        "{} has {links} hard links: another name elsewhere is the same file, and writing it would change that one too; remove it or choose another name",
+        path.display()
+    )]
+    HardLinked { path: PathBuf, links: u64 },
+}
+
+impl From<SafetyError> for io::Error {
+    fn from(e: SafetyError) -> io::Error {
+        match e {
+            SafetyError::Io { source, .. } if source.kind() == io::ErrorKind::StorageFull => source,
+            other => io::Error::other(other),
+        }
+    }
 }
 
 fn me() -> u32 {
@@ -54,9 +79,77 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SafetyEr
     move |source| SafetyError::Io { what, path, source }
 }
 
+/// A path to read, as the user gave it, made absolute (relative to the working
+/// directory, which must still exist); nothing else is resolved.
+pub fn absolute(path: &Path) -> Result<PathBuf, SafetyError> {
+    if path.as_os_str().is_empty() {
+        return Err(SafetyError::Empty);
+    }
+    if path.is_absolute() {
+        return Ok(path.to_path_buf());
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|source| SafetyError::NoWorkingDirectory { path: path.to_path_buf(), source })?;
+    Ok(cwd.join(path))
+}
+
+/// A path to write under, as the user gave it, made the absolute path every check walks: relative to
+/// the working directory (the physical one, as the kernel resolves it), with `.` and
+/// `..` resolved the way the kernel resolves them — through what exists, with links on
+/// the way checked as written first. The last component is kept as given, so a link
+/// there is refused by the checks that follow, never silently resolved. Call once, at
+/// the command boundary, for every path a user passes.
+pub fn resolve(path: &Path) -> Result<PathBuf, SafetyError> {
+    let abs = absolute(path)?;
+    check_links_as_written(&abs)?;
+    // The longest prefix that exists, resolved; the rest appended as names.
+    let comps: Vec<Component> = abs.components().collect();
+    let mut split = comps.len();
+    while split > 1 {
+        let prefix: PathBuf = comps[..split].iter().collect();
+        if prefix.symlink_metadata().is_ok() {
+            break;
+        }
+        split -= 1;
+    }
+    // A name at the very end stays as written (a link there must be seen, not followed).
+    let last_is_name = matches!(comps.last(), Some(Component::Normal(_)));
+    if split == comps.len() && last_is_name && split > 1 {
+        split -= 1;
+    }
+    let prefix: PathBuf = comps[..split].iter().collect();
+    let mut out = std::fs::canonicalize(&prefix).map_err(io_err("resolve", &prefix))?;
+    for c in &comps[split..] {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(SafetyError::UpFromMissing { path: path.to_path_buf(), missing: out });
+            }
+            Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Creates `path` and any missing parents, each checked as safe (the existing ones on
+/// the way as [`check_user_dir`] checks them, the rest made by this call and ours);
+/// returns the directories it created, outermost first.
+pub fn ensure_path(path: &Path) -> Result<Vec<PathBuf>, SafetyError> {
+    let path = resolve(path)?;
+    check_way_to(&path)?;
+    let existing = path.ancestors().find(|p| p.symlink_metadata().is_ok()).unwrap_or(Path::new("/"));
+    if existing == path {
+        ensure_dir(&path)?;
+        return Ok(Vec::new());
+    }
+    ensure_dirs_below(existing, &path)
+}
+
 /// Checks a directory the user named: the way to it (see the module doc) and, if it
 /// exists, the directory itself. Returns whether it exists.
 pub fn check_user_dir(path: &Path) -> Result<bool, SafetyError> {
+    let path = &resolve(path)?;
     check_way_to(path)?;
     match std::fs::symlink_metadata(path) {
         Ok(m) => {
@@ -121,11 +214,13 @@ fn check_own_dir(path: &Path, m: &std::fs::Metadata) -> Result<(), SafetyError> 
     Ok(())
 }
 
-/// The directories and links on the way to `path` (not `path` itself) belong to root or
-/// to the running user; a directory others may write must be sticky.
-fn check_way_to(path: &Path) -> Result<(), SafetyError> {
-    let trusted = |uid: u32| uid == 0 || uid == me();
-    // Links on the way, as written.
+fn trusted(uid: u32) -> bool {
+    uid == 0 || uid == me()
+}
+
+/// The links on the way to `path` (not `path` itself), as written, belong to root or to
+/// the running user.
+fn check_links_as_written(path: &Path) -> Result<(), SafetyError> {
     let mut cur = PathBuf::new();
     let comps: Vec<Component> = path.components().collect();
     for c in comps.iter().take(comps.len().saturating_sub(1)) {
@@ -138,6 +233,13 @@ fn check_way_to(path: &Path) -> Result<(), SafetyError> {
             return Err(SafetyError::Ancestor { path: path.to_path_buf(), ancestor: cur, why });
         }
     }
+    Ok(())
+}
+
+/// The directories and links on the way to `path` (not `path` itself) belong to root or
+/// to the running user; a directory others may write must be sticky.
+fn check_way_to(path: &Path) -> Result<(), SafetyError> {
+    check_links_as_written(path)?;
     // Directories on the way, resolved.
     let Some(parent) = path.parent() else { return Ok(()) };
     let existing = parent.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
@@ -189,6 +291,77 @@ pub fn open_nofollow(path: &Path, opts: &mut OpenOptions, flags: rustix::fs::OFl
         )));
     }
     Ok(file)
+}
+
+/// What may be replaced at `path`: nothing (`Ok(false)`), or a regular file of the
+/// running user with no other name (`Ok(true)`). A link, a directory, a FIFO or device,
+/// another user's file or a hard-linked one is refused, named.
+pub fn check_replaceable(path: &Path) -> Result<bool, SafetyError> {
+    let m = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err("inspect", path)(e)),
+    };
+    check_own_file(path, &m)?;
+    Ok(true)
+}
+
+/// A regular file of the running user with one name, or why not.
+fn check_own_file(path: &Path, m: &std::fs::Metadata) -> Result<(), SafetyError> {
+    if m.file_type().is_symlink() {
+        let target = std::fs::read_link(path).unwrap_or_default();
+        return Err(SafetyError::Link { path: path.to_path_buf(), target });
+    }
+    if !m.is_file() {
+        return Err(SafetyError::NotAFile(path.to_path_buf()));
+    }
+    if m.uid() != me() {
+        return Err(SafetyError::Foreign { path: path.to_path_buf(), uid: m.uid(), me: me() });
+    }
+    if m.nlink() > 1 {
+        return Err(SafetyError::HardLinked { path: path.to_path_buf(), links: m.nlink() });
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` as one atomic step, the way every file iostudy writes is
+/// written: into a temp file beside it with an unpredictable name, created exclusively
+/// (`O_CREAT | O_EXCL`, so nothing planted there is opened), fsynced, then renamed over
+/// `path` — which must be missing or a file of ours ([`check_replaceable`]); when it is
+/// missing, the rename refuses to replace whatever appears meanwhile. The directory
+/// holding `path` must already be checked by the caller (ours, or reached safely).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SafetyError> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let name = path.file_name().ok_or_else(|| SafetyError::NotAFile(path.to_path_buf()))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let exists = check_replaceable(path)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".tmp")
+        .rand_bytes(12)
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(io_err("create a temp file in", dir))?;
+    tmp.write_all(bytes).map_err(io_err("write", path))?;
+    tmp.as_file().sync_all().map_err(io_err("write", path))?;
+    let persisted = if exists { tmp.persist(path) } else { tmp.persist_noclobber(path) };
+    persisted.map(drop).map_err(|e| io_err("write", path)(e.error))
+}
+
+/// Creates `path` afresh for writing (a log): an earlier file of ours there is removed
+/// first; anything else there is refused ([`check_replaceable`]). Never follows a link.
+pub fn create_file(path: &Path) -> Result<File, SafetyError> {
+    if check_replaceable(path)? {
+        std::fs::remove_file(path).map_err(io_err("replace", path))?;
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(io_err("create", path))
 }
 
 /// Removes `path` if it is a regular file of ours (never through a link).

@@ -13,8 +13,8 @@ use crate::fio::output::{self, Context, FioClient, LatencyKind};
 use crate::results::ClientResult;
 use crate::results::HostFacts;
 use crate::results::store::{
-    CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, RUN_SCHEMA_VERSION, RunInfo, RuntimeRecord, ScenarioRecord,
-    Store, cell_id,
+    CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, Place, RUN_SCHEMA_VERSION, RunInfo, RuntimeRecord,
+    ScenarioRecord, Store, cell_id,
 };
 use crate::workload::Pattern;
 
@@ -199,22 +199,21 @@ pub fn import(i: &Import) -> Result<Imported, String> {
 
 /// Creates the results directory, or opens one an earlier import made.
 fn open_store(out: &Path) -> Result<Store, String> {
-    let out = &std::path::absolute(out).map_err(|e| format!("-o {}: {e}", out.display()))?;
-    crate::runner::ensure_path(out).map_err(|e| format!("-o {}: {e}", out.display()))?;
-    let study = out.join("study.toml");
-    let resume = match std::fs::read_to_string(&study) {
-        Ok(text) if text == MARKER => true,
-        Ok(_) => {
+    let out = &crate::safety::resolve(out).map_err(|e| format!("-o {}: {e}", out.display()))?;
+    let resume = match Place::of(out).map_err(|e| e.to_string())? {
+        Place::Results if Store::open(out).study_source() == MARKER => true,
+        Place::Results => {
             return Err(format!(
                 "{} holds the results of a study run: import fio outputs into another directory",
                 out.display()
             ));
         }
-        Err(_) if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) => {
+        Place::Other(_) => {
             return Err(format!("{} is not empty: import into a new directory, or one an import made", out.display()));
         }
-        Err(_) => false,
+        Place::Missing | Place::Empty => false,
     };
+    crate::safety::ensure_path(out).map_err(|e| format!("-o {}: {e}", out.display()))?;
     Store::create(out, MARKER, resume).map_err(|e| e.to_string())
 }
 

@@ -51,10 +51,9 @@ struct Agent {
 
 /// Serves requests on stdin until the session ends; then removes everything.
 pub fn serve() -> anyhow::Result<()> {
-    let state_base = crate::runner::state_base();
-    std::fs::create_dir_all(&state_base)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let state = state_base.join(format!("{}-{}", std::process::id(), stamp % 100_000_000));
+    let state_base = crate::sys::state_base();
+    crate::safety::ensure_path(&state_base)?;
+    let state = state_base.join(crate::sys::run_id());
     crate::safety::ensure_dir(&state)?;
     let _ = recovery::reap_dead_runs(&state_base, None);
     reap_dead_binaries(&state_base);
@@ -115,22 +114,23 @@ impl Agent {
                     kernel: h.kernel,
                     cpus: h.cpus,
                     clock_source: h.clock_source,
-                    free_bytes: crate::study::preflight::free_space(&target),
+                    free_bytes: crate::sys::free_space(&target),
                     target_problem: crate::safety::check_user_dir(&target).err().map(|e| e.to_string()),
                     pid: std::process::id(),
+                    boot_id: crate::sys::boot_id(),
                 })
             }
-            Request::Clock => Response::Clock { ns: now_ns() },
+            Request::Clock => Response::Clock { ns: crate::sys::wall_ns() },
             Request::Marker { path, write } => {
                 if let Some(text) = write {
-                    crate::results::write_atomic(&path, text.as_bytes())
+                    crate::safety::write_atomic(&path, text.as_bytes())
                         .map_err(|e| format!("{}: {e}", path.display()))?;
                 }
                 Response::Marker { found: std::fs::read_to_string(&path).ok() }
             }
             Request::Probe { kind, settings } => Response::Probe(spec_from(&kind, &settings)?.probe()),
             Request::Reap { markers } => {
-                recovery::kill_processes_mentioning(&markers);
+                crate::sys::kill_processes_mentioning(&markers);
                 Response::Ok
             }
             Request::Target { path, keep_files } => {
@@ -305,12 +305,12 @@ impl Agent {
         if self.target.is_some() {
             return Ok(());
         }
-        let created = crate::runner::ensure_path(path).map_err(|e| e.to_string())?;
+        let created = crate::safety::ensure_path(path).map_err(|e| e.to_string())?;
         let control = path.join(CONTROL_DIR);
         let created_control = crate::safety::ensure_dir(&control).map_err(|e| e.to_string())?.then(|| control.clone());
         let me = Holder::me(Path::new(&format!("the run {} of another host", self.run)));
         let (lock, _) = Lock::take(&control.join("lock"), "target", path, &me).map_err(|e| e.to_string())?;
-        recovery::reap_dead_runs(&crate::runner::state_base(), Some(&control));
+        recovery::reap_dead_runs(&crate::sys::state_base(), Some(&control));
         self.target = Some(TargetHold {
             _lock: lock,
             data: DataDirs::new(path.join(DATA_DIR), created),
@@ -327,8 +327,8 @@ impl Agent {
         }
         self.clients.clear();
         self.cgroups.clear();
-        if let (Some(base), Some(state)) = (crate::runtime::cgroup::base_dir(), self.state.file_name()) {
-            crate::runtime::cgroup::remove_tree(&base.join(format!("iostudy-{}", state.to_string_lossy())));
+        if let Some(state) = self.state.file_name() {
+            crate::runtime::cgroup::remove_run(&state.to_string_lossy());
         }
         for b in self.backends.values() {
             b.cleanup();
@@ -386,8 +386,4 @@ fn reap_dead_binaries(state_base: &Path) {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }

@@ -75,7 +75,7 @@ impl Node {
             .join(format!("iostudy-{}", content_hash(&exe)?));
         ssh.copy(&exe, &remote)?;
         let log = dir.join(format!("agent-{}.log", crate::results::cell::escape(dest)));
-        let errors = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let errors = crate::safety::create_file(&log).map_err(|e| e.to_string())?;
         let mut child = ssh
             .session(&[&remote.display().to_string(), "agent"])
             .stderr(errors)
@@ -94,6 +94,7 @@ impl Node {
                 free_bytes: None,
                 target_problem: None,
                 pid: 0,
+                boot_id: None,
             },
             ssh,
             session: Mutex::new(Session { child, stdin, stdout, lost: None }),
@@ -156,11 +157,11 @@ impl Node {
     pub fn measure_clock(&self) -> Result<ClockOffset, String> {
         let mut best: Option<(u64, i64)> = None;
         for _ in 0..16 {
-            let t0 = now_ns();
+            let t0 = crate::sys::wall_ns();
             let Response::Clock { ns } = self.request(&Request::Clock)? else {
                 return Err(format!("node {}: unexpected answer to clock", self.dest));
             };
-            let t1 = now_ns();
+            let t1 = crate::sys::wall_ns();
             let rtt = t1.saturating_sub(t0);
             let offset = ns as i64 - (t0 + rtt / 2) as i64;
             if best.is_none_or(|(r, _)| rtt < r) {
@@ -242,8 +243,4 @@ fn content_hash(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     Ok(format!("{h:016x}"))
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }

@@ -156,7 +156,7 @@ impl Client for RemoteClient {
             Ok(_) => String::new(),
             Err(e) => format!("(the log stayed on node {}: {e})\n", self.node.dest),
         };
-        let _ = std::fs::write(&self.log, text);
+        let _ = crate::safety::write_atomic(&self.log, text.as_bytes());
         self.fetched = true;
     }
 

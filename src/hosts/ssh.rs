@@ -33,7 +33,7 @@ impl Ssh {
         let control = dir.join(format!("ssh-{}.sock", crate::results::cell::escape(dest)));
         let _ = std::fs::remove_file(&control);
         let log = dir.join(format!("ssh-{}.log", crate::results::cell::escape(dest)));
-        let errors = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let errors = crate::safety::create_file(&log).map_err(|e| e.to_string())?;
         let mut cmd = Command::new("ssh");
         cmd.args(["-M", "-N", "-o", "ControlPersist=no", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
             .args(["-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3", "-S"])

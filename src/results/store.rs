@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! RESULTS_DIR/
+//!   .iostudy-results      the marker: this directory is iostudy's (see [`Place`])
 //!   study.toml            the study file as run (a resume must match it)
 //!   run.json              host facts, the resolved scenarios (labels, runtimes, order),
 //!                         baseline, axis order, plan warnings
@@ -14,16 +15,22 @@
 //! at most the cell in flight and `--resume` continues from there. Reading is
 //! forgiving: one unreadable cell file is reported and skipped, never fatal to the
 //! whole report.
+//!
+//! Every file is written through [`crate::safety::write_atomic`] and every directory made
+//! or checked with [`crate::safety::ensure_dir`], so nothing planted in a results
+//! directory (a link, a hard link, a FIFO, another user's file) is ever written through;
+//! and iostudy writes only into a directory that is new, empty, or marked as its own.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::results::HostFacts;
 pub use crate::results::cell::{
     CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, RuntimeRecord, cell_id,
 };
-use crate::results::{HostFacts, write_atomic};
+use crate::safety::write_atomic;
 use crate::workload::Pattern;
 
 /// Version of `run.json`'s layout.
@@ -57,10 +64,34 @@ pub struct RunInfo {
     pub clients: Vec<u32>,
     /// The plan's warnings, carried into every report.
     #[serde(default)]
-    pub warnings: Vec<String>,
+    pub warnings: Vec<PlanWarning>,
     /// What the target is (where the controller sees it).
     #[serde(default)]
     pub target: Option<TargetFacts>,
+}
+
+/// A warning of the plan, as `run.json` keeps it: its kind (`fits_in_page_cache`,
+/// `clock_uncertain`…) and its text; older files hold the text alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PlanWarning {
+    Kinded { kind: String, text: String },
+    Text(String),
+}
+
+impl PlanWarning {
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            PlanWarning::Kinded { kind, .. } => Some(kind),
+            PlanWarning::Text(_) => None,
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            PlanWarning::Kinded { text, .. } | PlanWarning::Text(text) => text,
+        }
+    }
 }
 
 /// The filesystem and device under a study's target.
@@ -102,8 +133,25 @@ pub enum StoreError {
         .0.display()
     )]
     StudyChanged(PathBuf),
+    #[error(
+        "{} is not empty and not an iostudy results directory (it holds {}): iostudy writes only into a new or empty directory, or one of its own; choose another -o",
+        path.display(), entries.join(", ")
+    )]
+    NotResults { path: PathBuf, entries: Vec<String> },
     #[error("cannot {what} {}: {source}{}", path.display(), hint(source))]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Unsafe(crate::safety::SafetyError),
+}
+
+impl From<crate::safety::SafetyError> for StoreError {
+    /// An I/O failure keeps its place and its hint (a full filesystem: how to go on).
+    fn from(e: crate::safety::SafetyError) -> StoreError {
+        match e {
+            crate::safety::SafetyError::Io { what, path, source } => StoreError::Io { what, path, source },
+            other => StoreError::Unsafe(other),
+        }
+    }
 }
 
 fn hint(e: &std::io::Error) -> &'static str {
@@ -122,6 +170,53 @@ pub struct CellSet {
     pub unreadable: Vec<String>,
 }
 
+/// The file that marks a directory as iostudy's results directory.
+pub const MARKER: &str = ".iostudy-results";
+
+/// What the marker holds.
+const MARKER_TEXT: &str = "iostudy results directory\n";
+
+/// What a directory named with `-o` is to iostudy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// Nothing there yet.
+    Missing,
+    /// An empty directory (or one holding only a dead run's lock).
+    Empty,
+    /// A results directory: marked, or written by an iostudy before the marker
+    /// (`run.json` and `cells/`).
+    Results,
+    /// Something else, which iostudy does not write into.
+    Other(Vec<String>),
+}
+
+impl Place {
+    /// What `root` is. A link there is the caller's to refuse ([`crate::safety`]).
+    pub fn of(root: &Path) -> Result<Place, StoreError> {
+        let entries = match fs::read_dir(root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Place::Missing),
+            Err(e) => return Err(io("list", root)(e)),
+        };
+        let mut names: Vec<String> =
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names.retain(|n| n != ".lock");
+        if names.is_empty() {
+            return Ok(Place::Empty);
+        }
+        let marked = fs::symlink_metadata(root.join(MARKER)).is_ok_and(|m| m.is_file());
+        let legacy = names.iter().any(|n| n == "run.json")
+            && fs::symlink_metadata(root.join("cells")).is_ok_and(|m| m.is_dir())
+            && Store::open(root).run_info().is_ok();
+        if marked || legacy {
+            return Ok(Place::Results);
+        }
+        names.truncate(5);
+        Ok(Place::Other(names))
+    }
+}
+
 /// A results directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -129,23 +224,29 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens `root` for a run of `study_source`; refuses to mix runs.
+    /// Opens `root` — which exists and was checked as safe to write under — for a run
+    /// of `study_source`: refuses a directory that is not its own and mixing runs, then
+    /// marks it and writes the study.
     pub fn create(root: &Path, study_source: &str, resume: bool) -> Result<Store, StoreError> {
         let store = Store { root: root.to_path_buf() };
-        let study_copy = root.join("study.toml");
-        if study_copy.exists() {
-            if !resume {
-                return Err(StoreError::NotEmpty(root.to_path_buf()));
+        match Place::of(root)? {
+            Place::Other(entries) => return Err(StoreError::NotResults { path: root.to_path_buf(), entries }),
+            Place::Results if !resume => return Err(StoreError::NotEmpty(root.to_path_buf())),
+            Place::Results => {
+                if store.study_source() != study_source {
+                    return Err(StoreError::StudyChanged(root.to_path_buf()));
+                }
             }
-            let previous = fs::read_to_string(&study_copy).map_err(io("read", &study_copy))?;
-            if previous != study_source {
-                return Err(StoreError::StudyChanged(root.to_path_buf()));
-            }
+            Place::Missing | Place::Empty => {}
         }
-        for d in [root.to_path_buf(), store.cells_dir(), root.join("logs")] {
-            fs::create_dir_all(&d).map_err(io("create", &d))?;
+        crate::safety::ensure_dir(&store.cells_dir())?;
+        crate::safety::ensure_dir(&root.join("logs"))?;
+        if crate::safety::check_replaceable(&root.join(MARKER))? {
+            // Ours already: leave it.
+        } else {
+            write_atomic(&root.join(MARKER), MARKER_TEXT.as_bytes())?;
         }
-        write_atomic(&study_copy, study_source.as_bytes()).map_err(io("write", &study_copy))?;
+        write_atomic(&root.join("study.toml"), study_source.as_bytes())?;
         Ok(store)
     }
 
@@ -170,21 +271,29 @@ impl Store {
         self.root.join("logs").join(id)
     }
 
-    /// The study file as run ("" when absent).
+    /// A cell's log directory, made (or checked) as the run's own.
+    pub fn make_log_dir(&self, id: &str) -> Result<PathBuf, StoreError> {
+        let dir = self.log_dir(id);
+        crate::safety::ensure_dir(&self.root.join("logs"))?;
+        crate::safety::ensure_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// The study file as run ("" when absent or not a plain file).
     pub fn study_source(&self) -> String {
-        fs::read_to_string(self.root.join("study.toml")).unwrap_or_default()
+        read_own(&self.root.join("study.toml")).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default()
     }
 
     pub fn write_run_info(&self, info: &RunInfo) -> Result<(), StoreError> {
         let path = self.root.join("run.json");
         let json = serde_json::to_vec_pretty(info).expect("run info serializes");
-        write_atomic(&path, &json).map_err(io("write", &path))
+        Ok(write_atomic(&path, &json)?)
     }
 
     /// `run.json`, or why it cannot be used (absent, another layout version).
     pub fn run_info(&self) -> Result<RunInfo, String> {
         let path = self.root.join("run.json");
-        let bytes = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = read_own(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
         let version = value.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(1);
@@ -200,12 +309,12 @@ impl Store {
     pub fn write_cell(&self, cell: &CellResult) -> Result<(), StoreError> {
         let path = self.cell_path(&cell.cell.id);
         let json = serde_json::to_vec(cell).expect("cell result serializes");
-        write_atomic(&path, &json).map_err(io("write", &path))
+        Ok(write_atomic(&path, &json)?)
     }
 
     /// Reads one cell file; the error says which file and why.
     pub fn read_cell(&self, path: &Path) -> Result<CellResult, String> {
-        let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = read_own(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{} is not valid JSON (truncated or damaged?): {e}", path.display()))?;
         let version = value.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
@@ -237,6 +346,35 @@ impl Store {
         }
         Ok(set)
     }
+}
+
+/// The largest file the store reads (a cell of thousands of clients is a few MiB).
+const MAX_READ: u64 = 256 << 20;
+
+/// Reads a regular file without following a link, at most [`MAX_READ`] bytes: a link
+/// planted where a cell should be is not a cell of this run.
+fn read_own(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(n) if n == rustix::io::Errno::LOOP.raw_os_error() => {
+                std::io::Error::other("a symbolic link, not a file iostudy wrote")
+            }
+            _ => e,
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_READ + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_READ {
+        return Err(std::io::Error::other(format!("larger than {} MiB: not a file iostudy wrote", MAX_READ >> 20)));
+    }
+    Ok(bytes)
 }
 
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {

@@ -144,10 +144,6 @@ pub struct CellRun<'a> {
 /// How many clients are started at once.
 const LAUNCH_PARALLELISM: usize = 32;
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
 impl CellRun<'_> {
     /// Runs the cell; its result, failed or not, is ready to store.
     pub fn run(&self) -> CellResult {
@@ -159,7 +155,7 @@ impl CellRun<'_> {
             status: CellStatus::Failed,
             failure: None,
             failure_phase: None,
-            launched_ns: now_ns(),
+            launched_ns: crate::sys::wall_ns(),
             finished_ns: 0,
             setup_s: 0.0,
             launch_s: 0.0,
@@ -180,7 +176,7 @@ impl CellRun<'_> {
             }
         }
         let _ = fs::remove_dir_all(&self.control);
-        result.finished_ns = now_ns();
+        result.finished_ns = crate::sys::wall_ns();
         result
     }
 
@@ -189,7 +185,6 @@ impl CellRun<'_> {
         let n = cell.clients;
         let setup = |e: String| (CellFailure::Setup(e), String::new());
         let channel = self.channel().map_err(|e| setup(e.to_string()))?;
-        fs::create_dir_all(&self.logs).map_err(|e| setup(format!("cannot create {}: {e}", self.logs.display())))?;
         if self.drop_caches {
             result.caches_dropped = drop_host_caches().is_ok();
         }
@@ -285,7 +280,7 @@ impl CellRun<'_> {
         outcome.map_err(|f| self.fail(&mut clients, result, f))?;
         result.setup_s = started.elapsed().as_secs_f64();
         sampler.sample();
-        let start_ns = now_ns() + timing.lead.as_nanos() as u64;
+        let start_ns = crate::sys::wall_ns() + timing.lead.as_nanos() as u64;
         channel
             .go(&Go { protocol: PROTOCOL_VERSION, start_ns })
             .map_err(|e| self.fail(&mut clients, result, CellFailure::Protocol(e.to_string())))?;
@@ -444,6 +439,7 @@ impl<'a> Sampler<'a> {
             series.push(CpuSeries {
                 node: None,
                 cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+                machine: crate::sys::boot_id(),
                 covers_containers: cg.covers_containers(),
                 samples: Vec::new(),
             });
@@ -452,6 +448,7 @@ impl<'a> Sampler<'a> {
             series.push(CpuSeries {
                 node: Some(n.dest.clone()),
                 cpus: n.facts.cpus,
+                machine: n.facts.boot_id.clone(),
                 covers_containers: false,
                 samples: Vec::new(),
             });

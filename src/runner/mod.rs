@@ -20,10 +20,9 @@ pub mod recovery;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -33,7 +32,7 @@ use crate::hosts::remote::RemoteBackend;
 use crate::report::units::bandwidth;
 use crate::results::aggregate::cell_figures;
 use crate::results::cell::{CellResult, CellStatus, RuntimeRecord};
-use crate::results::store::{Store, StoreError};
+use crate::results::store::{Place, Store, StoreError};
 use crate::runtime::{Backend, RunContext, RuntimeError, ScenarioContext};
 use crate::study::plan::Plan;
 use crate::study::preflight::Preflight;
@@ -54,6 +53,9 @@ pub enum RunError {
     Locked(#[from] lock::LockError),
     #[error("{0}")]
     Node(String),
+    /// A test made this step fail (`FAILPOINTS`).
+    #[error("failed on purpose at {0} (FAILPOINTS)")]
+    Injected(String),
 }
 
 /// How to run.
@@ -83,37 +85,53 @@ pub struct RunOutcome {
     pub notes: Vec<String>,
 }
 
-/// Removes the run's scratch directories and backends' files on every exit path, then
-/// releases the target.
-struct Scratch {
-    state_dir: PathBuf,
-    control_dir: PathBuf,
+/// What a run takes before its first cell, given back on every exit path: the
+/// backends' files, the run's state and control directories and cgroups, both locks,
+/// and — when the run ends before its first cell — every directory it created, so a
+/// run refused at any step leaves nothing of its own behind.
+#[derive(Default)]
+struct Taken {
+    results_lock: Option<lock::Lock>,
+    target_lock: Option<lock::Lock>,
+    state_dir: Option<PathBuf>,
+    control_dir: Option<PathBuf>,
     /// By scenario and node (`None`: this host).
     backends: BTreeMap<(String, Option<usize>), Box<dyn Backend>>,
-    target_lock: Option<lock::Lock>,
     /// The target's control area, when this run created it.
     created_control_base: Option<PathBuf>,
+    /// Directories this run created for its results and its target, outermost first.
+    created_results: Vec<PathBuf>,
+    created_target: Vec<PathBuf>,
+    /// Set when the first cell starts: from then on those directories hold the run's
+    /// results and data, which outlive it.
+    started: bool,
 }
 
-impl Drop for Scratch {
+impl Drop for Taken {
     fn drop(&mut self) {
         for b in self.backends.values() {
             b.cleanup();
         }
-        let _ = fs::remove_dir_all(&self.state_dir);
-        let _ = fs::remove_dir_all(&self.control_dir);
-        if let (Some(base), Some(run)) = (crate::runtime::cgroup::base_dir(), self.state_dir.file_name()) {
-            crate::runtime::cgroup::remove_tree(&base.join(format!("iostudy-{}", run.to_string_lossy())));
+        if let Some(state) = &self.state_dir {
+            let _ = fs::remove_dir_all(state);
+            if let Some(run) = state.file_name() {
+                crate::runtime::cgroup::remove_run(&run.to_string_lossy());
+            }
+        }
+        if let Some(control) = &self.control_dir {
+            let _ = fs::remove_dir_all(control);
         }
         drop(self.target_lock.take());
         if let Some(base) = &self.created_control_base {
             let _ = fs::remove_dir(base); // only when no other run uses it
         }
+        drop(self.results_lock.take());
+        if !self.started {
+            for d in self.created_target.iter().rev().chain(self.created_results.iter().rev()) {
+                let _ = fs::remove_dir(d); // only when empty
+            }
+        }
     }
-}
-
-pub fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Installs SIGINT/SIGTERM handlers that set `flag`.
@@ -125,27 +143,6 @@ pub fn cancel_on_signals() -> Arc<AtomicBool> {
     flag
 }
 
-/// Where runs keep their private state: `/run/iostudy` as root, else a directory of
-/// the user's own in the temp dir.
-pub fn state_base() -> PathBuf {
-    let uid = rustix::process::geteuid();
-    if uid.is_root() {
-        PathBuf::from("/run/iostudy")
-    } else {
-        std::env::temp_dir().join(format!("iostudy-{}", uid.as_raw()))
-    }
-}
-
-/// Creates `path` and any missing parents, each checked as safe; returns what it created.
-pub fn ensure_path(path: &Path) -> Result<Vec<PathBuf>, crate::safety::SafetyError> {
-    let existing = path.ancestors().find(|p| p.symlink_metadata().is_ok()).unwrap_or(Path::new("/"));
-    if existing == path {
-        crate::safety::ensure_dir(path)?;
-        return Ok(Vec::new());
-    }
-    crate::safety::ensure_dirs_below(existing, path)
-}
-
 /// Lets this process open as many files as the host allows (clients' logs, pipes).
 fn raise_open_files_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -155,116 +152,206 @@ fn raise_open_files_limit() {
     }
 }
 
-/// Runs every pending cell of `plan`.
+/// Runs every pending cell of `plan`. Nothing is taken before the plan's checks pass,
+/// and each step before the first cell gives back what the earlier ones took if it
+/// fails: the results directory first (cheapest to refuse), then the target, the run's
+/// state, the nodes, every backend, and only then the results are written.
 pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBool>) -> Result<RunOutcome, RunError> {
     let blockers = pre.blockers();
     if !blockers.is_empty() {
         return Err(RunError::Blocked(blockers));
     }
-    let mut notes = Vec::new();
-    let root = rustix::process::geteuid().is_root();
-    let drop_caches = plan.study.drop_caches && root;
-    if plan.study.drop_caches && !root {
-        notes.push("not root: the host page cache was not dropped between cells".to_string());
-    }
-
     raise_open_files_limit();
+    let mut setup = Setup { plan, pre, taken: Taken::default(), notes: Vec::new(), run_id: crate::sys::run_id() };
     let me = lock::Holder::me(&opts.output);
-
-    // The target, its control area (locked for this run) and the run's private state.
-    // With nodes and an unshared target, each node's agent takes its own target.
-    let target = plan.study.target.clone();
-    let hosts = plan.study.hosts.as_ref();
-    let local_target = hosts.is_none_or(|h| h.shared_target);
-    let control_base = target.join(CONTROL_DIR);
-    let (created_target, created_control_base, target_lock) = if local_target {
-        let created_target = ensure_path(&target)?;
-        let created_control = crate::safety::ensure_dir(&control_base)?.then(|| control_base.clone());
-        let (lock, took_over) = lock::Lock::take(&control_base.join("lock"), "target", &target, &me)?;
-        notes.extend(took_over);
-        (created_target, created_control, Some(lock))
-    } else {
-        (Vec::new(), None, None)
-    };
-    let run_id = format!("{}-{}", std::process::id(), now_ns() / 1_000_000 % 100_000_000);
-    let state_base = state_base();
-    ensure_path(&state_base)?;
-    let reaped = recovery::reap_dead_runs(&state_base, local_target.then_some(control_base.as_path()));
-    notes.extend(reaped.notes);
-    if !reaped.markers.is_empty() {
-        for node in &pre.nodes {
-            let _ = node.request(&Request::Reap { markers: reaped.markers.clone() });
-        }
-    }
-    let mut scratch = Scratch {
-        state_dir: state_base.join(&run_id),
-        control_dir: control_base.join(&run_id),
-        backends: BTreeMap::new(),
-        target_lock,
-        created_control_base,
-    };
-    crate::safety::ensure_dir(&scratch.state_dir)?;
-    if local_target {
-        crate::safety::ensure_dir(&scratch.control_dir)?;
-    }
-    let data = data::DataDirs::new(target.join(DATA_DIR), created_target);
-
-    // Every scenario's backend — here, or on each of its nodes — before anything is
-    // written into the results directory.
-    let ctx = RunContext {
-        run_id: run_id.clone(),
-        study: plan.study.name.clone(),
-        state_dir: scratch.state_dir.clone(),
-        target: target.clone(),
-        cancel: cancel.clone(),
-        fio: plan.cells.iter().any(|c| c.workload.engine == crate::workload::Engine::Fio),
-    };
-    if let Some(h) = hosts
-        && !h.shared_target
+    setup.take_results(opts, &me)?;
+    let data = setup.take_target(&me)?;
+    setup.take_state()?;
+    let ctx = setup.prepare_backends(&cancel)?;
+    let store = setup.open_store(opts)?;
+    let Setup { mut taken, mut notes, .. } = setup;
+    taken.started = true;
+    let (cells, mut outcome) = run_cells(plan, pre, opts, &cancel, &taken, &store, &ctx, data.as_ref())?;
+    drop(taken);
+    if let Some(data) = data
+        && !plan.study.keep_files
     {
-        for node in &pre.nodes {
-            node.request(&Request::Target { path: target.clone(), keep_files: plan.study.keep_files })
-                .map_err(|e| RunError::Node(format!("{e} (taking the target {} there)", target.display())))?;
-        }
+        data.remove_created();
     }
-    for sc in &plan.scenarios {
-        let runtime_error = |source| RunError::Runtime { scenario: sc.name.clone(), source };
-        // Without [hosts], and for backends that place clients themselves: here.
-        if hosts.is_none() || plan.scenario_nodes(&sc.name).is_empty() {
-            let sctx = ScenarioContext::new(&ctx, sc.runtime.kind(), &sc.name);
-            scratch.backends.insert((sc.name.clone(), None), sc.runtime.prepare(&sctx).map_err(runtime_error)?);
-            continue;
-        }
-        for i in plan.scenario_nodes(&sc.name) {
-            let remote = RemoteBackend::prepare(pre.nodes[i].clone(), &sc.name, sc.runtime.as_ref(), &target, ctx.fio)
-                .map_err(runtime_error)?;
-            scratch.backends.insert((sc.name.clone(), Some(i)), Box::new(remote));
-        }
+    notes.append(&mut outcome.notes);
+    outcome.notes = notes;
+    outcome.cells = cells;
+    Ok(outcome)
+}
+
+/// The steps before the first cell, each adding to what the run has taken.
+struct Setup<'a> {
+    plan: &'a Plan,
+    pre: &'a Preflight,
+    taken: Taken,
+    notes: Vec<String>,
+    run_id: String,
+}
+
+impl Setup<'_> {
+    /// Whether this host sees the target (no nodes, or nodes sharing it).
+    fn local_target(&self) -> bool {
+        self.plan.study.hosts.as_ref().is_none_or(|h| h.shared_target)
     }
 
-    // The results directory: ours, locked, and only then written.
-    ensure_path(&opts.output)?;
-    let (_results_lock, took_over) =
-        lock::Lock::take(&opts.output.join(".lock"), "results directory", &opts.output, &me)?;
-    notes.extend(took_over);
-    let store = Store::create(&opts.output, &plan.study.source, opts.resume)?;
+    /// The results directory: created (each level checked) and locked for this run.
+    fn take_results(&mut self, opts: &RunOptions, me: &lock::Holder) -> Result<(), RunError> {
+        failpoint("run:take-results")?;
+        match Place::of(&opts.output)? {
+            Place::Other(entries) => return Err(StoreError::NotResults { path: opts.output.clone(), entries }.into()),
+            Place::Results if !opts.resume => return Err(StoreError::NotEmpty(opts.output.clone()).into()),
+            _ => {}
+        }
+        self.taken.created_results = crate::safety::ensure_path(&opts.output)?;
+        let (lock, took_over) = lock::Lock::take(&opts.output.join(".lock"), "results directory", &opts.output, me)?;
+        self.taken.results_lock = Some(lock);
+        self.notes.extend(took_over);
+        Ok(())
+    }
+
+    /// The target and its control area, locked for this run (here, when this host
+    /// sees it); the clients' data directories under it. With nodes and an unshared
+    /// target each node's agent takes its own, when the nodes are prepared.
+    fn take_target(&mut self, me: &lock::Holder) -> Result<Option<data::DataDirs>, RunError> {
+        if !self.local_target() {
+            return Ok(None);
+        }
+        failpoint("run:take-target")?;
+        let target = &self.plan.study.target;
+        self.taken.created_target = crate::safety::ensure_path(target)?;
+        let control_base = target.join(CONTROL_DIR);
+        if crate::safety::ensure_dir(&control_base)? {
+            self.taken.created_control_base = Some(control_base.clone());
+        }
+        let (lock, took_over) = lock::Lock::take(&control_base.join("lock"), "target", target, me)?;
+        self.taken.target_lock = Some(lock);
+        self.notes.extend(took_over);
+        Ok(Some(data::DataDirs::new(target.join(DATA_DIR), self.taken.created_target.clone())))
+    }
+
+    /// The run's private state and control directories, after reaping what dead runs
+    /// left (here, and on the nodes).
+    fn take_state(&mut self) -> Result<(), RunError> {
+        failpoint("run:take-state")?;
+        let state_base = crate::sys::state_base();
+        crate::safety::ensure_path(&state_base)?;
+        let control_base = self.plan.study.target.join(CONTROL_DIR);
+        let local = self.local_target();
+        let reaped = recovery::reap_dead_runs(&state_base, local.then_some(control_base.as_path()));
+        self.notes.extend(reaped.notes);
+        if !reaped.markers.is_empty() {
+            for node in &self.pre.nodes {
+                let _ = node.request(&Request::Reap { markers: reaped.markers.clone() });
+            }
+        }
+        let state_dir = state_base.join(&self.run_id);
+        crate::safety::ensure_dir(&state_dir)?;
+        self.taken.state_dir = Some(state_dir);
+        if local {
+            let control_dir = control_base.join(&self.run_id);
+            crate::safety::ensure_dir(&control_dir)?;
+            self.taken.control_dir = Some(control_dir);
+        }
+        Ok(())
+    }
+
+    /// Every scenario's backend — here, or on each of its nodes (whose own targets are
+    /// taken first when unshared).
+    fn prepare_backends(&mut self, cancel: &Arc<AtomicBool>) -> Result<RunContext, RunError> {
+        let plan = self.plan;
+        let target = &plan.study.target;
+        let hosts = plan.study.hosts.as_ref();
+        let ctx = RunContext {
+            run_id: self.run_id.clone(),
+            study: plan.study.name.clone(),
+            state_dir: self.taken.state_dir.clone().expect("state taken first"),
+            target: target.clone(),
+            cancel: cancel.clone(),
+            fio: plan.cells.iter().any(|c| c.workload.engine == crate::workload::Engine::Fio),
+        };
+        failpoint("run:prepare")?;
+        if let Some(h) = hosts
+            && !h.shared_target
+        {
+            for node in &self.pre.nodes {
+                node.request(&Request::Target { path: target.clone(), keep_files: plan.study.keep_files })
+                    .map_err(|e| RunError::Node(format!("{e} (taking the target {} there)", target.display())))?;
+            }
+        }
+        for sc in &plan.scenarios {
+            let runtime_error = |source| RunError::Runtime { scenario: sc.name.clone(), source };
+            // Without [hosts], and for backends that place clients themselves: here.
+            if hosts.is_none() || plan.scenario_nodes(&sc.name).is_empty() {
+                let sctx = ScenarioContext::new(&ctx, sc.runtime.kind(), &sc.name);
+                self.taken.backends.insert((sc.name.clone(), None), sc.runtime.prepare(&sctx).map_err(runtime_error)?);
+                continue;
+            }
+            for i in plan.scenario_nodes(&sc.name) {
+                let remote =
+                    RemoteBackend::prepare(self.pre.nodes[i].clone(), &sc.name, sc.runtime.as_ref(), target, ctx.fio)
+                        .map_err(runtime_error)?;
+                self.taken.backends.insert((sc.name.clone(), Some(i)), Box::new(remote));
+            }
+        }
+        Ok(ctx)
+    }
+
+    /// The store, with the study and the run's record written: the first bytes the run
+    /// puts in the results directory.
+    fn open_store(&mut self, opts: &RunOptions) -> Result<Store, RunError> {
+        failpoint("run:open-store")?;
+        let plan = self.plan;
+        let store = Store::create(&opts.output, &plan.study.source, opts.resume)?;
+        let records = records(plan, self.pre);
+        let unprobed = |s: &crate::study::Scenario| RuntimeRecord {
+            kind: s.runtime.kind().into(),
+            name: s.runtime.name(),
+            settings: s.runtime.settings(),
+            ..RuntimeRecord::default()
+        };
+        let mut info = plan.study.run_info(
+            |s| records.get(s.name.as_str()).cloned().unwrap_or_else(|| unprobed(s)),
+            plan.scale,
+            self.pre.warnings.iter().map(crate::study::preflight::Warning::record).collect(),
+        );
+        info.target = self.local_target().then(|| crate::study::preflight::target_facts(&plan.study.target)).flatten();
+        store.write_run_info(&info)?;
+        Ok(store)
+    }
+}
+
+/// Each scenario's runtime as probed before the run.
+fn records<'p>(plan: &'p Plan, pre: &Preflight) -> BTreeMap<&'p str, RuntimeRecord> {
+    plan.scenarios.iter().map(|s| (s.name.as_str(), pre.probe(&s.name).record(s.runtime.as_ref()))).collect()
+}
+
+/// A place a test can make a step fail (`FAILPOINTS=run:prepare=return`, in builds with
+/// the `failpoints` feature); nothing in other builds.
+fn failpoint(name: &str) -> Result<(), RunError> {
+    let _ = name;
+    fail::fail_point!(name, |_| Err(RunError::Injected(name.to_string())));
+    Ok(())
+}
+
+/// The cells still to run, in plan order: each stored before the next starts.
+#[allow(clippy::too_many_arguments)]
+fn run_cells(
+    plan: &Plan,
+    pre: &Preflight,
+    opts: &RunOptions,
+    cancel: &Arc<AtomicBool>,
+    taken: &Taken,
+    store: &Store,
+    ctx: &RunContext,
+    data: Option<&data::DataDirs>,
+) -> Result<(Vec<CellResult>, RunOutcome), RunError> {
     let stored = store.cells()?;
-    let records: BTreeMap<&str, RuntimeRecord> =
-        plan.scenarios.iter().map(|s| (s.name.as_str(), pre.probe(&s.name).record(s.runtime.as_ref()))).collect();
-    let unprobed = |s: &crate::study::Scenario| RuntimeRecord {
-        kind: s.runtime.kind().into(),
-        name: s.runtime.name(),
-        settings: s.runtime.settings(),
-        ..RuntimeRecord::default()
-    };
-    let mut info = plan.study.run_info(
-        |s| records.get(s.name.as_str()).cloned().unwrap_or_else(|| unprobed(s)),
-        plan.scale,
-        pre.warnings.iter().map(ToString::to_string).collect(),
-    );
-    info.target = local_target.then(|| crate::study::preflight::target_facts(&target)).flatten();
-    store.write_run_info(&info)?;
-
+    let records = records(plan, pre);
     let mut previous: BTreeMap<String, CellResult> = stored.cells.into_iter().map(|c| (c.cell.id.clone(), c)).collect();
     let mut results: BTreeMap<usize, CellResult> = BTreeMap::new();
     let mut pending = Vec::new();
@@ -277,6 +364,13 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         }
     }
     let skipped = results.len();
+    let control_dir =
+        taken.control_dir.clone().unwrap_or_else(|| plan.study.target.join(CONTROL_DIR).join(&ctx.run_id));
+    let drop_caches = plan.study.drop_caches && rustix::process::geteuid().is_root();
+    let mut notes = Vec::new();
+    if plan.study.drop_caches && !rustix::process::geteuid().is_root() {
+        notes.push("not root: the host page cache was not dropped between cells".to_string());
+    }
 
     let bar = progress_bar(pending.len() as u64, opts.progress);
     let (mut ran, mut failed, mut interrupted) = (0, 0, false);
@@ -289,13 +383,13 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         let scenario = plan.scenario(&cell.scenario);
         let placed: Vec<Placed> = match plan.placement(cell) {
             None => vec![
-                Placed { backend: scratch.backends[&(cell.scenario.clone(), None)].as_ref(), node: None };
+                Placed { backend: taken.backends[&(cell.scenario.clone(), None)].as_ref(), node: None };
                 cell.clients as usize
             ],
             Some(nodes) => nodes
                 .iter()
                 .map(|&i| Placed {
-                    backend: scratch.backends[&(cell.scenario.clone(), Some(i))].as_ref(),
+                    backend: taken.backends[&(cell.scenario.clone(), Some(i))].as_ref(),
                     node: Some(&pre.nodes[i]),
                 })
                 .collect(),
@@ -318,16 +412,16 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
             label: &scenario.label,
             runtime,
             placed,
-            target: &target,
-            data: local_target.then_some(&data),
-            control: cell_dir(&scratch.control_dir, index),
-            logs: store.log_dir(&cell.id),
-            name_prefix: format!("iostudy-{run_id}-{index}"),
-            cgroup_name: format!("iostudy-{run_id}/cell-{index}"),
+            target: &plan.study.target,
+            data,
+            control: cell_dir(&control_dir, index),
+            logs: store.make_log_dir(&cell.id)?,
+            name_prefix: format!("iostudy-{}-{index}", ctx.run_id),
+            cgroup_name: format!("iostudy-{}/cell-{index}", ctx.run_id),
             drop_caches,
             barrier_timeout: plan.study.barrier_timeout,
             cell_timeout: plan.study.cell_timeout,
-            cancel: &cancel,
+            cancel,
         };
         let result = cx.run();
         if cancel.load(Ordering::SeqCst) && result.status == CellStatus::Failed {
@@ -355,20 +449,17 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         results.insert(index, result);
     }
     bar.finish_and_clear();
-    drop(scratch);
-    if !plan.study.keep_files {
-        data.remove_created();
-    }
-    Ok(RunOutcome {
+    let outcome = RunOutcome {
         ran,
         skipped,
         failed,
         interrupted,
-        cells: results.into_values().collect(),
+        cells: Vec::new(),
         others: previous.into_values().collect(),
         unreadable: stored.unreadable,
         notes,
-    })
+    };
+    Ok((results.into_values().collect(), outcome))
 }
 
 fn progress_bar(len: u64, enabled: bool) -> ProgressBar {

@@ -7,7 +7,7 @@
 //! would hold it) — which works across hosts sharing the target, where pids mean
 //! nothing. Every process that still mentions a dead run's directories (workers, `runc
 //! run`, QEMU, virtiofsd) is killed — on this host here, on nodes by their agents
-//! ([`kill_processes_mentioning`]) — then each backend reaps what it left in the state
+//! ([`crate::sys::kill_processes_mentioning`]) — then each backend reaps what it left in the state
 //! directory ([`crate::runtime::Kind::reap`]: OCI containers in their private roots…),
 //! and the directories are removed.
 
@@ -29,8 +29,7 @@ pub fn reap_dead_runs(state_base: &Path, control_base: Option<&Path>) -> Reaped 
     let mut dead_states = Vec::new();
     for e in fs::read_dir(state_base).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+        if crate::sys::run_id_pid(&name).is_some_and(|p| !crate::sys::alive(p)) {
             dead_states.push(e.path());
         }
     }
@@ -40,13 +39,13 @@ pub fn reap_dead_runs(state_base: &Path, control_base: Option<&Path>) -> Reaped 
         })
         .unwrap_or_default();
     let markers: Vec<String> = dead_states.iter().chain(&dead_controls).map(|d| format!("{}/", d.display())).collect();
-    kill_processes_mentioning(&markers);
+    crate::sys::kill_processes_mentioning(&markers);
     for state in &dead_states {
         crate::runtime::reap_all(state);
         let _ = fs::remove_dir_all(state);
         // Its cells' cgroups, emptied by the kills above.
-        if let (Some(base), Some(run)) = (crate::runtime::cgroup::base_dir(), state.file_name()) {
-            crate::runtime::cgroup::remove_tree(&base.join(format!("iostudy-{}", run.to_string_lossy())));
+        if let Some(run) = state.file_name() {
+            crate::runtime::cgroup::remove_run(&run.to_string_lossy());
         }
     }
     for control in &dead_controls {
@@ -63,34 +62,4 @@ pub fn reap_dead_runs(state_base: &Path, control_base: Option<&Path>) -> Reaped 
         names.iter().map(|n| format!("cleaned up after run {n}, which was killed before it could tear down")).collect();
     reaped.markers = dead_controls.iter().map(|d| format!("{}/", d.display())).collect();
     reaped
-}
-
-/// Kills every process of this host whose command line mentions one of `markers`.
-pub fn kill_processes_mentioning(markers: &[String]) {
-    if markers.is_empty() {
-        return;
-    }
-    for pid in processes_mentioning(markers) {
-        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-/// Pids of processes whose command line contains any of `markers`.
-pub fn processes_mentioning(markers: &[String]) -> Vec<u32> {
-    let me = std::process::id();
-    fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let text = String::from_utf8_lossy(&c).replace('\0', " ");
-                markers.iter().any(|m| text.contains(m.as_str()))
-            })
-        })
-        .collect()
 }

@@ -69,7 +69,7 @@ impl CellCgroup {
 
     /// A reading of the cgroup's and the host's counters, now.
     pub fn sample(&self) -> Option<CpuSample> {
-        Some(CpuSample { t_ns: now_ns(), cgroup_ns: self.usage_ns()?, host_busy_ns: host_busy_ns()? })
+        Some(CpuSample { t_ns: crate::sys::wall_ns(), cgroup_ns: self.usage_ns()?, host_busy_ns: host_busy_ns()? })
     }
 
     /// Whether the counter covers containers too.
@@ -96,6 +96,14 @@ pub fn remove_tree(dir: &Path) {
         }
     }
     let _ = fs::remove_dir(dir);
+}
+
+/// Removes the cgroups of the run (or node agent) named `run` — `iostudy-<run>/…`
+/// below this process's own, where its cells' were made — once their processes are gone.
+pub fn remove_run(run: &str) {
+    if let Some(base) = base_dir() {
+        remove_tree(&base.join(format!("iostudy-{run}")));
+    }
 }
 
 /// The cgroup directory runs put their cells' cgroups in: this process's own.
@@ -145,32 +153,4 @@ pub fn host_busy_ns() -> Option<u64> {
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     let hz = rustix::param::clock_ticks_per_second();
     Some((total - idle) * (1_000_000_000 / hz))
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_busy_child_is_counted() {
-        let Some(cg) = CellCgroup::create(&format!("iostudy-test-{}", std::process::id())) else {
-            return; // not root, or no cgroup here: the integration tests require it
-        };
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
-            .spawn()
-            .unwrap();
-        cg.add(child.id()).unwrap();
-        child.wait().unwrap();
-        let s = cg.sample().unwrap();
-        assert!(s.cgroup_ns > 10_000_000, "{s:?}");
-        assert!(s.host_busy_ns > s.cgroup_ns, "{s:?}");
-        let dir = cg.dir().to_path_buf();
-        drop(cg);
-        assert!(!dir.exists());
-    }
 }

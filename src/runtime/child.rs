@@ -2,7 +2,6 @@
 //! with the helpers that live and die with it (virtiofsd), and the commands that stop
 //! it and clean up after it. Shared by every backend whose clients are processes here.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -27,7 +26,7 @@ impl ChildClient {
     /// Spawns `cmd` with its stdout and stderr into the launch's log (for a guest: its
     /// serial console).
     pub fn spawn(l: &Launch, cmd: &Cmd, kill: Vec<Cmd>, teardown: Vec<Cmd>) -> Result<ChildClient, RuntimeError> {
-        let log = File::create(&l.log).map_err(RuntimeError::io(format!("create {}", l.log.display())))?;
+        let log = crate::safety::create_file(&l.log)?;
         let out = log.try_clone().map_err(RuntimeError::io("clone a log fd"))?;
         let child = cmd
             .command()
@@ -136,7 +135,7 @@ pub struct Helper {
 impl Helper {
     /// Starts `cmd` for the client of `l`, with its output into `log`.
     pub fn spawn(name: &'static str, cmd: &Cmd, log: &Path, l: &Launch) -> Result<Helper, RuntimeError> {
-        let file = File::create(log).map_err(RuntimeError::io(format!("create {}", log.display())))?;
+        let file = crate::safety::create_file(log)?;
         let child = cmd
             .command()
             .stdout(file.try_clone().map_err(RuntimeError::io("clone a log fd"))?)

@@ -342,15 +342,11 @@ impl Daemon {
                 ttrpc = format!("{}.ttrpc", address.display()),
                 opt = dir.join("opt").display().to_string(),
             );
-            crate::results::write_atomic(&config, text.as_bytes())
+            crate::safety::write_atomic(&config, text.as_bytes())
                 .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
         }
         let log_path = dir.join("containerd.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let log = crate::safety::create_file(&log_path).map_err(|e| e.to_string())?;
         let bin = which("containerd").ok_or("containerd not found: apt-get install containerd")?;
         let mut child = Cmd::new(bin)
             .arg("--config")
@@ -459,12 +455,10 @@ impl Ctr {
         // Container ids are `iostudy-<run id>-<cell>-<client>` (runner).
         let marker = format!("-id iostudy-{run_id}-");
         let deadline = Instant::now() + Duration::from_secs(2);
-        while !crate::runner::recovery::processes_mentioning(std::slice::from_ref(&marker)).is_empty()
-            && Instant::now() < deadline
-        {
+        while !crate::sys::processes_mentioning(std::slice::from_ref(&marker)).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        crate::runner::recovery::kill_processes_mentioning(&[marker]);
+        crate::sys::kill_processes_mentioning(&[marker]);
     }
 }
 
@@ -497,8 +491,7 @@ impl Containerd {
         let own = spec.address.is_none();
         let address = spec.address.clone().unwrap_or_else(|| Daemon::address(&dir, &ctx.run.state_dir));
         let record = Record { address: address.clone(), own, run_id: ctx.run.run_id.clone() };
-        crate::results::write_atomic(&dir.join(RECORD), &serde_json::to_vec(&record).expect("serializes"))
-            .map_err(RuntimeError::io(format!("write {}", dir.join(RECORD).display())))?;
+        crate::safety::write_atomic(&dir.join(RECORD), &serde_json::to_vec(&record).expect("serializes"))?;
         let mut notes = Vec::new();
         let daemon = if own {
             let d = Daemon::start(&dir, &address, Some(&ctx.run.cancel)).map_err(RuntimeError::Setup)?;
@@ -557,8 +550,7 @@ impl Containerd {
                     "exec"
                 };
                 let script = format!("#!/bin/sh\n{exec} {} \"$@\"\n", quoted.join(" "));
-                crate::results::write_atomic(&wrapper, script.as_bytes())
-                    .map_err(RuntimeError::io(format!("write {}", wrapper.display())))?;
+                crate::safety::write_atomic(&wrapper, script.as_bytes())?;
                 use std::os::unix::fs::PermissionsExt;
                 fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))
                     .map_err(RuntimeError::io(format!("make {} executable", wrapper.display())))?;
@@ -567,8 +559,7 @@ impl Containerd {
         }
         let image = worker_image()?;
         let tar = self.dir.join("image.tar");
-        crate::results::write_atomic(&tar, &image.archive)
-            .map_err(RuntimeError::io(format!("write {}", tar.display())))?;
+        crate::safety::write_atomic(&tar, &image.archive)?;
         let mut import = self.ctr.cmd().args(["images", "import"]);
         if let Some(s) = &self.spec.snapshotter {
             import = import.arg("--snapshotter").arg(s);
@@ -648,7 +639,7 @@ impl Backend for Containerd {
 /// After a private daemon stopped: kills shims still serving its socket, unmounts what
 /// they left mounted, and removes its state.
 fn finish_private(dir: &Path, address: &Path) {
-    crate::runner::recovery::kill_processes_mentioning(&[address.display().to_string()]);
+    crate::sys::kill_processes_mentioning(&[address.display().to_string()]);
     crate::safety::unmount_under(dir);
     let _ = fs::remove_dir_all(dir);
     let _ = fs::remove_file(address);

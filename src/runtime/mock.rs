@@ -139,7 +139,7 @@ impl Backend for Mock {
         let behaviour = self.spec.behaviours.get(&l.client).copied().unwrap_or(Behaviour::Normal);
         let stop = Arc::new(AtomicBool::new(false));
         let (job, stopped) = (l.job.clone(), stop.clone());
-        std::fs::write(&l.log, b"").map_err(RuntimeError::io(format!("create {}", l.log.display())))?;
+        drop(crate::safety::create_file(&l.log)?);
         let log = l.log.clone();
         // Like a real client, it ignores the controller's Ctrl-C: only a kill stops it.
         let thread = std::thread::spawn(move || -> Result<(), String> {
@@ -147,7 +147,7 @@ impl Backend for Mock {
             if let Err(e) = &result
                 && !stopped.load(Ordering::SeqCst)
             {
-                let _ = std::fs::write(&log, format!("mock client: {e}\n"));
+                let _ = crate::safety::write_atomic(&log, format!("mock client: {e}\n").as_bytes());
             }
             result
         });

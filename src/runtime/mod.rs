@@ -235,6 +235,8 @@ pub enum RuntimeError {
     Io { what: String, source: std::io::Error },
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    Unsafe(#[from] crate::safety::SafetyError),
 }
 
 impl RuntimeError {

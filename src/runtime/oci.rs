@@ -255,8 +255,7 @@ impl Oci {
         // How to reach these containers again, for the next run if this one is killed.
         let record = Record { bin: oci.bin.clone(), args: oci.args.clone(), hybrid_workaround: oci.hybrid_workaround };
         let path = base.join(RECORD);
-        crate::results::write_atomic(&path, &serde_json::to_vec(&record).expect("serializes"))
-            .map_err(RuntimeError::io(format!("write {}", path.display())))?;
+        crate::safety::write_atomic(&path, &serde_json::to_vec(&record).expect("serializes"))?;
         for d in ["proc", "dev", "sys", "tmp", TARGET_MOUNT.trim_start_matches('/')] {
             let p = oci.rootfs.join(d);
             fs::create_dir_all(&p).map_err(RuntimeError::io(format!("create {}", p.display())))?;

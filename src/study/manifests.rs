@@ -48,7 +48,7 @@ pub fn write(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         );
         let text = to_yaml(&job(&spec, &cell_job), &header).map_err(anyhow::Error::msg)?;
         let path = dir.join(format!("{}.yaml", cell.id));
-        crate::results::write_atomic(&path, text.as_bytes())?;
+        crate::safety::write_atomic(&path, text.as_bytes())?;
         written.push(path);
     }
     Ok(written)

@@ -456,7 +456,7 @@ impl Study {
         &self,
         record: impl Fn(&Scenario) -> RuntimeRecord,
         scale: Option<f64>,
-        warnings: Vec<String>,
+        warnings: Vec<crate::results::store::PlanWarning>,
     ) -> RunInfo {
         RunInfo {
             schema_version: RUN_SCHEMA_VERSION,

@@ -41,6 +41,17 @@ pub enum Warning {
     ClockUncertain { node: String, uncertainty_ns: u64, runtime_ns: u64 },
 }
 
+impl Warning {
+    /// As `run.json` keeps it: kind and text.
+    pub fn record(&self) -> crate::results::store::PlanWarning {
+        let kind = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        crate::results::store::PlanWarning::Kinded { kind, text: self.to_string() }
+    }
+}
+
 impl std::fmt::Display for Warning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -106,7 +117,7 @@ impl Preflight {
             nodes: Vec::new(),
             scratch: None,
             probes,
-            free_bytes: free_space(target),
+            free_bytes: crate::sys::free_space(target),
             needed_bytes: 0,
             warnings: Vec::new(),
             problems: Vec::new(),
@@ -114,7 +125,7 @@ impl Preflight {
         if let Some(hosts) = &plan.study.hosts {
             pre.check_nodes(plan, hosts);
         }
-        let ram = meminfo("MemTotal:");
+        let ram = crate::sys::meminfo("MemTotal:");
         let reads =
             plan.cells.iter().any(|c| !c.workload.direct && c.workload.rw.read_percent(c.workload.rwmixread) > 0);
         if reads && ram > 0 && plan.footprint_bytes <= ram {
@@ -143,7 +154,7 @@ impl Preflight {
             }
         }
         if let Some(r) = results {
-            pre.check_results(r);
+            pre.check_results(plan, r);
         }
         pre
     }
@@ -151,13 +162,13 @@ impl Preflight {
     /// Connects to every node; probes each scenario's runtime where it runs; checks the
     /// target on each node (its own) or that every node sees this host's (shared).
     fn check_nodes(&mut self, plan: &Plan, hosts: &Hosts) {
-        let dir = crate::runner::state_base().join(format!("{}-nodes", std::process::id()));
-        if let Err(e) = crate::runner::ensure_path(&dir) {
+        let dir = crate::sys::state_base().join(format!("{}-nodes", std::process::id()));
+        if let Err(e) = crate::safety::ensure_path(&dir) {
             self.problems.push(e.to_string());
             return;
         }
         self.scratch = Some(Scratch(dir.clone()));
-        let run = format!("{}-{}", std::process::id(), crate::runner::now_ns() / 1_000_000 % 100_000_000);
+        let run = crate::sys::run_id();
         let target = &plan.study.target;
         for i in 0..hosts.nodes.len() {
             match Node::connect(hosts, i, &dir, &run, target) {
@@ -217,10 +228,10 @@ impl Preflight {
 
     /// Every node sees what this host writes where the target is.
     fn check_shared_target(&mut self, target: &Path) {
-        let place = if target.exists() { target.to_path_buf() } else { nearest_existing(target) };
+        let place = if target.exists() { target.to_path_buf() } else { crate::sys::nearest_existing(target) };
         let marker = place.join(format!(".iostudy-shared-{}", std::process::id()));
-        let token = format!("{} {}", std::process::id(), crate::runner::now_ns());
-        if crate::results::write_atomic(&marker, token.as_bytes()).is_err() {
+        let token = format!("{} {}", std::process::id(), crate::sys::wall_ns());
+        if crate::safety::write_atomic(&marker, token.as_bytes()).is_err() {
             return; // the target's own checks say why
         }
         for n in &self.nodes {
@@ -269,7 +280,7 @@ impl Preflight {
             }
         };
         // Where a probe can go: the target, or the nearest directory that exists.
-        let place = if exists { target.clone() } else { nearest_existing(target) };
+        let place = if exists { target.clone() } else { crate::sys::nearest_existing(target) };
         if let Some(fs) = pseudo_filesystem(&place) {
             self.problems.push(format!(
                 "study.target {} is on {fs}, a kernel pseudo-filesystem that holds no data: choose a directory on a real filesystem",
@@ -385,7 +396,7 @@ impl Preflight {
     /// Tasks, memory and open files the biggest cell needs, against the host's limits.
     fn check_limits(&mut self, plan: &Plan) {
         let tasks_free = tasks_headroom();
-        let memory = meminfo("MemAvailable:");
+        let memory = crate::sys::meminfo("MemAvailable:");
         let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
         let mut worst_tasks: Option<(u64, &str)> = None;
         let mut worst_memory: Option<(u64, &str)> = None;
@@ -436,13 +447,32 @@ impl Preflight {
         }
     }
 
-    fn check_results(&mut self, r: Results<'_>) {
-        match check_user_dir(r.dir) {
-            Err(e) => self.problems.push(format!("-o {}: {e}", r.dir.display())),
-            Ok(true) if !r.resume && r.dir.join("study.toml").exists() => self.problems.push(format!(
-                "{} already holds results of a run: add --resume to continue it, or choose another -o directory",
-                r.dir.display()
-            )),
+    /// The results directory: safe to write under, new, empty or iostudy's own (and
+    /// then only with `--resume`), and not inside the target's control area, which
+    /// runs clean up.
+    fn check_results(&mut self, plan: &Plan, r: Results<'_>) {
+        let control = plan.study.target.join(CONTROL_DIR);
+        if r.dir.starts_with(&control) {
+            self.problems.push(format!(
+                "-o {}: inside the target's control area {}, which iostudy cleans up after every run: choose a directory outside it",
+                r.dir.display(),
+                control.display()
+            ));
+            return;
+        }
+        if let Err(e) = check_user_dir(r.dir) {
+            self.problems.push(format!("-o {}: {e}", r.dir.display()));
+            return;
+        }
+        use crate::results::store::{Place, StoreError};
+        match Place::of(r.dir) {
+            Err(e) => self.problems.push(e.to_string()),
+            Ok(Place::Other(entries)) => {
+                self.problems.push(StoreError::NotResults { path: r.dir.to_path_buf(), entries }.to_string())
+            }
+            Ok(Place::Results) if !r.resume => {
+                self.problems.push(StoreError::NotEmpty(r.dir.to_path_buf()).to_string())
+            }
             Ok(_) => {}
         }
     }
@@ -457,15 +487,6 @@ impl NoFollow for fs::OpenOptions {
         use std::os::unix::fs::OpenOptionsExt;
         self.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
     }
-}
-
-fn nearest_existing(path: &Path) -> PathBuf {
-    path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/")).to_path_buf()
-}
-
-/// Free bytes on the filesystem holding `path` (or its nearest existing ancestor).
-pub fn free_space(path: &Path) -> Option<u64> {
-    rustix::fs::statvfs(nearest_existing(path)).ok().map(|v| v.f_bavail.saturating_mul(v.f_frsize))
 }
 
 /// What the filesystem and device under `path` (or its nearest existing ancestor) are.
@@ -487,7 +508,7 @@ pub fn target_facts(path: &Path) -> Option<crate::results::store::TargetFacts> {
         (0x4750_4653, "gpfs"),
         (0xff53_4d42, "cifs"),
     ];
-    let place = nearest_existing(path);
+    let place = crate::sys::nearest_existing(path);
     let t = rustix::fs::statfs(&place).ok()?.f_type;
     let fs = KNOWN.iter().find(|(m, _)| *m == t).map_or_else(|| format!("0x{t:x}"), |(_, n)| n.to_string());
     let dev = fs::metadata(&place).ok()?.dev();
@@ -521,18 +542,6 @@ fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
     ];
     let t = rustix::fs::statfs(path).ok()?.f_type;
     PSEUDO.iter().find(|(magic, _)| *magic == t).map(|(_, name)| *name)
-}
-
-/// A field of /proc/meminfo in bytes (0 when unknown).
-fn meminfo(field: &str) -> u64 {
-    fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// How many more tasks this process may start, and the tightest limit, if one is known:

@@ -167,7 +167,9 @@ fn a_study_runs_on_a_real_cluster() -> Needs {
     let out = dir.path().join("results");
     let o = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
-    for c in stored_cells(&out) {
+    let cells = stored_cells(&out);
+    assert_eq!(cells.len(), 2, "both cells (read, write) are stored");
+    for c in cells {
         assert_eq!(c.status, CellStatus::Ok, "{:?}", c.failure);
         assert_eq!(c.clients.len(), 2);
         assert_eq!(c.placements.len(), 2, "each pod's node is recorded");

@@ -10,9 +10,11 @@ mod containerd;
 mod fio;
 mod hostile;
 mod hosts;
+mod instruments;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod microvm;
+mod places;
 mod report;
 mod study;
 mod util;
@@ -27,7 +29,9 @@ fn main() {
         fio::trials,
         hostile::trials,
         hosts::trials,
+        instruments::trials,
         microvm::trials,
+        places::trials,
         report::trials,
         study::trials,
     ] {

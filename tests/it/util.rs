@@ -279,7 +279,7 @@ pub fn run_study(study: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, Stri
 pub fn assert_nothing_left(dir: &Path, run_pid: u32) {
     // Clients mention the study's directory; VMs and virtiofsd may mention only the
     // run's state directory (sockets, kernel, initramfs).
-    let state = format!("/iostudy/{run_pid}-");
+    let state = format!("{}/{run_pid}-", iostudy::sys::state_base().display());
     let left = || {
         let mut v = processes_mentioning(dir.to_str().unwrap());
         v.extend(processes_mentioning(&state));
@@ -293,7 +293,7 @@ pub fn assert_nothing_left(dir: &Path, run_pid: u32) {
     let control = dir.join("target").join(iostudy::control::CONTROL_DIR);
     assert!(!control.exists() || entries(&control).is_empty(), "control dirs removed: {:?}", entries(&control));
     // The run's private runtime state (bundles, rootfs, --root dirs) is gone.
-    for base in [PathBuf::from("/run/iostudy"), std::env::temp_dir().join("iostudy")] {
+    for base in [iostudy::sys::state_base()] {
         if base.exists() {
             let mine: Vec<String> =
                 entries(&base).into_iter().filter(|e| e.starts_with(&format!("{run_pid}-"))).collect();

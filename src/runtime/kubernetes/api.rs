@@ -340,8 +340,7 @@ impl Kube {
         let record = ctx.dir.join(RECORD);
         let text =
             serde_json::to_vec(&Record { spec: spec.clone(), run_id: ctx.run.run_id.clone() }).expect("serializes");
-        crate::results::write_atomic(&record, &text)
-            .map_err(RuntimeError::io(format!("write {}", record.display())))?;
+        crate::safety::write_atomic(&record, &text)?;
         Ok(Kube {
             spec: spec.clone(),
             cluster,
@@ -604,7 +603,7 @@ impl PodClient {
                 }
             }
         }
-        let _ = crate::results::write_atomic(&self.log, text.as_bytes());
+        let _ = crate::safety::write_atomic(&self.log, text.as_bytes());
     }
 }
 

@@ -423,7 +423,7 @@ impl Microvm {
     /// Boots a guest that only prints a marker, under KVM, within `deadline`.
     fn probe_kvm(&self, deadline: Duration) -> (bool, String) {
         let log = self.dir.join("kvm-probe.log");
-        let Ok(file) = std::fs::File::create(&log) else { return (false, "cannot create its log".into()) };
+        let Ok(file) = crate::safety::create_file(&log) else { return (false, "cannot create its log".into()) };
         let mut cmd = self.base_cmd(Accel::Kvm, "iostudy.probe=1").command();
         let Ok(mut child) = cmd.stdout(file.try_clone().expect("clone fd")).stderr(file).spawn() else {
             return (false, "qemu did not start".into());
