@@ -20,6 +20,31 @@ use crate::study::plan::{Plan, PlanOptions};
 use crate::study::preflight::{Preflight, Results};
 use crate::{EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, demo, engine, report, runtime, safety, worker};
 
+/// `print!` for results: the text is made safe for a terminal ([`crate::text::terminal`])
+/// and a closed stdout (`| head`) is an error the caller returns, which `main` ends
+/// quietly on, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let text = format!($($arg)*);
+        std::io::stdout().lock().write_all(crate::text::terminal(&text).as_bytes())?;
+    }};
+}
+
+/// `println!` as [`out!`].
+macro_rules! outln {
+    () => { out!("\n") };
+    ($($arg:tt)*) => {{ out!($($arg)*); out!("\n"); }};
+}
+
+/// `eprintln!` for notes and warnings, made safe for a terminal.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let text = format!($($arg)*);
+        eprintln!("{}", crate::text::terminal(&text));
+    }};
+}
+
 /// Runs the parsed command line.
 pub fn dispatch(mut cli: Cli) -> anyhow::Result<ExitCode> {
     resolve_paths(&mut cli.command)?;
@@ -103,7 +128,7 @@ fn import_fio(args: &crate::cli::ImportFioArgs) -> anyhow::Result<ExitCode> {
         pattern: args.pattern,
     })
     .map_err(anyhow::Error::msg)?;
-    println!(
+    outln!(
         "imported {} client(s), {} thread(s) as cell {} into {}",
         done.clients,
         done.threads,
@@ -111,7 +136,7 @@ fn import_fio(args: &crate::cli::ImportFioArgs) -> anyhow::Result<ExitCode> {
         args.output.display()
     );
     for n in &done.notes {
-        println!("  note: {n}");
+        outln!("  note: {n}");
     }
     report(&ReportArgs { results: args.output.clone() })
 }
@@ -127,20 +152,20 @@ fn image(args: &ImageArgs) -> anyhow::Result<ExitCode> {
         }
         None => runtime::binary::worker_binary().map_err(anyhow::Error::msg)?,
     };
+    safety::check_output_file(&args.output)?;
     let image = crate::image::build(&binary, args.name.as_deref()).map_err(anyhow::Error::msg)?;
-    crate::safety::write_atomic(&args.output, &image.archive)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    safety::write_atomic(&args.output, &image.archive)?;
     let out = args.output.display();
-    println!("wrote {out}: {} ({}, {} bytes)", image.name, image.manifest_digest, image.archive.len());
-    println!("  containerd: ctr -n NAMESPACE images import {out}");
-    println!("  registry:   skopeo copy oci-archive:{out} docker://REGISTRY/iostudy:TAG");
-    println!("  podman:     podman load -i {out}");
+    outln!("wrote {out}: {} ({}, {} bytes)", image.name, image.manifest_digest, image.archive.len());
+    outln!("  containerd: ctr -n NAMESPACE images import {out}");
+    outln!("  registry:   skopeo copy oci-archive:{out} docker://REGISTRY/iostudy:TAG");
+    outln!("  podman:     podman load -i {out}");
     Ok(ExitCode::from(EXIT_OK))
 }
 
 /// This host's runtimes, then each `--node`'s, probed by its agent.
 fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
-    print!("{}", report::runtimes::render(&runtime::probe_all()));
+    out!("{}", report::runtimes::render(&runtime::probe_all()));
     if args.nodes.is_empty() {
         return Ok(ExitCode::from(EXIT_OK));
     }
@@ -164,12 +189,12 @@ fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
         ) {
             Ok(n) => n,
             Err(e) => {
-                println!("\n{e}");
+                outln!("\n{e}");
                 code = EXIT_ERROR;
                 continue;
             }
         };
-        println!("\nnode {} ({}): {}", node.dest, node.facts.hostname, node.describe());
+        outln!("\nnode {} ({}): {}", node.dest, node.facts.hostname, node.describe());
         let mut probes = Vec::new();
         for kind in runtime::KINDS.iter().filter(|k| !k.hidden()) {
             for spec in kind.known() {
@@ -182,7 +207,7 @@ fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        print!("{}", report::runtimes::render(&probes));
+        out!("{}", report::runtimes::render(&probes));
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::from(code))
@@ -195,7 +220,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let study = Study::load(args.study.as_deref().expect("clap requires a study without --from-fio"))?;
     let plan = Plan::build(&study, &plan_options(&args.selection))?;
     let pre = Preflight::gather(&plan, None);
-    print!("{}", plan.render(&pre));
+    out!("{}", plan.render(&pre));
     if let Some(dir) = &args.manifests {
         write_manifests(&plan, dir)?;
     }
@@ -210,7 +235,7 @@ fn write_manifests(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
         !written.is_empty(),
         "--manifests: the study has no kubernetes scenario (runtime = \"kubernetes\")"
     );
-    println!("\nmanifests: {} Job(s) in {}", written.len(), dir.display());
+    outln!("\nmanifests: {} Job(s) in {}", written.len(), dir.display());
     Ok(())
 }
 
@@ -226,20 +251,20 @@ fn plan_from_fio(job: &Path, section: Option<&str>) -> anyhow::Result<ExitCode> 
     let t = crate::fio::job::translate(&name, &options);
     let mut workload = t.workload.clone();
     let rw = workload.remove("rw");
-    println!("# fio job [{name}] of {} as a study's workload", job.display());
-    println!("# (or keep the job file: [workload] fio_job = \"{}:{name}\")", job.display());
-    println!("[workload]\n{}", toml::to_string(&workload).unwrap_or_default().trim_end());
+    outln!("# fio job [{name}] of {} as a study's workload", job.display());
+    outln!("# (or keep the job file: [workload] fio_job = \"{}:{name}\")", job.display());
+    outln!("[workload]\n{}", toml::to_string(&workload).unwrap_or_default().trim_end());
     if let Some(rw) = rw {
-        println!("\n[matrix]\npatterns = [{rw}]   # fio's rw: a matrix axis in a study");
+        outln!("\n[matrix]\npatterns = [{rw}]   # fio's rw: a matrix axis in a study");
     }
     for d in &t.set_aside {
-        println!("# set aside: {d}");
+        outln!("# set aside: {d}");
     }
     for d in &t.unsupported {
-        println!("# NOT IMPLEMENTED: {d}");
+        outln!("# NOT IMPLEMENTED: {d}");
     }
     if !t.unsupported.is_empty() {
-        eprintln!(
+        note!(
             "{} option(s) of the job are not implemented by iostudy (listed above): the study would not run what fio runs; remove them, or accept the difference with fio_ignore = [...]",
             t.unsupported.len()
         );
@@ -251,7 +276,7 @@ fn plan_from_fio(job: &Path, section: Option<&str>) -> anyhow::Result<ExitCode> 
 fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let model = Report::load(&args.results)?;
     for w in &model.unreadable {
-        eprintln!("warning: skipped {w}");
+        note!("warning: skipped {w}");
     }
     anyhow::ensure!(
         !model.groups.is_empty(),
@@ -260,8 +285,8 @@ fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         args.results.display()
     );
     let dir = report::write_all(&model, &args.results)?;
-    print!("{}", report::terminal(&model));
-    println!("\nreport: {}", dir.join("report.html").display());
+    out!("{}", report::terminal(&model));
+    outln!("\nreport: {}", dir.join("report.html").display());
     Ok(ExitCode::from(EXIT_OK))
 }
 
@@ -294,11 +319,11 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let a = Report::load(&args.a)?;
     let b = Report::load(&args.b)?;
     for w in a.unreadable.iter().chain(&b.unreadable) {
-        eprintln!("warning: skipped {w}");
+        note!("warning: skipped {w}");
     }
     let c =
         report::compare::compare(&a, &b, &args.a.display().to_string(), &args.b.display().to_string(), args.threshold);
-    if c.changes.is_empty() {
+    if c.changes.is_empty() && c.failed.is_empty() && c.unreadable.is_empty() {
         let why = match c.different_workloads.first() {
             Some((key, diff)) => format!(
                 "; {} cell(s) match by scenario, pattern and clients but ran other workloads (e.g. {} {} c={}: {diff})",
@@ -315,12 +340,13 @@ fn compare(args: &CompareArgs) -> anyhow::Result<ExitCode> {
             args.b.display()
         );
     }
-    print!("{}", report::compare::text(&c));
     if let Some(path) = &args.html {
+        safety::check_output_file(path)?;
         let page = report::compare::html(&c).map_err(anyhow::Error::msg)?;
-        crate::safety::write_atomic(path, page.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        safety::write_atomic(path, page.as_bytes())?;
     }
-    Ok(ExitCode::from(if c.regressions() > 0 { EXIT_CHECK_FAILED } else { EXIT_OK }))
+    out!("{}", report::compare::text(&c));
+    Ok(ExitCode::from(if c.regressions() > 0 || c.gaps() > 0 { EXIT_CHECK_FAILED } else { EXIT_OK }))
 }
 
 fn plan_options(s: &Selection) -> PlanOptions {
@@ -345,14 +371,14 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let output = args.output.clone().expect("resolved with a default in resolve_paths");
     let study = Study::parse(Path::new("demo.toml"), &text)?;
     let plan = Plan::build(&study, &PlanOptions { mock: args.mock, ..PlanOptions::default() })?;
-    eprintln!(
+    note!(
         "iostudy demo: {} cells ({}), results in {}",
         plan.cells.len(),
         plan.scenarios.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
         output.display()
     );
     for s in &skipped {
-        eprintln!("  left out {s}");
+        note!("  left out {s}");
     }
     execute(&plan, &output, false)
 }
@@ -361,40 +387,46 @@ fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode> {
     let pre = Preflight::gather(plan, Some(Results { dir: output, resume }));
     for w in &pre.warnings {
-        eprintln!("warning: {w}");
+        note!("warning: {w}");
     }
     let cancel = runner::cancel_on_signals();
     let opts = RunOptions { output: output.to_path_buf(), resume, progress: std::io::stderr().is_terminal() };
     let outcome = runner::run(plan, &pre, &opts, cancel)?;
     for n in &outcome.notes {
-        eprintln!("note: {n}");
+        note!("note: {n}");
     }
     for w in &outcome.unreadable {
-        eprintln!("warning: skipped {w}");
+        note!("warning: skipped {w}");
     }
-    let mut stdout = std::io::stdout().lock();
-    write!(stdout, "{}", report::summary::render(&outcome.cells))?;
-    writeln!(
-        stdout,
+    // The report first: a closed stdout must not stop it from being written.
+    let written = (!outcome.cells.is_empty()).then(|| {
+        let mut all = outcome.cells.clone();
+        let ids: HashSet<&str> = outcome.cells.iter().map(|c| c.cell.id.as_str()).collect();
+        all.extend(outcome.others.iter().filter(|c| !ids.contains(c.cell.id.as_str())).cloned());
+        let model = Report::from_store(&Store::open(output), &all, outcome.unreadable.clone());
+        report::write_all(&model, output)
+    });
+    out!("{}", report::summary::render(&outcome.cells));
+    outln!(
         "\n{} cell(s) run, {} skipped (already done), {} failed; results in {}",
         outcome.ran,
         outcome.skipped,
         outcome.failed,
         output.display()
-    )?;
-    if !outcome.cells.is_empty() {
-        let mut all = outcome.cells.clone();
-        let ids: HashSet<&str> = outcome.cells.iter().map(|c| c.cell.id.as_str()).collect();
-        all.extend(outcome.others.iter().filter(|c| !ids.contains(c.cell.id.as_str())).cloned());
-        let model = Report::from_store(&Store::open(output), &all, outcome.unreadable.clone());
-        match report::write_all(&model, output) {
-            Ok(dir) => writeln!(stdout, "report: {}", dir.join("report.html").display())?,
-            Err(e) => eprintln!("warning: the report could not be written: {e:#}"),
+    );
+    match written {
+        Some(Ok(dir)) => outln!("report: {}", dir.join("report.html").display()),
+        Some(Err(e)) => {
+            note!(
+                "error: the report could not be written completely: {e:#}\n  every cell is saved: once that is fixed, write it with iostudy report {}",
+                output.display()
+            );
+            return Ok(ExitCode::from(EXIT_ERROR));
         }
+        None => {}
     }
-    stdout.flush()?;
     if outcome.interrupted {
-        eprintln!("interrupted: finished cells are saved; continue with --resume -o {}", output.display());
+        note!("interrupted: finished cells are saved; continue with --resume -o {}", output.display());
         return Ok(ExitCode::from(130));
     }
     let failed = outcome.cells.iter().any(|c| c.status == CellStatus::Failed);

@@ -40,6 +40,7 @@ pub mod runtime;
 pub mod safety;
 pub mod study;
 pub mod sys;
+pub mod text;
 pub mod worker;
 pub mod workload;
 

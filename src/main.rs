@@ -19,12 +19,12 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let mut shown = err.to_string();
-            eprintln!("Error: {shown}");
+            eprintln!("Error: {}", iostudy::text::terminal(&shown));
             // Messages often quote their cause already; print each text once.
             for cause in err.chain().skip(1) {
                 let text = cause.to_string();
                 if !shown.contains(&text) {
-                    eprintln!("caused by: {text}");
+                    eprintln!("caused by: {}", iostudy::text::terminal(&text));
                     shown.push_str(&text);
                 }
             }

@@ -70,6 +70,11 @@ impl From<SafetyError> for io::Error {
     }
 }
 
+/// Whether what `m` describes belongs to the running user.
+pub fn is_mine(m: &std::fs::Metadata) -> bool {
+    m.uid() == me()
+}
+
 fn me() -> u32 {
     rustix::process::geteuid().as_raw()
 }
@@ -144,6 +149,21 @@ pub fn ensure_path(path: &Path) -> Result<Vec<PathBuf>, SafetyError> {
         return Ok(Vec::new());
     }
     ensure_dirs_below(existing, &path)
+}
+
+/// Checks a single file the user named for iostudy to write (`image -o`, `compare
+/// --html`): the way to it as for [`check_user_dir`], and a directory to hold it. The
+/// file itself is then written with [`write_atomic`], which refuses anything at its
+/// name that is not a file of ours.
+pub fn check_output_file(path: &Path) -> Result<(), SafetyError> {
+    let path = &resolve(path)?;
+    check_way_to(path)?;
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    match std::fs::symlink_metadata(parent) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(SafetyError::NotADirectory(parent.to_path_buf())),
+        Err(e) => Err(io_err("inspect", parent)(e)),
+    }
 }
 
 /// Checks a directory the user named: the way to it (see the module doc) and, if it
@@ -261,35 +281,25 @@ fn check_way_to(path: &Path) -> Result<(), SafetyError> {
 }
 
 /// Opens a file iostudy owns without following a link (`flags` are added to
-/// `O_NOFOLLOW`, e.g. `O_DIRECT`): `create` makes it (mode 0644) when missing. An
-/// existing file must be a regular file of the running user.
+/// `O_NOFOLLOW | O_NONBLOCK`, e.g. `O_DIRECT`): `create` makes it (mode 0644) when
+/// missing. What is opened must be a regular file of the running user with one name
+/// ([`check_replaceable`]'s rules): a FIFO planted there is not waited on (`O_NONBLOCK`
+/// has no effect on regular files), a hard link to a file elsewhere is not written.
 pub fn open_nofollow(path: &Path, opts: &mut OpenOptions, flags: rustix::fs::OFlags, create: bool) -> io::Result<File> {
-    opts.custom_flags((flags | rustix::fs::OFlags::NOFOLLOW).bits() as i32);
+    use rustix::fs::OFlags;
+    opts.custom_flags((flags | OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32);
     if create {
         opts.create(true).mode(0o644);
     }
     let file = opts.open(path).map_err(|e| {
         if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            io::Error::other(format!(
-                "{} is a symbolic link, and iostudy does not follow links it did not make: remove it",
-                path.display()
-            ))
+            let target = std::fs::read_link(path).unwrap_or_default();
+            io::Error::from(SafetyError::Link { path: path.to_path_buf(), target })
         } else {
             e
         }
     })?;
-    let m = file.metadata()?;
-    if !m.is_file() {
-        return Err(io::Error::other(format!("{} is not a regular file: remove it", path.display())));
-    }
-    if m.uid() != me() {
-        return Err(io::Error::other(format!(
-            "{} belongs to uid {}, not to you (uid {}): iostudy does not adopt files it did not create; remove it or choose another directory",
-            path.display(),
-            m.uid(),
-            me()
-        )));
-    }
+    check_own_file(path, &file.metadata()?)?;
     Ok(file)
 }
 

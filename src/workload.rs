@@ -238,21 +238,35 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// The largest block: each in-flight block is a buffer in memory.
+pub const MAX_BS: u64 = 1 << 30;
+/// The largest file per thread (an exbibyte): sums of sizes stay far from overflow.
+pub const MAX_SIZE: u64 = 1 << 60;
+/// The most threads per client.
+pub const MAX_NUMJOBS: u32 = 4096;
+
 /// A duration written in humantime (`10s`, `500ms`, `1m`); serialized the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Span(pub Duration);
+
+/// The longest duration iostudy takes (runtime, ramp, timeouts, intervals): a year.
+/// Anything longer is a typo, and sums of such durations would overflow the clocks.
+pub const MAX_SPAN: Duration = Duration::from_secs(366 * 24 * 3600);
 
 impl FromStr for Span {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         // fio takes bare numbers as seconds.
-        if let Ok(secs) = t.parse::<u64>() {
-            return Ok(Span(Duration::from_secs(secs)));
+        let d = match t.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs.min(MAX_SPAN.as_secs() + 1)),
+            Err(_) => humantime::parse_duration(t)
+                .map_err(|e| format!("cannot parse duration `{s}`: {e} (examples: 30s, 500ms, 2m)"))?,
+        };
+        if d > MAX_SPAN {
+            return Err(format!("duration `{s}` is longer than a year: iostudy measures seconds to hours"));
         }
-        humantime::parse_duration(t)
-            .map(Span)
-            .map_err(|e| format!("cannot parse duration `{s}`: {e} (examples: 30s, 500ms, 2m)"))
+        Ok(Span(d))
     }
 }
 
@@ -277,7 +291,7 @@ impl<'de> Deserialize<'de> for Span {
             S(String),
         }
         match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Span(Duration::from_secs(n))),
+            Raw::N(n) => n.to_string().parse().map_err(serde::de::Error::custom),
             Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -413,6 +427,15 @@ impl Workload {
     pub fn validate(&self) -> Result<(), String> {
         if self.bs.0 == 0 {
             return Err("bs must be greater than zero (e.g. bs = \"64K\")".into());
+        }
+        if self.bs.0 > MAX_BS {
+            return Err(format!("bs {} is larger than {}: each block is a buffer in memory", self.bs, Bytes(MAX_BS)));
+        }
+        if self.size.0 > MAX_SIZE {
+            return Err(format!("size {} is larger than {} per file", self.size, Bytes(MAX_SIZE)));
+        }
+        if self.numjobs > MAX_NUMJOBS {
+            return Err(format!("numjobs {} is more than {MAX_NUMJOBS} threads per client", self.numjobs));
         }
         if self.size.0 == 0 {
             return Err("size must be greater than zero (e.g. size = \"1G\")".into());

@@ -14,7 +14,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -50,28 +50,17 @@ pub fn prepare(w: &Workload) -> Result<LayoutStats, EngineError> {
     let mut needed = 0u64;
     for t in 0..w.numjobs {
         let path = w.file_path(t);
-        let (existed, current_len) = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() && m.uid() == rustix::process::geteuid().as_raw() => (true, m.len()),
-            Ok(m) => {
-                let why = if m.file_type().is_symlink() {
-                    "it is a symbolic link, and iostudy does not follow links it did not make: remove it".to_string()
-                } else if !m.is_file() {
-                    "it exists and is not a regular file: remove it".to_string()
-                } else {
-                    format!(
-                        "it belongs to uid {}: iostudy does not adopt files it did not create; remove it or choose another directory",
-                        m.uid()
-                    )
-                };
+        // A regular file of ours with one name, or refused: never a link, a FIFO, a
+        // device, another user's file or a hard link to a file elsewhere.
+        let (existed, current_len) = match crate::safety::check_replaceable(&path) {
+            Ok(true) => (true, fs::symlink_metadata(&path).map_or(0, |m| m.len())),
+            Ok(false) => (false, 0),
+            Err(e) => {
                 return Err(EngineError::Io {
                     what: "use as a data file".into(),
                     path,
-                    source: std::io::Error::other(why),
+                    source: std::io::Error::from(e),
                 });
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => (false, 0),
-            Err(source) => {
-                return Err(EngineError::Io { what: "inspect".into(), path, source });
             }
         };
         needed += size.saturating_sub(current_len);

@@ -50,11 +50,30 @@ struct Found {
     client: FioClient,
 }
 
+/// The largest fio output read (a json+ of thousands of jobs is a few MiB).
+const MAX_OUTPUT_BYTES: u64 = 256 << 20;
+
+/// A fio output's text: a regular file, at most [`MAX_OUTPUT_BYTES`].
+fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let cannot = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
+    let f = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+    if !f.metadata().map_err(|e| cannot(&e))?.is_file() {
+        return Err(format!("{} is not a regular file: give the file fio wrote with --output", path.display()));
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_OUTPUT_BYTES + 1).read_to_end(&mut bytes).map_err(|e| cannot(&e))?;
+    if bytes.len() as u64 > MAX_OUTPUT_BYTES {
+        return Err(format!("{} is larger than {} MiB: not one fio output", path.display(), MAX_OUTPUT_BYTES >> 20));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{} is not text: not a fio output", path.display()))
+}
+
 fn read(path: &Path) -> Result<Vec<Found>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = read_text(path)?;
     let out = output::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let end_ns = match out.timestamp_ms {
-        Some(ms) => ms * 1_000_000,
+        Some(ms) => ms.saturating_mul(1_000_000),
         // Without fio's timestamp, the file's modification time: when fio finished.
         None => std::fs::metadata(path)
             .and_then(|m| m.modified())
@@ -120,6 +139,7 @@ pub fn import(i: &Import) -> Result<Imported, String> {
         LatencyKind::Completion
     };
 
+    notes.extend(implausible(&found)?);
     let store = open_store(&i.out)?;
     let clients = found.len() as u32;
     let existing = store.cells().map_err(|e| e.to_string())?.cells;
@@ -197,6 +217,38 @@ pub fn import(i: &Import) -> Result<Imported, String> {
     Ok(Imported { cell: id, clients: found.len(), threads, notes })
 }
 
+/// What cannot be taken as measured: a job that ran 0 ms (no rate), one faster than
+/// any storage (1 PiB/s); and more I/Os in all than a histogram can count (refused).
+fn implausible(found: &[Found]) -> Result<Vec<String>, String> {
+    const FASTEST: f64 = (1u64 << 50) as f64;
+    let mut notes = Vec::new();
+    let mut ios = 0u64;
+    for f in found {
+        for j in &f.client.jobs {
+            ios = ios.saturating_add(j.read.total_ios).saturating_add(j.write.total_ios);
+            let bytes = j.read.io_bytes.saturating_add(j.write.io_bytes);
+            if j.runtime_ms == 0 && bytes > 0 {
+                notes.push(format!(
+                    "job `{}` of {} moved {} in 0 ms: its rate is not a measurement",
+                    j.name,
+                    f.file.display(),
+                    crate::workload::human_bytes(bytes)
+                ));
+            } else if j.runtime_ms > 0 && bytes as f64 / (j.runtime_ms as f64 / 1e3) > FASTEST {
+                notes.push(format!(
+                    "job `{}` of {} claims more than 1 PiB/s: the output is damaged or was edited",
+                    j.name,
+                    f.file.display()
+                ));
+            }
+        }
+    }
+    if ios > 1 << 60 {
+        return Err("the outputs claim more than 2^60 I/Os in all: they are damaged".into());
+    }
+    Ok(notes)
+}
+
 /// Creates the results directory, or opens one an earlier import made.
 fn open_store(out: &Path) -> Result<Store, String> {
     let out = &crate::safety::resolve(out).map_err(|e| format!("-o {}: {e}", out.display()))?;
@@ -233,6 +285,7 @@ fn update_run_info(
         description: Some("fio json+ outputs imported with `iostudy import fio`".into()),
         host: HostFacts::unknown("unknown"),
         scale: None,
+        filters: Default::default(),
         scenarios: Vec::new(),
         baseline: scenario.to_string(),
         patterns: Vec::new(),

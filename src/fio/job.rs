@@ -75,7 +75,7 @@ impl JobFile {
             if let Some(rest) = t.strip_prefix('[') {
                 let name = rest
                     .strip_suffix(']')
-                    .ok_or_else(|| format!("line {line}: a section header needs a closing `]`: {t}"))?;
+                    .ok_or_else(|| format!("line {line}: a section header needs a closing `]`"))?;
                 file.sections.push((name.trim().to_string(), Vec::new()));
                 continue;
             }
@@ -83,7 +83,8 @@ impl JobFile {
                 return Err(format!("line {line}: `include` is not supported: inline the included file"));
             }
             let Some((_, options)) = file.sections.last_mut() else {
-                return Err(format!("line {line}: option `{t}` comes before any [section]"));
+                // Its text is not quoted: a file that is not a job file may be a secret.
+                return Err(format!("line {line} is an option before any [section]: this is not a fio job file"));
             };
             let (key, value) = match t.split_once('=') {
                 Some((k, v)) => (k.trim(), Some(v.trim().to_string())),
@@ -96,8 +97,19 @@ impl JobFile {
 
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<JobFile, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read fio job file {}: {e}", path.display()))?;
+        use std::io::Read;
+        const MAX: u64 = 1 << 20;
+        let cannot = |e: &dyn std::fmt::Display| format!("cannot read fio job file {}: {e}", path.display());
+        let f = std::fs::File::open(path).map_err(|e| cannot(&e))?;
+        if !f.metadata().map_err(|e| cannot(&e))?.is_file() {
+            return Err(cannot(&"not a regular file"));
+        }
+        let mut bytes = Vec::new();
+        f.take(MAX + 1).read_to_end(&mut bytes).map_err(|e| cannot(&e))?;
+        if bytes.len() as u64 > MAX {
+            return Err(cannot(&"larger than 1 MiB: not a fio job file"));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| cannot(&"not text: not a fio job file"))?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

@@ -72,23 +72,63 @@ pub enum LatencyKind {
     Completion,
 }
 
-fn num(v: &Value) -> u64 {
-    v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)).or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(0)
-}
+/// The largest count or byte total an output may claim (2^56, 64 PiB): beyond it the
+/// file is damaged, and sums of such values would overflow.
+const MAX_COUNT: u64 = 1 << 56;
+/// The longest job an output may claim (a year, in ms).
+const MAX_RUNTIME_MS: u64 = 366 * 24 * 3600 * 1000;
 
-fn bins(v: &Value) -> Option<BTreeMap<u64, u64>> {
-    let map = v.get("bins")?.as_object()?;
-    Some(map.iter().filter_map(|(k, c)| Some((k.parse::<u64>().ok()?, num(c)))).collect())
-}
-
-fn direction(v: Option<&Value>) -> FioDirection {
-    let Some(v) = v else { return FioDirection::default() };
-    FioDirection {
-        io_bytes: num(&v["io_bytes"]),
-        total_ios: num(&v["total_ios"]),
-        lat_bins: v.get("lat_ns").and_then(bins),
-        clat_bins: v.get("clat_ns").and_then(bins),
+/// A whole number at JSON path `path` (absent: 0), or why it cannot be one: negative,
+/// fractional, not a number, or beyond [`MAX_COUNT`].
+fn count(v: &Value, path: &str) -> Result<u64, String> {
+    let n = match v {
+        Value::Null => return Ok(0),
+        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(u), _) => Some(u),
+            (None, Some(f)) if f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < MAX_COUNT as f64 => Some(f as u64),
+            _ => None,
+        },
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n <= MAX_COUNT => Ok(n),
+        _ => {
+            Err(format!("{path}: {v} is not a count fio writes (a whole number from 0 to 2^56): the output is damaged"))
+        }
     }
+}
+
+fn bins(v: &Value, path: &str) -> Result<Option<BTreeMap<u64, u64>>, String> {
+    let Some(map) = v.get("bins").and_then(Value::as_object) else { return Ok(None) };
+    let mut out = BTreeMap::new();
+    let mut total = 0u64;
+    for (k, c) in map {
+        let ns = k.parse::<u64>().map_err(|_| format!("{path}.bins: `{k}` is not a latency in ns"))?;
+        let n = count(c, &format!("{path}.bins.{k}"))?;
+        total = total.saturating_add(n);
+        if total > MAX_COUNT {
+            return Err(format!("{path}.bins: more than 2^56 I/Os in all: the output is damaged"));
+        }
+        *out.entry(ns).or_insert(0) += n;
+    }
+    Ok(Some(out))
+}
+
+fn direction(v: Option<&Value>, path: &str) -> Result<FioDirection, String> {
+    let Some(v) = v else { return Ok(FioDirection::default()) };
+    Ok(FioDirection {
+        io_bytes: count(&v["io_bytes"], &format!("{path}.io_bytes"))?,
+        total_ios: count(&v["total_ios"], &format!("{path}.total_ios"))?,
+        lat_bins: match v.get("lat_ns") {
+            Some(l) => bins(l, &format!("{path}.lat_ns"))?,
+            None => None,
+        },
+        clat_bins: match v.get("clat_ns") {
+            Some(l) => bins(l, &format!("{path}.clat_ns"))?,
+            None => None,
+        },
+    })
 }
 
 fn options(v: Option<&Value>) -> Vec<JobOption> {
@@ -130,31 +170,36 @@ pub fn parse(text: &str) -> Result<FioOutput, String> {
     })?;
     let version = doc["fio version"].as_str().ok_or(format!("no `fio version`: not fio's JSON output; {WANT}"))?;
     let global = doc.get("global options");
-    let job = |j: &Value| -> FioJob {
+    let job = |j: &Value, path: String| -> Result<FioJob, String> {
         let mut opts = options(global);
         for o in options(j.get("job options")) {
             opts.retain(|m: &JobOption| m.key != o.key);
             opts.push(o);
         }
-        FioJob {
+        let runtime_ms = count(&j["job_runtime"], &format!("{path}.job_runtime"))?;
+        if runtime_ms > MAX_RUNTIME_MS {
+            return Err(format!("{path}.job_runtime: {runtime_ms} ms is longer than a year: the output is damaged"));
+        }
+        Ok(FioJob {
             name: j["jobname"].as_str().unwrap_or("").to_string(),
             options: opts,
-            read: direction(j.get("read")),
-            write: direction(j.get("write")),
-            runtime_ms: num(&j["job_runtime"]),
+            read: direction(j.get("read"), &format!("{path}.read"))?,
+            write: direction(j.get("write"), &format!("{path}.write"))?,
+            runtime_ms,
             error: j["error"].as_i64().unwrap_or(0),
-        }
+        })
     };
     let mut clients = Vec::new();
     if let Some(stats) = doc.get("client_stats").and_then(Value::as_array) {
         let mut by_host: BTreeMap<String, Vec<FioJob>> = BTreeMap::new();
-        for j in stats.iter().filter(|j| j["jobname"].as_str() != Some("All clients")) {
+        for (i, j) in stats.iter().enumerate().filter(|(_, j)| j["jobname"].as_str() != Some("All clients")) {
             let host = j["hostname"].as_str().unwrap_or("unknown").to_string();
-            by_host.entry(host).or_default().push(job(j));
+            by_host.entry(host).or_default().push(job(j, format!("client_stats[{i}]"))?);
         }
         clients.extend(by_host.into_iter().map(|(h, jobs)| FioClient { hostname: Some(h), jobs }));
     } else if let Some(jobs) = doc.get("jobs").and_then(Value::as_array) {
-        clients.push(FioClient { hostname: None, jobs: jobs.iter().map(job).collect() });
+        let jobs = jobs.iter().enumerate().map(|(i, j)| job(j, format!("jobs[{i}]"))).collect::<Result<_, _>>()?;
+        clients.push(FioClient { hostname: None, jobs });
     }
     if clients.iter().all(|c| c.jobs.is_empty()) {
         return Err("the fio output has no jobs".into());
@@ -168,8 +213,13 @@ pub fn parse(text: &str) -> Result<FioOutput, String> {
     if without_bins {
         return Err(format!("this is fio's plain json output, whose latencies are percentiles without bins: {WANT}"));
     }
-    // Client/server outputs carry whole seconds only.
-    let timestamp_ms = doc["timestamp_ms"].as_u64().or_else(|| doc["timestamp"].as_u64().map(|s| s * 1000));
+    // Client/server outputs carry whole seconds only. Anything past the year 2500 is
+    // not a time fio wrote.
+    const MAX_MS: u64 = 16_725_225_600_000;
+    let timestamp_ms = doc["timestamp_ms"]
+        .as_u64()
+        .or_else(|| doc["timestamp"].as_u64().map(|s| s.saturating_mul(1000)))
+        .filter(|&ms| ms <= MAX_MS);
     Ok(FioOutput { version: version.to_string(), timestamp_ms, clients })
 }
 
@@ -258,13 +308,14 @@ pub fn client_result(client: &FioClient, ctx: Context<'_>) -> ClientResult {
             read: DirectionStats { bytes: j.read.io_bytes, ops: j.read.total_ios },
             write: DirectionStats { bytes: j.write.io_bytes, ops: j.write.total_ios },
             errors: u64::from(j.error != 0),
-            start_ns: ctx.end_ns.saturating_sub(j.runtime_ms * 1_000_000),
+            start_ns: ctx.end_ns.saturating_sub(j.runtime_ms.saturating_mul(1_000_000)),
             end_ns: ctx.end_ns,
         });
     }
     let start_ns = threads.iter().map(|t| t.start_ns).min().unwrap_or(ctx.end_ns);
-    let total = threads.iter().map(|t| (t.read.bytes + t.write.bytes, t.read.ops + t.write.ops));
-    let (bytes, ops) = total.fold((0, 0), |(b, o), (tb, to)| (b + tb, o + to));
+    let total =
+        threads.iter().map(|t| (t.read.bytes.saturating_add(t.write.bytes), t.read.ops.saturating_add(t.write.ops)));
+    let (bytes, ops) = total.fold((0u64, 0u64), |(b, o), (tb, to)| (b.saturating_add(tb), o.saturating_add(to)));
     let mut notes = ctx.notes;
     notes.push(format!(
         "measured by {} ({}); latency is fio's {}; fio reports no start times: the window ends {} and lasts each job's runtime, bytes spread evenly over it",
@@ -294,16 +345,20 @@ pub fn client_result(client: &FioClient, ctx: Context<'_>) -> ClientResult {
     })
 }
 
-/// `bytes` and `ops` spread evenly over `[start, end)` in wall-clock-aligned seconds.
+/// `bytes` and `ops` spread evenly over `[start, end)` in wall-clock-aligned seconds —
+/// or in coarser whole-second intervals when that would make more than
+/// `MAX_INTERVALS`: what is allocated follows the data, not a claimed runtime.
 fn spread(bytes: u64, ops: u64, start: u64, end: u64) -> IntervalSeries {
+    const MAX_INTERVALS: u64 = 10_000;
     const SEC: u64 = 1_000_000_000;
     let end = end.max(start + 1);
-    let first = start / SEC;
-    let last = (end - 1) / SEC;
+    let width = SEC * (end - start).div_ceil(SEC).div_ceil(MAX_INTERVALS).max(1);
+    let first = start / width;
+    let last = (end - 1) / width;
     let span = (end - start) as f64;
     let share = |i: u64| {
-        let lo = (i * SEC).max(start);
-        let hi = ((i + 1) * SEC).min(end);
+        let lo = (i * width).max(start);
+        let hi = ((i + 1) * width).min(end);
         hi.saturating_sub(lo) as f64 / span
     };
     let mut b: Vec<u64> = (first..=last).map(|i| (bytes as f64 * share(i)) as u64).collect();
@@ -311,7 +366,7 @@ fn spread(bytes: u64, ops: u64, start: u64, end: u64) -> IntervalSeries {
     // Rounding leftovers go to the first interval, so totals stay exact.
     b[0] += bytes - b.iter().sum::<u64>();
     o[0] += ops - o.iter().sum::<u64>();
-    IntervalSeries { interval_ns: SEC, first_index: first, bytes: b, ops: o, shift_ns: 0 }
+    IntervalSeries { interval_ns: width, first_index: first, bytes: b, ops: o, shift_ns: 0 }
 }
 
 /// The engine fio ran with, as iostudy names it (fio's `sync`/`pvsync` are psync).

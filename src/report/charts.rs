@@ -393,10 +393,8 @@ where
     Y: Ranged<ValueType = f64>,
 {
     let (px, py) = chart.backend_coord(&(ci as f64 + 0.5, 0.0));
-    let mut label = GroupKey { scenario: String::new(), pattern, clients: k, options: opts.to_vec() }.mode();
-    if label.len() > 22 {
-        label.truncate(22);
-    }
+    let mode = GroupKey { scenario: String::new(), pattern, clients: k, options: opts.to_vec() }.mode();
+    let label: String = mode.chars().take(22).collect();
     let (ox, oy) = panel.get_base_pixel();
     panel
         .draw(&Text::new(

@@ -8,7 +8,9 @@
 //! interval when both sides have two or more). A change is *significant* when it
 //! exceeds the threshold and, with repetitions, its interval excludes 1; without
 //! repetitions the threshold alone decides, and the output says so. Any significant
-//! regression makes the command exit 1, so it can gate CI.
+//! regression makes the command exit 1, so it can gate CI — and so does a cell that
+//! failed, is missing on one side, or could not be read: a gate never passes a run
+//! whose figures are not all there.
 
 use std::fmt::Write;
 
@@ -71,11 +73,21 @@ pub struct Comparison {
     /// What measured each side (distinct values): iostudy, fio run in the clients, or
     /// imported fio outputs.
     pub measured_by: (Vec<String>, Vec<String>),
+    /// Cells whose repetitions failed, on either side (`B: bare seq read c=2: 1 of 3
+    /// repetition(s) failed`).
+    pub failed: Vec<String>,
+    /// Cell files of either side that could not be read.
+    pub unreadable: Vec<String>,
 }
 
 impl Comparison {
     pub fn regressions(&self) -> usize {
         self.changes.iter().filter(|c| c.verdict == Verdict::Regressed).count()
+    }
+
+    /// What makes the comparison incomplete: failed, missing and unreadable cells.
+    pub fn gaps(&self) -> usize {
+        self.failed.len() + self.only_in_a.len() + self.only_in_b.len() + self.unreadable.len()
     }
 }
 
@@ -104,6 +116,9 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, threshold: f6
         if let Some(diff) = workload_difference(ga.workload.as_ref(), gb.workload.as_ref()) {
             different_workloads.push((ga.key.clone(), diff));
             continue;
+        }
+        if ga.reps.is_empty() || gb.reps.is_empty() {
+            continue; // every repetition failed on a side: listed in `failed`
         }
         let seed = 0xC0_FFEE;
         let bw =
@@ -156,6 +171,21 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, threshold: f6
     }
     let only_in_b =
         b.groups.iter().filter(|g| !a.groups.iter().any(|x| x.key == g.key)).map(|g| g.key.clone()).collect();
+    let mut failed = Vec::new();
+    for (side, r) in [("A", a), ("B", b)] {
+        for g in r.groups.iter().filter(|g| g.failed_reps > 0) {
+            failed.push(format!(
+                "{side}: {} {} c={}: {} of {} repetition(s) failed",
+                g.key.scenario,
+                g.key.mode(),
+                g.key.clients,
+                g.failed_reps,
+                g.failed_reps + g.reps.len()
+            ));
+        }
+    }
+    let unreadable =
+        a.unreadable.iter().map(|u| format!("A: {u}")).chain(b.unreadable.iter().map(|u| format!("B: {u}"))).collect();
     Comparison {
         a: a_name.to_string(),
         b: b_name.to_string(),
@@ -166,6 +196,8 @@ pub fn compare(a: &Report, b: &Report, a_name: &str, b_name: &str, threshold: f6
         different_workloads,
         with_intervals,
         measured_by: (measured(a), measured(b)),
+        failed,
+        unreadable,
     }
 }
 
@@ -278,14 +310,23 @@ pub fn text(c: &Comparison) -> String {
             let _ = writeln!(out, "{what}: {}", names.join(", "));
         }
     }
+    for f in c.failed.iter().chain(&c.unreadable) {
+        let _ = writeln!(out, "not compared, {f}");
+    }
     let regressed = c.regressions();
     let improved = c.changes.iter().filter(|x| x.verdict == Verdict::Improved).count();
-    let _ = writeln!(
+    let _ = write!(
         out,
         "\n{} cell(s) compared: {improved} improved, {regressed} regressed, {} no significant change",
         c.changes.len(),
         c.changes.len() - improved - regressed
     );
+    match c.gaps() {
+        0 => out.push('\n'),
+        n => {
+            let _ = writeln!(out, "; {n} cell(s) failed, missing or unreadable (the gate fails)");
+        }
+    }
     out
 }
 

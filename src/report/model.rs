@@ -424,7 +424,7 @@ impl Report {
             )
         });
 
-        Report {
+        let mut report = Report {
             study_name: run.as_ref().map_or_else(|| "study".to_string(), |r| r.study_name.clone()),
             description: run.as_ref().and_then(|r| r.description.clone()),
             study_source: study_source.to_string(),
@@ -437,7 +437,52 @@ impl Report {
             run,
             runtime_notes,
             unreadable: Vec::new(),
+        };
+        report.make_printable();
+        report
+    }
+
+    /// Every text a results directory (which may come from anywhere) or a tool's
+    /// output brought into the model, as plain text without control characters: no
+    /// label, name or note can carry a terminal escape, break a table's line or make
+    /// an SVG invalid. Each renderer then escapes for its own syntax ([`crate::text`]).
+    fn make_printable(&mut self) {
+        fn fix(s: &mut String) {
+            if let std::borrow::Cow::Owned(p) = crate::text::printable(s) {
+                *s = p;
+            }
         }
+        fix(&mut self.study_name);
+        fix(&mut self.baseline);
+        if let Some(d) = &mut self.description {
+            *d = crate::text::terminal(d).into_owned();
+        }
+        for (name, label) in &mut self.scenarios {
+            fix(name);
+            fix(label);
+        }
+        for g in &mut self.groups {
+            fix(&mut g.label);
+            fix(&mut g.key.scenario);
+            g.key.options.iter_mut().for_each(|(k, v)| {
+                fix(k);
+                fix(v);
+            });
+            g.warnings.iter_mut().for_each(|w| fix(&mut w.text));
+            g.runtime_version.iter_mut().for_each(fix);
+            g.measured_by.iter_mut().for_each(fix);
+            g.per_node.iter_mut().for_each(|n| fix(&mut n.node));
+        }
+        self.warnings.iter_mut().for_each(|w| fix(&mut w.text));
+        let notes = std::mem::take(&mut self.runtime_notes);
+        self.runtime_notes = notes
+            .into_iter()
+            .map(|(mut k, mut v)| {
+                fix(&mut k);
+                v.iter_mut().for_each(fix);
+                (k, v)
+            })
+            .collect();
     }
 
     /// The group of a scenario × pattern × clients × options.

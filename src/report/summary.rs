@@ -19,7 +19,7 @@ pub fn render(cells: &[CellResult]) -> String {
         let cell = &c.cell;
         let opts = cell.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
         let base = [
-            c.scenario_label.clone(),
+            crate::text::printable(&c.scenario_label).into_owned(),
             cell.pattern.to_string(),
             cell.clients.to_string(),
             opts,
@@ -33,7 +33,8 @@ pub fn render(cells: &[CellResult]) -> String {
                 format!("{:.0}", f.latency_ns.p99 as f64 / 1e3),
             ],
             _ => {
-                failures.push(format!("{}: {}", cell.id, c.failure.as_deref().unwrap_or("no result")));
+                let why = crate::text::printable(c.failure.as_deref().unwrap_or("no result")).into_owned();
+                failures.push(format!("{}: {why}", cell.id));
                 ["FAILED".into(), "-".into(), "-".into(), "-".into()]
             }
         };

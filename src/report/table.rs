@@ -87,13 +87,14 @@ pub fn latency_text(r: &Report) -> String {
 
 /// A Markdown table; columns from `right` on are right-aligned.
 fn markdown_table(header: &[String], body: &[Vec<String>], right: usize) -> String {
-    let mut out = format!("| {} |\n|", header.join(" | "));
+    let cells = |row: &[String]| row.iter().map(|c| crate::text::markdown_cell(c)).collect::<Vec<_>>().join(" | ");
+    let mut out = format!("| {} |\n|", cells(header));
     for i in 0..header.len() {
         out.push_str(if i < right { "---|" } else { "---:|" });
     }
     out.push('\n');
     for row in body {
-        let _ = writeln!(out, "| {} |", row.join(" | "));
+        let _ = writeln!(out, "| {} |", cells(row));
     }
     out
 }
@@ -209,9 +210,11 @@ pub fn cpu_markdown(r: &Report) -> String {
 
 /// `table.md`: both tables with a title and the warnings.
 pub fn markdown(r: &Report) -> String {
-    let mut out = format!("# {}\n\n", r.study_name);
+    use crate::text::markdown_cell as md;
+    let mut out = format!("# {}\n\n", md(&r.study_name));
     if let Some(d) = &r.description {
-        let _ = writeln!(out, "{}\n", d.trim());
+        let lines: Vec<String> = d.trim().lines().map(md).collect();
+        let _ = writeln!(out, "{}\n", lines.join("\n"));
     }
     let _ = writeln!(out, "## Commit latency (µs, p50 / p99 of all clients' merged histograms)\n");
     out.push_str(&latency_markdown(r));
@@ -223,7 +226,7 @@ pub fn markdown(r: &Report) -> String {
     if provenance.len() > 1 || provenance.keys().any(|m| !m.starts_with("iostudy")) {
         let _ = writeln!(out, "\n## Measured by\n");
         for (by, groups) in &provenance {
-            let _ = writeln!(out, "- {by}: {}", groups.join(", "));
+            let _ = writeln!(out, "- {}: {}", md(by), md(&groups.join(", ")));
         }
     }
     let groups = r.warning_groups();
@@ -232,7 +235,7 @@ pub fn markdown(r: &Report) -> String {
         for g in &groups {
             let _ = writeln!(out, "- **{}** ({})", g.title, g.warnings.len());
             for w in &g.warnings {
-                let _ = writeln!(out, "  - {w}");
+                let _ = writeln!(out, "  - {}", md(&w.text));
             }
         }
     }
@@ -314,5 +317,5 @@ pub fn csv(r: &Report) -> String {
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    crate::text::csv_field(s)
 }

@@ -55,6 +55,10 @@ pub struct RunInfo {
     pub description: Option<String>,
     pub host: HostFacts,
     pub scale: Option<f64>,
+    /// The filters the run was started with (`--scenario`, `--pattern`, `--clients`):
+    /// a `--resume` must give the same, and the same scale.
+    #[serde(default)]
+    pub filters: Filters,
     /// Scenarios in study order.
     pub scenarios: Vec<ScenarioRecord>,
     /// The scenario others are compared with.
@@ -68,6 +72,24 @@ pub struct RunInfo {
     /// What the target is (where the controller sees it).
     #[serde(default)]
     pub target: Option<TargetFacts>,
+}
+
+/// Which part of a study a run ran (empty: all).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filters {
+    pub scenarios: Vec<String>,
+    pub patterns: Vec<Pattern>,
+    pub clients: Vec<u32>,
+}
+
+impl Filters {
+    /// The filters as flags (`--scenario bare --clients 2`), or `no filters`.
+    pub fn describe(&self) -> String {
+        let mut v: Vec<String> = self.scenarios.iter().map(|s| format!("--scenario {s}")).collect();
+        v.extend(self.patterns.iter().map(|p| format!("--pattern {p}")));
+        v.extend(self.clients.iter().map(|c| format!("--clients {c}")));
+        if v.is_empty() { "no filters".into() } else { v.join(" ") }
+    }
 }
 
 /// A warning of the plan, as `run.json` keeps it: its kind (`fits_in_page_cache`,

@@ -320,6 +320,7 @@ impl Setup<'_> {
             self.pre.warnings.iter().map(crate::study::preflight::Warning::record).collect(),
         );
         info.target = self.local_target().then(|| crate::study::preflight::target_facts(&plan.study.target)).flatten();
+        info.filters = plan.filters.clone();
         store.write_run_info(&info)?;
         Ok(store)
     }
@@ -433,7 +434,8 @@ fn run_cells(
         ran += 1;
         if result.status == CellStatus::Failed {
             failed += 1;
-            let line = format!("cell {} failed: {}", cell.id, result.failure.as_deref().unwrap_or("?"));
+            let why = crate::text::printable(result.failure.as_deref().unwrap_or("?")).into_owned();
+            let line = format!("cell {} failed: {why}", cell.id);
             // Without a bar (not a terminal) failures still show as they happen.
             if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
         } else if let Some(f) = cell_figures(&result.clients) {

@@ -33,11 +33,26 @@ pub fn reap_dead_runs(state_base: &Path, control_base: Option<&Path>) -> Reaped 
             dead_states.push(e.path());
         }
     }
-    let dead_controls: Vec<_> = control_base
-        .map(|base| {
-            fs::read_dir(base).into_iter().flatten().flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect()
-        })
-        .unwrap_or_default();
+    // Only what a run made: a directory of ours named as runs name theirs. Anything
+    // else found there is left alone, and said.
+    let mut dead_controls = Vec::new();
+    for e in control_base.map(fs::read_dir).into_iter().flatten().flatten().flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name == "lock" || name.starts_with(".lock") {
+            continue;
+        }
+        let ours = crate::sys::run_id_pid(&name).is_some()
+            && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && crate::safety::is_mine(&m));
+        if ours {
+            dead_controls.push(path);
+        } else {
+            reaped.notes.push(format!(
+                "left alone {}: not a control directory a run made (remove it yourself if it is not needed)",
+                crate::text::printable(&path.display().to_string())
+            ));
+        }
+    }
     let markers: Vec<String> = dead_states.iter().chain(&dead_controls).map(|d| format!("{}/", d.display())).collect();
     crate::sys::kill_processes_mentioning(&markers);
     for state in &dead_states {
@@ -58,8 +73,9 @@ pub fn reap_dead_runs(state_base: &Path, control_base: Option<&Path>) -> Reaped 
         .collect();
     names.sort();
     names.dedup();
-    reaped.notes =
-        names.iter().map(|n| format!("cleaned up after run {n}, which was killed before it could tear down")).collect();
+    reaped
+        .notes
+        .extend(names.iter().map(|n| format!("cleaned up after run {n}, which was killed before it could tear down")));
     reaped.markers = dead_controls.iter().map(|d| format!("{}/", d.display())).collect();
     reaped
 }

@@ -59,7 +59,7 @@ pub struct HostsSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StudySection {
-    pub name: String,
+    pub name: Spanned<String>,
     #[serde(default)]
     pub description: Option<String>,
     /// Directory every client's files live in (a shared filesystem on a cluster).

@@ -22,7 +22,7 @@ pub fn write(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         }
         let spec: KubeSpec = serde_json::from_value(scenario.runtime.settings())?;
         if written.is_empty() {
-            crate::safety::ensure_dir(dir)?;
+            crate::safety::ensure_path(dir)?;
         }
         let name = format!("iostudy-{PLAN_RUN_ID}-{index}");
         let control = cell_dir(&spec.mount_path.join(CONTROL_DIR).join(PLAN_RUN_ID), index);

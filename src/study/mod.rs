@@ -68,6 +68,11 @@ pub const WORKLOAD_KEYS: &[&str] = &[
     "log_interval",
 ];
 
+/// The most clients a cell may have.
+pub const MAX_CLIENTS: u32 = 100_000;
+/// The most repetitions of a study.
+pub const MAX_REPETITIONS: u32 = 10_000;
+
 /// Keys that bring a fio job file's options into `[workload]`.
 const FIO_JOB_KEYS: &[&str] = &["fio_job", "fio_ignore"];
 
@@ -258,10 +263,12 @@ impl Study {
             }
         };
 
+        plain_text("study.name", &file.study.name).map_err(|(span, msg, hint)| at(span, msg, hint))?;
         // Scenarios: defined ones, or built-in names.
         let mut scenarios = Vec::new();
         let mut seen = BTreeSet::new();
         for name in file.matrix.scenarios.get_ref() {
+            plain_text("a scenario name", name).map_err(|(span, msg, hint)| at(span, msg, hint))?;
             if !seen.insert(name.get_ref().clone()) {
                 return Err(at(name.span(), format!("scenario `{}` is listed twice", name.get_ref()), None));
             }
@@ -309,6 +316,9 @@ impl Study {
                     Some("a positive whole number of clients, e.g. clients = [1, 8, 64]".into()),
                 ));
             };
+            if k > MAX_CLIENTS {
+                return Err(at(c.span(), format!("matrix.clients[{i}]: {k} is more than {MAX_CLIENTS} clients"), None));
+            }
             if clients.contains(&k) {
                 return Err(at(c.span(), format!("matrix.clients[{i}]: {k} is listed twice"), None));
             }
@@ -413,17 +423,24 @@ impl Study {
         if *file.study.repetitions.get_ref() == 0 {
             return Err(at(file.study.repetitions.span(), "repetitions must be at least 1".into(), None));
         }
+        if *file.study.repetitions.get_ref() > MAX_REPETITIONS {
+            return Err(at(
+                file.study.repetitions.span(),
+                format!("repetitions must be at most {MAX_REPETITIONS}"),
+                None,
+            ));
+        }
 
         let study = Study {
             path: path.to_path_buf(),
             source: source.to_string(),
-            name: file.study.name,
+            name: file.study.name.get_ref().clone(),
             description: file.study.description,
             target: file.study.target.get_ref().clone(),
             repetitions: *file.study.repetitions.get_ref(),
             baseline,
-            cell_timeout: file.study.cell_timeout.map(|t| t.get_ref().0),
-            barrier_timeout: file.study.barrier_timeout.map_or(Duration::from_secs(600), |t| t.get_ref().0),
+            cell_timeout: file.study.cell_timeout.as_ref().map(|t| t.get_ref().0),
+            barrier_timeout: file.study.barrier_timeout.as_ref().map_or(Duration::from_secs(600), |t| t.get_ref().0),
             drop_caches: file.study.drop_caches,
             keep_files: file.study.keep_files,
             hosts,
@@ -434,10 +451,40 @@ impl Study {
             axes,
             notes,
         };
-        // Every combination must make a valid workload.
+        // Every combination must make a valid workload, which fits in the cell's time.
         for combo in study.combinations() {
-            if let Err(msg) = study.workload(Pattern::Read, &combo).and_then(|w| w.validate()) {
-                return Err(at(file.workload.span(), format!("workload {}: {msg}", describe(&combo)), None));
+            let w = match study.workload(Pattern::Read, &combo).and_then(|w| w.validate().map(|()| w)) {
+                Ok(w) => w,
+                Err(msg) => {
+                    return Err(at(file.workload.span(), format!("workload {}: {msg}", describe(&combo)), None));
+                }
+            };
+            if let (Some(limit), Some(runtime)) = (&file.study.cell_timeout, w.runtime) {
+                let needed = w.ramp_time.0 + runtime.0;
+                if limit.get_ref().0 < needed {
+                    return Err(at(
+                        limit.span(),
+                        format!(
+                            "cell_timeout {} is shorter than the ramp and runtime of a cell ({}{}): every cell would fail",
+                            limit.get_ref(),
+                            crate::workload::Span(needed),
+                            if combo.is_empty() { String::new() } else { format!(", {}", describe(&combo)) }
+                        ),
+                        Some("raise cell_timeout, or remove it to let iostudy derive it".into()),
+                    ));
+                }
+            }
+        }
+        for (name, t) in [("cell_timeout", &file.study.cell_timeout), ("barrier_timeout", &file.study.barrier_timeout)]
+        {
+            if let Some(t) = t
+                && t.get_ref().0 < Duration::from_secs(1)
+            {
+                return Err(at(
+                    t.span(),
+                    format!("{name} {} is shorter than a second: clients cannot even start", t.get_ref()),
+                    None,
+                ));
             }
         }
         if !study.target.is_absolute() {
@@ -465,6 +512,7 @@ impl Study {
             description: self.description.clone(),
             host: HostFacts::current(),
             scale,
+            filters: Default::default(),
             scenarios: self
                 .scenarios
                 .iter()
@@ -585,7 +633,10 @@ fn resolve_scenario(
     let label = match label {
         None => name.to_string(),
         Some(l) => match l.get_ref().as_str() {
-            Some(text) => text.to_string(),
+            Some(text) => {
+                plain_text(&format!("scenarios.{name}.label"), &Spanned::new(l.span(), text.to_string()))?;
+                text.to_string()
+            }
             None => return Err((l.span(), format!("scenarios.{name}.label must be a string"), None)),
         },
     };
@@ -644,6 +695,22 @@ fn scenario_nodes(name: &str, v: &Spanned<DeValue<'_>>, hosts: Option<&Hosts>) -
         return Err((v.span(), format!("scenarios.{name}.nodes is empty"), Some("name at least one node".into())));
     }
     Ok(out)
+}
+
+/// A name or label shown in every output: one line of text, without control characters
+/// (a terminal escape, a newline) that would change what a table or terminal shows.
+fn plain_text(what: &str, s: &Spanned<String>) -> Result<(), SpannedError> {
+    match s.get_ref().chars().find(|c| c.is_control()) {
+        None if s.get_ref().trim().is_empty() => {
+            Err((s.span(), format!("{what} is empty"), Some("give it a few words".into())))
+        }
+        None => Ok(()),
+        Some(c) => Err((
+            s.span(),
+            format!("{what} holds a control character ({})", crate::text::printable(&c.to_string())),
+            Some("names and labels are one line of plain text: remove it".into()),
+        )),
+    }
 }
 
 fn kind_names() -> Vec<&'static str> {

@@ -54,6 +54,8 @@ pub struct Plan {
     pub scenarios: Vec<Scenario>,
     pub cells: Vec<Cell>,
     pub scale: Option<f64>,
+    /// The filters the plan was made with (sorted), as a run records them.
+    pub filters: crate::results::store::Filters,
     /// Bytes of data files the study lays out on the target.
     pub footprint_bytes: u64,
     pub estimate: Duration,
@@ -138,8 +140,12 @@ impl Plan {
         }
 
         let max_clients = cells.iter().map(|c| c.clients).max().unwrap_or(1);
-        let per_client = cells.iter().map(|c| c.workload.size.get() * u64::from(c.workload.numjobs)).max().unwrap_or(0);
-        let footprint_bytes = per_client * u64::from(max_clients);
+        let per_client = cells
+            .iter()
+            .map(|c| c.workload.size.get().saturating_mul(u64::from(c.workload.numjobs)))
+            .max()
+            .unwrap_or(0);
+        let footprint_bytes = per_client.saturating_mul(u64::from(max_clients));
 
         let mut estimate = Duration::from_secs_f64(footprint_bytes as f64 / (ASSUMED_THREAD_BW * 4.0));
         for c in &cells {
@@ -151,7 +157,18 @@ impl Plan {
             };
         }
 
-        Ok(Plan { study: study.clone(), scenarios, cells, scale: opts.scale, footprint_bytes, estimate })
+        let mut filters = crate::results::store::Filters {
+            scenarios: opts.scenarios.clone(),
+            patterns: opts.patterns.clone(),
+            clients: opts.clients.clone(),
+        };
+        filters.scenarios.sort();
+        filters.scenarios.dedup();
+        filters.patterns.sort();
+        filters.patterns.dedup();
+        filters.clients.sort_unstable();
+        filters.clients.dedup();
+        Ok(Plan { study: study.clone(), scenarios, cells, scale: opts.scale, filters, footprint_bytes, estimate })
     }
 
     /// The scenario of a cell.

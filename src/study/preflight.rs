@@ -352,29 +352,20 @@ impl Preflight {
                 return;
             }
         }
-        let me = rustix::process::geteuid().as_raw();
         for k in 0..clients {
             for t in 0..jobs {
                 let path = data.join(format!("client-{k}")).join(format!("{prefix}.{t}.dat"));
-                match path.symlink_metadata() {
-                    Ok(m) if m.file_type().is_symlink() => {
-                        self.problems.push(format!(
-                            "{} is a symbolic link, and iostudy does not follow links it did not make: remove it",
-                            path.display()
-                        ));
+                // A data file is a regular file of ours with one name, or it is refused.
+                match crate::safety::check_replaceable(&path) {
+                    Err(e) => {
+                        self.problems.push(format!("data file: {e}"));
                         return;
                     }
-                    Ok(m) if !m.is_file() || m.uid() != me => {
-                        self.problems.push(format!(
-                            "{} is not a data file of yours (uid {}, {}): iostudy does not adopt what it did not create; remove it",
-                            path.display(),
-                            m.uid(),
-                            if m.is_file() { "a file" } else { "not a regular file" }
-                        ));
-                        return;
+                    Ok(true) => {
+                        needed =
+                            needed.saturating_add(size.saturating_sub(path.symlink_metadata().map_or(0, |m| m.len())));
                     }
-                    Ok(m) => needed += size.saturating_sub(m.len()),
-                    Err(_) => needed += size,
+                    Ok(false) => needed = needed.saturating_add(size),
                 }
             }
         }
@@ -404,8 +395,8 @@ impl Preflight {
         let mut clients = 0u32;
         for c in &plan.cells {
             let cost = plan.scenario(&c.scenario).runtime.client_cost(&c.workload);
-            let tasks = cost.tasks * u64::from(c.clients);
-            let mem = cost.memory_bytes * u64::from(c.clients);
+            let tasks = cost.tasks.saturating_mul(u64::from(c.clients));
+            let mem = cost.memory_bytes.saturating_mul(u64::from(c.clients));
             if worst_tasks.is_none_or(|(t, _)| tasks > t) {
                 worst_tasks = Some((tasks, &c.id));
             }
@@ -473,7 +464,36 @@ impl Preflight {
             Ok(Place::Results) if !r.resume => {
                 self.problems.push(StoreError::NotEmpty(r.dir.to_path_buf()).to_string())
             }
+            Ok(Place::Results) => self.check_resume(plan, r.dir),
             Ok(_) => {}
+        }
+    }
+
+    /// A `--resume` continues the run it names: the same study file, scale and filters
+    /// (cells of another scale would be mixed in one report).
+    fn check_resume(&mut self, plan: &Plan, dir: &Path) {
+        let store = crate::results::store::Store::open(dir);
+        if store.study_source() != plan.study.source {
+            self.problems.push(crate::results::store::StoreError::StudyChanged(dir.to_path_buf()).to_string());
+            return;
+        }
+        let Ok(info) = store.run_info() else { return };
+        let scale = |s: Option<f64>| s.map_or("no --scale".to_string(), |f| format!("--scale {f}"));
+        if info.scale != plan.scale {
+            self.problems.push(format!(
+                "{} was run with {}, and this resume asks {}: resume with the same scale, or choose another -o",
+                dir.display(),
+                scale(info.scale),
+                scale(plan.scale)
+            ));
+        }
+        if info.filters != plan.filters {
+            self.problems.push(format!(
+                "{} was run with {}, and this resume asks {}: resume with the same filters, or choose another -o",
+                dir.display(),
+                info.filters.describe(),
+                plan.filters.describe()
+            ));
         }
     }
 }
