@@ -32,6 +32,7 @@ pub mod guest;
 pub mod hints;
 pub mod hosts;
 pub mod image;
+pub mod inventory;
 pub mod report;
 pub mod results;
 pub mod rng;

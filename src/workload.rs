@@ -214,10 +214,20 @@ impl<'de> Deserialize<'de> for Bytes {
 /// (`k`, `K`, `KiB`, `KB` all mean 1024).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(t)
-        .map_err(|e| format!("cannot parse size `{s}`: {e} (examples: 4k, 64K, 1m, 32GiB)"))
+    let config = parse_size::Config::new().with_binary();
+    let parse = |t: &str| {
+        config.parse_size(t).map_err(|e| format!("cannot parse size `{s}`: {e} (examples: 4k, 64K, 1m, 32GiB)"))
+    };
+    // parse-size overflows (a panic, or a wrapped value) on numbers beyond u64 before
+    // their unit: bound the number times its unit first.
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.replace('_', "").parse().map_err(|_| format!("cannot parse size `{s}`: no number"))?;
+    let unit = if unit.trim().is_empty() { 1 } else { parse(&format!("1{unit}"))? };
+    if number * unit as f64 >= u64::MAX as f64 {
+        return Err(format!("size `{s}` is beyond what a 64-bit count of bytes holds"));
+    }
+    parse(t)
 }
 
 /// Formats bytes with binary units, as fio prints them (`64KiB`, `1.5GiB`).
@@ -485,6 +495,8 @@ mod tests {
         assert_eq!(parse_bytes("32G").unwrap(), 32 << 30);
         assert_eq!(parse_bytes("512").unwrap(), 512);
         assert!(parse_bytes("lots").unwrap_err().contains("cannot parse size `lots`"));
+        assert!(parse_bytes("1844674407370955161564k").unwrap_err().contains("beyond what a 64-bit count"));
+        assert!(parse_bytes("18446744073709551616").is_err());
     }
 
     #[test]

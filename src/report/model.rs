@@ -821,6 +821,14 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
 fn bandwidth_timeline(clients: &[crate::results::ClientResult], from: u64) -> Vec<(f64, f64)> {
     let Some(width) = clients.first().map(|c| c.intervals.interval_ns).filter(|w| *w > 0) else { return Vec::new() };
     let origin = clients.iter().map(|c| c.intervals.start_of(0)).min().unwrap_or(from);
+    // A timeline a chart can show; results whose intervals would make more are
+    // damaged (or span days) and get none.
+    const MAX_BINS: u64 = 100_000;
+    let last =
+        clients.iter().filter_map(|c| c.intervals.bytes.len().checked_sub(1).map(|i| c.intervals.start_of(i))).max();
+    if last.is_some_and(|l| l.saturating_sub(origin) / width > MAX_BINS) {
+        return Vec::new();
+    }
     let mut bins: Vec<f64> = Vec::new();
     for c in clients {
         for (i, b) in c.intervals.bytes.iter().enumerate() {

@@ -37,6 +37,7 @@ impl EncodedHistogram {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(&self.0)
             .map_err(|e| format!("latency histogram is not valid base64: {e}"))?;
+        check_header(&bytes)?;
         let h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|e| format!("latency histogram cannot be decoded: {e}"))?;
@@ -45,6 +46,43 @@ impl EncodedHistogram {
         out.add(&h).map_err(|e| format!("latency histogram out of range: {e}"))?;
         Ok(out)
     }
+}
+
+/// Reads the header of a V2+DEFLATE histogram before HdrHistogram's deserializer does,
+/// which sizes its buffers from it: a damaged or crafted result could ask for gigabytes.
+/// iostudy writes histograms of one shape only ([`new_latency_histogram`]), so anything
+/// else is refused; the payload must be there in full (inflated at most 64 MiB).
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    use std::io::Read;
+    // HdrHistogram's cookies: V2 base | 0x10 (the word size bit).
+    const V2_DEFLATE: u32 = 0x1c84_9304 | 0x10;
+    const V2: u32 = 0x1c84_9303 | 0x10;
+    const MAX_INFLATED: u64 = 64 << 20;
+    let be32 = |b: &[u8], at: usize| b.get(at..at + 4).map(|x| u32::from_be_bytes(x.try_into().expect("4 bytes")));
+    let be64 = |b: &[u8], at: usize| b.get(at..at + 8).map(|x| u64::from_be_bytes(x.try_into().expect("8 bytes")));
+    let bad = |why: &str| format!("latency histogram cannot be decoded: {why}");
+    if be32(bytes, 0) != Some(V2_DEFLATE) {
+        return Err(bad("not HdrHistogram's V2+DEFLATE encoding"));
+    }
+    let compressed = be32(bytes, 4).ok_or_else(|| bad("truncated"))? as usize;
+    let body = bytes.get(8..8 + compressed).ok_or_else(|| bad("truncated"))?;
+    let mut inflated = Vec::new();
+    flate2::read::ZlibDecoder::new(body)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|e| bad(&e.to_string()))?;
+    if inflated.len() as u64 > MAX_INFLATED {
+        return Err(bad("larger than 64 MiB inflated"));
+    }
+    let payload = be32(&inflated, 4).ok_or_else(|| bad("truncated header"))? as usize;
+    let shape = (be32(&inflated, 0), be32(&inflated, 12), be64(&inflated, 16), be64(&inflated, 24));
+    if shape != (Some(V2), Some(u32::from(SIGFIG)), Some(1), Some(MAX_LATENCY_NS)) {
+        return Err(bad("not the shape iostudy records (1 ns to 1 h, 3 digits)"));
+    }
+    if payload > inflated.len().saturating_sub(40) {
+        return Err(bad("its counts are cut short"));
+    }
+    Ok(())
 }
 
 /// The latency figures every report shows, in ns.

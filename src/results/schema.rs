@@ -275,7 +275,7 @@ pub struct IntervalSeries {
 impl IntervalSeries {
     /// The start of interval `i`, wall-clock ns in the controller's clock.
     pub fn start_of(&self, i: usize) -> u64 {
-        ((self.first_index + i as u64) * self.interval_ns).saturating_add_signed(-self.shift_ns)
+        self.first_index.saturating_add(i as u64).saturating_mul(self.interval_ns).saturating_add_signed(-self.shift_ns)
     }
 }
 

@@ -151,10 +151,10 @@ pub enum StoreError {
     )]
     NotEmpty(PathBuf),
     #[error(
-        "{} was written by a different study file: resume only with the same study, or choose another -o directory",
-        .0.display()
+        "{} was written by a different study file ({} {why}): resume only with the same study, or choose another -o directory",
+        dir.display(), dir.join("study.toml").display()
     )]
-    StudyChanged(PathBuf),
+    StudyChanged { dir: PathBuf, why: String },
     #[error(
         "{} is not empty and not an iostudy results directory (it holds {}): iostudy writes only into a new or empty directory, or one of its own; choose another -o",
         path.display(), entries.join(", ")
@@ -255,9 +255,7 @@ impl Store {
             Place::Other(entries) => return Err(StoreError::NotResults { path: root.to_path_buf(), entries }),
             Place::Results if !resume => return Err(StoreError::NotEmpty(root.to_path_buf())),
             Place::Results => {
-                if store.study_source() != study_source {
-                    return Err(StoreError::StudyChanged(root.to_path_buf()));
-                }
+                store.check_study(study_source)?;
             }
             Place::Missing | Place::Empty => {}
         }
@@ -301,6 +299,16 @@ impl Store {
         Ok(dir)
     }
 
+    /// Refuses unless `study.toml` holds `study_source`.
+    pub fn check_study(&self, study_source: &str) -> Result<(), StoreError> {
+        let why = match read_own(&self.root.join("study.toml")) {
+            Ok(bytes) if bytes == study_source.as_bytes() => return Ok(()),
+            Ok(_) => "holds another".to_string(),
+            Err(e) => format!("cannot be read: {e}"),
+        };
+        Err(StoreError::StudyChanged { dir: self.root.clone(), why })
+    }
+
     /// The study file as run ("" when absent or not a plain file).
     pub fn study_source(&self) -> String {
         read_own(&self.root.join("study.toml")).ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default()
@@ -337,17 +345,7 @@ impl Store {
     /// Reads one cell file; the error says which file and why.
     pub fn read_cell(&self, path: &Path) -> Result<CellResult, String> {
         let bytes = read_own(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} is not valid JSON (truncated or damaged?): {e}", path.display()))?;
-        let version = value.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        if version != u64::from(CELL_SCHEMA_VERSION) {
-            return Err(format!(
-                "{} has cell layout version {version}; this iostudy {} reads {CELL_SCHEMA_VERSION}: report it with the iostudy that wrote it",
-                path.display(),
-                env!("CARGO_PKG_VERSION")
-            ));
-        }
-        serde_json::from_value(value).map_err(|e| format!("{} is not a cell result: {e}", path.display()))
+        parse_cell(&bytes, path)
     }
 
     /// Every readable cell result, sorted by id, and the files that were not.
@@ -368,6 +366,23 @@ impl Store {
         }
         Ok(set)
     }
+}
+
+/// A cell file's bytes as a cell result (`path` names it in errors): its layout version
+/// checked, then every field. What a results directory holds may come from anywhere,
+/// so this never panics (it is fuzzed).
+pub fn parse_cell(bytes: &[u8], path: &Path) -> Result<CellResult, String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("{} is not valid JSON (truncated or damaged?): {e}", path.display()))?;
+    let version = value.get("schema_version").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    if version != u64::from(CELL_SCHEMA_VERSION) {
+        return Err(format!(
+            "{} has cell layout version {version}; this iostudy {} reads {CELL_SCHEMA_VERSION}: report it with the iostudy that wrote it",
+            path.display(),
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| format!("{} is not a cell result: {e}", path.display()))
 }
 
 /// The largest file the store reads (a cell of thousands of clients is a few MiB).

@@ -473,8 +473,8 @@ impl Preflight {
     /// (cells of another scale would be mixed in one report).
     fn check_resume(&mut self, plan: &Plan, dir: &Path) {
         let store = crate::results::store::Store::open(dir);
-        if store.study_source() != plan.study.source {
-            self.problems.push(crate::results::store::StoreError::StudyChanged(dir.to_path_buf()).to_string());
+        if let Err(e) = store.check_study(&plan.study.source) {
+            self.problems.push(e.to_string());
             return;
         }
         let Ok(info) = store.run_info() else { return };

@@ -199,6 +199,44 @@ fn other_fio_outputs_are_refused_with_the_flag_to_use() -> Needs {
     Ok(())
 }
 
+/// Impossible values in a fio output are refused with their JSON path (or noted), and
+/// nothing but a regular file of a sane size is read.
+fn impossible_fio_outputs_are_refused_with_their_place() {
+    let dir = scratch();
+    let d = dir.path();
+    let doc = |count: &str, runtime: &str| {
+        format!(
+            r#"{{"fio version":"fio-3.33","timestamp_ms":1700000000000,"jobs":[{{"jobname":"j","job_runtime":{runtime},
+            "job options":{{"rw":"read","bs":"64k","size":"1m"}},"read":{{"io_bytes":1048576,"total_ios":16,
+            "clat_ns":{{"bins":{{"1000":{count}}}}}}},"write":{{"io_bytes":0,"total_ios":0}}}}]}}"#
+        )
+    };
+    for (count, runtime, expected) in [
+        ("18446744073709551615", "1000", "jobs[0].read.clat_ns.bins.1000: 18446744073709551615 is not a count"),
+        ("1e300", "1000", "jobs[0].read.clat_ns.bins.1000: 1e+300 is not a count"),
+        ("-5", "1000", "jobs[0].read.clat_ns.bins.1000: -5 is not a count"),
+        ("16", "315569520000000", "jobs[0].job_runtime: 315569520000000 ms is longer than a year"),
+    ] {
+        let file = d.join("out.json");
+        std::fs::write(&file, doc(count, runtime)).unwrap();
+        let out = d.join("r");
+        let o = iostudy(&["import", "fio", file.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{count} {runtime}: {}", stdout(&o));
+        assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+        assert!(!out.exists(), "nothing written for a refused input");
+    }
+    // A job that ran 0 ms has no rate: imported, with the reason said.
+    let file = d.join("zero.json");
+    std::fs::write(&file, doc("16", "0")).unwrap();
+    let o = iostudy(&["import", "fio", file.to_str().unwrap(), "-o", d.join("z").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("moved 1MiB in 0 ms: its rate is not a measurement"), "{}", stdout(&o));
+    // Not a file: refused at once, not read forever.
+    let o = iostudy(&["import", "fio", "/dev/zero", "-o", d.join("dz").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("/dev/zero is not a regular file"), "{}", stderr(&o));
+}
+
 fn a_fio_job_file_becomes_the_workload() {
     let dir = scratch();
     let d = dir.path();
@@ -347,6 +385,7 @@ fn compare_of_fio_and_iostudy_engines_pairs_every_cell() -> Needs {
 }
 
 crate::trials![
+    impossible_fio_outputs_are_refused_with_their_place,
     fio_outputs_import_with_exactly_merged_latency,
     a_client_server_run_imports_a_client_per_host,
     other_fio_outputs_are_refused_with_the_flag_to_use,

@@ -327,7 +327,52 @@ fn unwritable_and_unreadable_results_are_explained() -> Needs {
     Ok(())
 }
 
+/// Numbers beyond what a run can hold are refused where they are read, with their
+/// place in the file: `plan` refuses what `run` would overflow on.
+fn every_number_is_bounded_where_it_is_read() {
+    let dir = scratch();
+    for (workload, extra, expected) in [
+        ("runtime = \"100000000000000d\"", "", "is longer than a year"),
+        ("ramp_time = \"400d\"", "", "is longer than a year"),
+        ("", "cell_timeout = \"100000000000000d\"", "is longer than a year"),
+        ("", "barrier_timeout = \"1ns\"", "barrier_timeout 1ns is shorter than a second"),
+        (
+            "runtime = \"5s\"",
+            "cell_timeout = \"2s\"",
+            "cell_timeout 2s is shorter than the ramp and runtime of a cell (5s)",
+        ),
+        ("bs = \"2G\"", "", "bs 2GiB is larger than 1GiB"),
+        ("size = \"18446744073709551616\"", "", "beyond what a 64-bit count of bytes holds"),
+        ("size = \"1844674407370955161564k\"", "", "beyond what a 64-bit count of bytes holds"),
+        ("numjobs = 5000", "", "numjobs 5000 is more than 4096 threads per client"),
+    ] {
+        let s = study_at(dir.path(), &dir.path().join("t"), "\"bare\"", extra, workload);
+        let text = std::fs::read_to_string(&s).unwrap();
+        // A key given twice would be a TOML error: the extra wins over the default.
+        let text = if workload.starts_with("bs") || workload.starts_with("size") || workload.starts_with("runtime") {
+            let key = workload.split(' ').next().unwrap();
+            let line = text.lines().find(|l| l.starts_with(&format!("{key} ="))).unwrap().to_string();
+            text.replacen(&format!("{line}\n"), "", 1)
+        } else {
+            text
+        };
+        std::fs::write(&s, text).unwrap();
+        for cmd in ["plan", "run"] {
+            let mut args = vec![cmd, s.to_str().unwrap()];
+            let out = dir.path().join("r");
+            if cmd == "run" {
+                args.extend(["-o", out.to_str().unwrap()]);
+            }
+            let o = iostudy(&args);
+            assert_eq!(o.status.code(), Some(2), "{cmd} {workload}{extra}: {}", stdout(&o));
+            assert!(stderr(&o).contains(expected) && stderr(&o).contains("study.toml:"), "{cmd}: {}", stderr(&o));
+            assert!(!out.exists(), "{cmd} {workload}{extra}: nothing written");
+        }
+    }
+}
+
 crate::trials![
+    every_number_is_bounded_where_it_is_read,
     bait_laid_by_an_unprivileged_user_is_refused,
     links_and_foreign_files_under_an_own_target_are_refused,
     teardown_removes_only_what_the_run_created,

@@ -4,10 +4,12 @@
 //! machine lacks is reported as *ignored*, with what it needs, and counted as such —
 //! never as passed. With `IOSTUDY_REQUIRE_RUNTIMES=1` (CI) the same test fails.
 
+mod baits;
 mod bench;
 mod cli;
 mod containerd;
 mod fio;
+mod fuzz;
 mod hostile;
 mod hosts;
 mod instruments;
@@ -23,10 +25,12 @@ fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let mut trials = Vec::new();
     for module in [
+        baits::trials,
         bench::trials,
         cli::trials,
         containerd::trials,
         fio::trials,
+        fuzz::trials,
         hostile::trials,
         hosts::trials,
         instruments::trials,

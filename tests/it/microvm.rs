@@ -8,7 +8,7 @@ use iostudy::results::cell::CellStatus;
 
 use crate::util::*;
 
-fn vm_ready() -> Needs {
+pub fn vm_ready() -> Needs {
     need(is_root(), "root (virtiofsd, 9p passthrough)")?;
     need(static_worker(), "a static iostudy (cargo build, as .cargo/config.toml sets)")?;
     need(have("qemu-system-x86_64"), "QEMU (apt-get install qemu-system-x86)")?;

@@ -353,4 +353,115 @@ crate::trials![
     html_report_renders_in_headless_chromium,
     compare_finds_a_regression_and_gates,
     report_of_an_empty_directory_says_what_to_do,
+    labels_cannot_break_any_output,
+    a_closed_stdout_ends_quietly,
+    compare_fails_on_failed_missing_or_unreadable_cells,
 ];
+
+/// A label written to break every output: a newline, terminal escapes (a colour and an
+/// OSC title), an HTML comment opening a script, Markdown and CSV syntax, a formula.
+const HOSTILE: &str = "=cmd|' /C calc'!A0\nrun\u{1b}[31mc\u{1b}]0;pwned\u{7} <!--<script>x *_&\"";
+
+fn labels_cannot_break_any_output() {
+    let dir = scratch();
+    fixture(dir.path(), 0.9, None);
+    let store = Store::open(dir.path());
+    for mut c in store.cells().unwrap().cells {
+        if c.cell.scenario == "runc" {
+            c.scenario_label = HOSTILE.into();
+            c.runtime.notes.push(format!("a tool said: {HOSTILE}"));
+        }
+        store.write_cell(&c).unwrap();
+    }
+    let mut info = store.run_info().unwrap();
+    info.scenarios[1].label = HOSTILE.into();
+    info.study_name = HOSTILE.into();
+    store.write_run_info(&info).unwrap();
+    let o = iostudy(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let printable = iostudy::text::printable(HOSTILE).into_owned();
+    // Terminal: no control character reaches it, the label stays on its row.
+    let out = stdout(&o);
+    assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+    assert!(out.lines().any(|l| l.contains(&printable)), "{out}");
+    // Markdown: each table row keeps its columns.
+    let md = std::fs::read_to_string(dir.path().join("report/table.md")).unwrap();
+    // (Each hostile row right after its table's bare row, with as many columns.)
+    let lines: Vec<&str> = md.lines().collect();
+    let columns = |l: &str| l.replace("\\|", "").matches('|').count();
+    let hostile: Vec<usize> = (1..lines.len()).filter(|&i| lines[i].contains("=cmd")).collect();
+    assert_eq!(hostile.len(), 6, "{md}");
+    assert!(hostile.iter().all(|&i| columns(lines[i]) == columns(lines[i - 1])), "{md}");
+    assert!(!md.contains("<!--") && !md.contains('\u{1b}'), "{md}");
+    // CSV: one record per line, the label one quoted field that no spreadsheet runs.
+    let csv = std::fs::read_to_string(dir.path().join("report/table.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9, "{csv}");
+    assert!(csv.contains(",\"'=cmd|' /C calc'!A0\\nrun\\e[31mc"), "{csv}");
+    // SVG: every chart is well-formed XML and shows the label.
+    for svg in ["bandwidth", "host-cpu", "client-bandwidth", "bandwidth-timeline", "latency-cdf"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("report/{svg}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{svg}.svg: {e}"));
+        let shown = doc.descendants().filter_map(|n| n.text()).any(|t| t.contains("run\\e[31mc"));
+        assert!(shown || svg == "bandwidth-timeline" || svg == "latency-cdf", "{svg}: the legend shows the label");
+    }
+    // HTML: the page has no comment or script opened by the label, and the embedded
+    // JSON is whole and holds the label.
+    let html = std::fs::read_to_string(dir.path().join("report/report.html")).unwrap();
+    assert!(!html.contains("<!--<script>"), "the label is escaped in the page");
+    let data = html.split("id=\"iostudy-data\">").nth(1).unwrap().split("</script>").next().unwrap();
+    let v: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert!(v["scenarios"].to_string().contains("<!--<script>"), "the JSON keeps the label's text");
+    assert!(html.trim_end().ends_with("</html>"));
+}
+
+/// `report DIR | head -1`: a stdout closed early ends the command quietly.
+fn a_closed_stdout_ends_quietly() {
+    let dir = scratch();
+    fixture(dir.path(), 0.9, None);
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(bin())
+        .args(["report", dir.path().to_str().unwrap()])
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(dir.path().join("report/report.html").exists(), "the report is written all the same");
+}
+
+/// A gate never passes a run whose figures are not all there: a failed cell, a missing
+/// one or an unreadable one on either side exits 1, named.
+fn compare_fails_on_failed_missing_or_unreadable_cells() {
+    let a = scratch();
+    fixture(a.path(), 1.0, None);
+    let copy = |name: &str| {
+        let d = scratch();
+        let st = Command::new("cp").arg("-aT").arg(a.path()).arg(d.path()).status().unwrap();
+        assert!(st.success(), "{name}");
+        d
+    };
+    let failed = copy("failed");
+    let store = Store::open(failed.path());
+    let mut c = store.read_cell(&store.cell_path("runc.read.c4.r2")).unwrap();
+    c.status = iostudy::results::cell::CellStatus::Failed;
+    c.failure = Some("client 1 exited".into());
+    c.clients.clear();
+    store.write_cell(&c).unwrap();
+    let o = iostudy(&["compare", a.path().to_str().unwrap(), failed.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("B: runc seq read c=4: 1 of 3 repetition(s) failed"), "{}", stdout(&o));
+    let missing = copy("missing");
+    for rep in 1..=3 {
+        std::fs::remove_file(missing.path().join(format!("cells/runc.read.c4.r{rep}.json"))).unwrap();
+    }
+    let o = iostudy(&["compare", a.path().to_str().unwrap(), missing.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("only in A: runc seq read c=4"), "{}", stdout(&o));
+    let corrupt = copy("corrupt");
+    std::fs::write(corrupt.path().join("cells/bare.read.c1.r1.json"), b"{\"schema_version\": 2, \"cell\"").unwrap();
+    let o = iostudy(&["compare", a.path().to_str().unwrap(), corrupt.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("not compared, B: ") && stdout(&o).contains("bare.read.c1.r1.json"), "{}", stdout(&o));
+}

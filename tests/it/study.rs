@@ -103,6 +103,22 @@ fn mock_study_runs_and_resumes() {
     let resumed = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap(), "--mock", "--resume"]);
     assert!(resumed.status.success());
     assert!(stdout(&resumed).contains("0 cell(s) run, 4 skipped (already done), 0 failed"));
+    // A resume at another scale, or with other filters, would mix cells in one report.
+    let out_s = out.to_str().unwrap();
+    let scaled = iostudy(&["run", s.to_str().unwrap(), "-o", out_s, "--mock", "--resume", "--scale", "0.5"]);
+    assert_eq!(scaled.status.code(), Some(2));
+    assert!(
+        stderr(&scaled).contains("was run with no --scale, and this resume asks --scale 0.5"),
+        "{}",
+        stderr(&scaled)
+    );
+    let filtered = iostudy(&["run", s.to_str().unwrap(), "-o", out_s, "--mock", "--resume", "--scenario", "bare"]);
+    assert_eq!(filtered.status.code(), Some(2));
+    assert!(
+        stderr(&filtered).contains("was run with no filters, and this resume asks --scenario bare"),
+        "{}",
+        stderr(&filtered)
+    );
     // A changed study cannot resume these results.
     std::fs::write(&s, std::fs::read_to_string(&s).unwrap().replace("4M", "8M")).unwrap();
     let changed = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap(), "--mock", "--resume"]);
