@@ -14,11 +14,11 @@ use crate::cli::{
 use crate::report::model::Report;
 use crate::results::cell::CellStatus;
 use crate::results::store::Store;
+use crate::runner::preflight::{Preflight, Results};
 use crate::runner::{self, RunOptions};
 use crate::study::Study;
 use crate::study::plan::{Plan, PlanOptions};
-use crate::study::preflight::{Preflight, Results};
-use crate::{EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, demo, engine, report, runtime, safety, worker};
+use crate::{EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK, demo, report, runtime, safety, worker};
 
 /// `print!` for results: the text is made safe for a terminal ([`crate::text::terminal`])
 /// and a closed stdout (`| head`) is an error the caller returns, which `main` ends
@@ -63,7 +63,7 @@ pub fn dispatch(mut cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_OK))
         }
         Command::Agent => {
-            crate::hosts::agent::serve()?;
+            runner::agent::serve()?;
             Ok(ExitCode::from(EXIT_OK))
         }
     }
@@ -169,24 +169,12 @@ fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
     if args.nodes.is_empty() {
         return Ok(ExitCode::from(EXIT_OK));
     }
-    let hosts = crate::hosts::Hosts {
-        nodes: args.nodes.clone(),
-        placement: crate::hosts::Placement::Spread,
-        slots: None,
-        ssh_options: args.ssh_options.clone(),
-        shared_target: false,
-    };
+    let hosts = crate::hosts::ssh::SshNodes::probing(args.nodes.clone(), args.ssh_options.clone());
     let dir = crate::sys::state_base().join(format!("{}-nodes", std::process::id()));
     crate::safety::ensure_path(&dir)?;
     let mut code = EXIT_OK;
-    for i in 0..hosts.nodes.len() {
-        let node = match crate::hosts::node::Node::connect(
-            &hosts,
-            i,
-            &dir,
-            &format!("{}-probe", std::process::id()),
-            Path::new("/"),
-        ) {
+    for i in 0..args.nodes.len() {
+        let node = match hosts.connect_one(i, &dir, &format!("{}-probe", std::process::id()), Path::new("/")) {
             Ok(n) => n,
             Err(e) => {
                 outln!("\n{e}");
@@ -198,12 +186,9 @@ fn runtimes(args: &RuntimesArgs) -> anyhow::Result<ExitCode> {
         let mut probes = Vec::new();
         for kind in runtime::KINDS.iter().filter(|k| !k.hidden()) {
             for spec in kind.known() {
-                let req =
-                    crate::hosts::protocol::Request::Probe { kind: spec.kind().into(), settings: spec.settings() };
-                match node.request(&req) {
-                    Ok(crate::hosts::protocol::Response::Probe(p)) => probes.push(p),
-                    Ok(_) => {}
-                    Err(e) => probes.push(runtime::Probe::of(spec.as_ref()).fail(e)),
+                match node.probe(spec.as_ref()) {
+                    Ok(p) => probes.push(p),
+                    Err(e) => probes.push(runtime::Probe::of(spec.as_ref()).fail(e.to_string())),
                 }
             }
         }
@@ -220,7 +205,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let study = Study::load(args.study.as_deref().expect("clap requires a study without --from-fio"))?;
     let plan = Plan::build(&study, &plan_options(&args.selection))?;
     let pre = Preflight::gather(&plan, None);
-    out!("{}", plan.render(&pre));
+    out!("{}", report::plan::render(&plan, &pre.view()));
     if let Some(dir) = &args.manifests {
         write_manifests(&plan, dir)?;
     }
@@ -292,7 +277,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
 
 fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let workload = args.workload();
-    let result = engine::run(&workload, 0, Box::new(|| Ok(None)));
+    let result = worker::run_workload(&workload, 0, Box::new(|| Ok(None)));
     if args.unlink {
         for t in 0..workload.numjobs {
             let _ = std::fs::remove_file(workload.file_path(t));

@@ -259,6 +259,25 @@ impl Channel for SharedDir {
 }
 
 impl SharedDir {
+    /// The clients that reported ready, from one scan of the directory, and the first
+    /// ready message of another protocol version, if any.
+    pub fn ready_clients(&self) -> (Vec<u32>, Option<ProtocolError>) {
+        let (mut ready, mut problem) = (Vec::new(), None);
+        for k in numbered(&self.host.join("ready")) {
+            match self.is_ready(k) {
+                Ok(true) => ready.push(k),
+                Ok(false) => {}
+                Err(e) => problem = problem.or(Some(e)),
+            }
+        }
+        (ready, problem)
+    }
+
+    /// The clients whose guests reported they booted, from one scan of the directory.
+    pub fn booted_clients(&self) -> Vec<u32> {
+        numbered(&self.host.join("booted"))
+    }
+
     /// Answers clock pings with this host's time minus `shift_ns`: a node's agent
     /// answers in the controller's clock by taking out its own offset.
     pub fn serve_clock_shifted(&self, shift_ns: i64) {
@@ -429,6 +448,16 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &'static str) ->
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ProtocolError::Io { what: "read", path: path.to_path_buf(), source }),
     }
+}
+
+/// The client numbers named by the entries of `dir` (temp files and others skipped).
+fn numbered(dir: &Path) -> Vec<u32> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
 }
 
 /// Where runs keep their control directories under a study's target:

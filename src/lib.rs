@@ -23,6 +23,7 @@
 //! codes.
 
 pub mod cli;
+pub mod command;
 pub mod commands;
 pub mod control;
 pub mod demo;

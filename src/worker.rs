@@ -9,8 +9,9 @@
 use std::path::Path;
 
 use crate::control::{Link, SharedDirLink};
-use crate::engine::{self, EngineError};
+use crate::engine::{self, EngineError, Gate};
 use crate::results::ClientResult;
+use crate::workload::{Engine, Workload};
 
 /// Runs the job file at `path` (a shared control directory's) and delivers its result.
 pub fn run_job_file(path: &Path) -> anyhow::Result<ClientResult> {
@@ -38,7 +39,18 @@ pub fn run(link: &dyn Link) -> anyhow::Result<ClientResult> {
         // Go is in the controller's clock; start at the same instant in this one.
         link.wait_go().map(|ns| Some(ns.saturating_add_signed(offset))).map_err(|e| EngineError::Gate(e.to_string()))
     });
-    let result = engine::run(&job.workload, job.client_id, gate)?;
+    let result = run_workload(&job.workload, job.client_id, gate)?;
     link.deliver(&result)?;
     Ok(result)
+}
+
+/// One client's workload, driven by what it names: iostudy's engine, or the real fio
+/// (its json+ converted). The choice is made here, where the client starts, so the
+/// engine knows nothing of fio.
+pub fn run_workload(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientResult, EngineError> {
+    let checked = engine::check(w)?;
+    match w.engine {
+        Engine::Fio => crate::fio::run::run(w, client_id, gate, checked),
+        Engine::Iostudy => engine::run_checked(w, client_id, gate, checked),
+    }
 }

@@ -222,10 +222,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     // their unit: bound the number times its unit first.
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: f64 = number.replace('_', "").parse().map_err(|_| format!("cannot parse size `{s}`: no number"))?;
-    let unit = if unit.trim().is_empty() { 1 } else { parse(&format!("1{unit}"))? };
-    if number * unit as f64 >= u64::MAX as f64 {
-        return Err(format!("size `{s}` is beyond what a 64-bit count of bytes holds"));
+    if let Ok(number) = number.replace('_', "").parse::<f64>() {
+        let unit = if unit.trim().is_empty() { 1 } else { parse(&format!("1{unit}"))? };
+        if number * unit as f64 >= u64::MAX as f64 {
+            return Err(format!("size `{s}` is beyond what a 64-bit count of bytes holds"));
+        }
     }
     parse(t)
 }

@@ -137,10 +137,16 @@ pub fn check(w: &Workload) -> Result<Checked, EngineError> {
 
 /// Runs the workload as client `client_id` and returns its result.
 pub fn run(w: &Workload, client_id: u32, gate: Box<Gate<'_>>) -> Result<ClientResult, EngineError> {
-    let checked = check(w)?;
-    if w.engine == crate::workload::Engine::Fio {
-        return crate::fio::run::run(w, client_id, gate, checked);
-    }
+    run_checked(w, client_id, gate, check(w)?)
+}
+
+/// [`run`] of a workload [`check`] passed.
+pub fn run_checked(
+    w: &Workload,
+    client_id: u32,
+    gate: Box<Gate<'_>>,
+    checked: Checked,
+) -> Result<ClientResult, EngineError> {
     let Checked { mut host, ioengine: engine, note } = checked;
 
     let layout_stats = layout::prepare(w)?;

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::command::{Cmd, which};
+use crate::command::{Cmd, which};
 
 /// Where fio is looked for inside a boundary whose PATH is minimal.
 pub const FIO_PATHS: &[&str] = &["/usr/bin/fio", "/usr/local/bin/fio", "/bin/fio"];

@@ -1,17 +1,20 @@
-//! Many hosts: clients spread over ssh nodes, every runtime on every node, one clock.
+//! Many hosts: on which node a client runs — the placement seam — and how the
+//! controller reaches nodes.
 //!
 //! Where a client runs is two questions: *on which node* (placement, here) and *inside
-//! what* (its runtime, [`crate::runtime`]). A study's `[hosts]` names ssh destinations;
-//! each cell's clients are placed on them ([`place`]). On each node the controller
-//! keeps one OpenSSH ControlMaster connection ([`ssh`]) and, over it, one session that
-//! runs the same static iostudy as an agent ([`agent`], speaking [`protocol`]): the
-//! agent prepares the scenario's backend *on the node* and launches, polls, kills and
-//! tears down its clients there, so process, OCI and micro-VM clients run on a node
-//! exactly as they do locally. [`node`] is the controller's side of a node, and
-//! [`remote`] its backend and client proxies. Each node's clock offset to the
-//! controller's is measured over the agent session (Cristian's method), given to every
-//! client with its job, and taken out of its result, so windows and timelines are in
-//! the controller's clock.
+//! what* (its runtime, [`crate::runtime`]). A [`Placement`] is a set of nodes a study's
+//! table configures — `[hosts]`: ssh destinations ([`ssh`]) — each one module
+//! registered in [`PLACEMENTS`]; each cell's clients are spread over its nodes
+//! ([`place`]). The controller reaches each node through a [`Transport`] and runs the
+//! same static iostudy there as an agent ([`agent`], speaking [`protocol`]): the agent
+//! prepares the scenario's backend *on the node* and launches, polls, kills and tears
+//! down its clients there, so process, OCI and micro-VM clients run on a node exactly
+//! as they do locally. [`node`] is the controller's side of a node, with a typed method
+//! per request, and [`remote`] its backend, client and control-channel proxies: the
+//! runner never speaks the protocol. Each node's clock offset to the controller's is
+//! measured over the agent session (Cristian's method), given to every client with its
+//! job, and taken out of its result, so windows and timelines are in the controller's
+//! clock.
 
 pub mod agent;
 pub mod node;
@@ -19,14 +22,82 @@ pub mod protocol;
 pub mod remote;
 pub mod ssh;
 
+use std::fmt;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// How a cell's clients are spread over nodes.
+use crate::runtime::{Section, SpannedError};
+pub use node::Node;
+
+/// Every placement iostudy knows — the registration point: a study table of the same
+/// name configures it.
+pub static PLACEMENTS: &[&dyn PlacementKind] = &[&ssh::KIND];
+
+/// A placement as a study file names it: its table.
+pub trait PlacementKind: Sync {
+    /// The study file's table (`hosts`).
+    fn table(&self) -> &'static str;
+    /// Parses and validates the table.
+    fn parse(&self, section: &Section<'_>) -> Result<Arc<dyn Placement>, SpannedError>;
+}
+
+/// Where a study's clients run besides this host: nodes reached through a transport,
+/// each running an agent.
+pub trait Placement: Send + Sync + fmt::Debug {
+    /// The study table that configures it (`hosts`).
+    fn table(&self) -> &'static str;
+    /// The nodes, named as the study names them (scenarios' `nodes = […]` pick from
+    /// them).
+    fn node_names(&self) -> Vec<String>;
+    /// How a cell's clients are spread over the nodes.
+    fn distribution(&self) -> Distribution;
+    /// Whether the target is one shared filesystem on every node and this host.
+    fn shared_target(&self) -> bool;
+    /// What `plan` says about it (`node1, node2 (spread …; the target is …)`).
+    fn describe(&self) -> String;
+    /// Connects to every node for a run: transports opened, agents started, facts and
+    /// clocks read. `dir` is the run's private state on this host, `run` its id.
+    fn connect(&self, dir: &Path, run: &str, target: &Path) -> Result<Vec<Node>, NodeError>;
+}
+
+/// How a controller reaches one node: a command run there, a file copied, a long-lived
+/// session (the agent's).
+pub trait Transport: Send + Sync {
+    /// The node as the transport names it (an ssh destination).
+    fn dest(&self) -> &str;
+    /// Runs `argv` on the node; its stdout, or why not.
+    fn run(&self, argv: &[&str]) -> Result<String, NodeError>;
+    /// Copies the local file `from` to `to` on the node (mode 0755), atomically.
+    fn copy(&self, from: &Path, to: &Path) -> Result<(), NodeError>;
+    /// A long-lived session running `argv` on the node, stdin and stdout piped; it dies
+    /// with the controller.
+    fn session(&self, argv: &[&str]) -> Command;
+}
+
+/// Why a node could not do what was asked, naming the node.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot reach node {node}: {why}")]
+    Unreachable { node: String, why: String },
+    #[error("node {node}: connection lost ({why})")]
+    Lost { node: String, why: String },
+    #[error("node {node}: {why}")]
+    Refused { node: String, why: String },
+    #[error("node {node}: {why}")]
+    Protocol { node: String, why: String },
+    /// Something on this host (the executable, a log file).
+    #[error("{0}")]
+    Local(String),
+}
+
+/// How a cell's clients are spread over nodes (`placement = "spread" | "pack"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Placement {
+pub enum Layout {
     /// Client k runs on node k mod n (the seed's layout).
     #[default]
     Spread,
@@ -34,20 +105,27 @@ pub enum Placement {
     Pack,
 }
 
-/// The study file's `[hosts]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Hosts {
-    /// ssh destinations as ssh(1) takes them.
-    pub nodes: Vec<String>,
-    pub placement: Placement,
-    /// With `pack`: clients per node before the next one is used (default: an even
-    /// share of the cell's clients).
+/// A layout and, with `pack`, the clients per node before the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Distribution {
+    pub layout: Layout,
     pub slots: Option<u32>,
-    /// Extra ssh arguments, e.g. `["-F", "cluster_ssh_config"]`.
-    pub ssh_options: Vec<String>,
-    /// The target is one shared filesystem on every node (and the controller);
-    /// otherwise each node's own disk at that path.
-    pub shared_target: bool,
+}
+
+impl Distribution {
+    /// `spread: client k on node k mod n`, as `plan` says it.
+    pub fn describe(&self) -> String {
+        match (self.layout, self.slots) {
+            (Layout::Spread, _) => "spread: client k on node k mod n".to_string(),
+            (Layout::Pack, Some(n)) => format!("pack: {n} client(s) per node, node 1 first"),
+            (Layout::Pack, None) => "pack: an even share per node, node 1 first".to_string(),
+        }
+    }
+}
+
+/// The placement whose table is `table`.
+pub fn kind(table: &str) -> Option<&'static dyn PlacementKind> {
+    PLACEMENTS.iter().copied().find(|k| k.table() == table)
 }
 
 /// A value fetched from a node at most once per [`Cached::MAX_AGE`], however many ask:
@@ -78,12 +156,12 @@ impl<T: Clone> Cached<T> {
 
 /// The node (an index into `nodes`) of each of a cell's `clients`, placed over the
 /// scenario's nodes `usable` (indexes, in order).
-pub fn place(usable: &[usize], placement: Placement, slots: Option<u32>, clients: u32) -> Vec<usize> {
+pub fn place(usable: &[usize], d: Distribution, clients: u32) -> Vec<usize> {
     let n = usable.len().max(1) as u32;
-    match placement {
-        Placement::Spread => (0..clients).map(|k| usable[(k % n) as usize]).collect(),
-        Placement::Pack => {
-            let per = slots.unwrap_or(clients.div_ceil(n)).max(1);
+    match d.layout {
+        Layout::Spread => (0..clients).map(|k| usable[(k % n) as usize]).collect(),
+        Layout::Pack => {
+            let per = d.slots.unwrap_or(clients.div_ceil(n)).max(1);
             // Beyond every node's slots the last node takes the rest.
             (0..clients).map(|k| usable[((k / per).min(n - 1)) as usize]).collect()
         }
@@ -109,11 +187,12 @@ mod tests {
 
     #[test]
     fn spread_and_pack() {
-        assert_eq!(place(&[0, 1], Placement::Spread, None, 5), [0, 1, 0, 1, 0]);
-        assert_eq!(place(&[1], Placement::Spread, None, 3), [1, 1, 1]);
-        assert_eq!(place(&[0, 1], Placement::Pack, None, 5), [0, 0, 0, 1, 1]);
-        assert_eq!(place(&[0, 1], Placement::Pack, Some(4), 5), [0, 0, 0, 0, 1]);
-        assert_eq!(place(&[0, 1], Placement::Pack, Some(1), 3), [0, 1, 1]);
+        let d = |layout, slots| Distribution { layout, slots };
+        assert_eq!(place(&[0, 1], d(Layout::Spread, None), 5), [0, 1, 0, 1, 0]);
+        assert_eq!(place(&[1], d(Layout::Spread, None), 3), [1, 1, 1]);
+        assert_eq!(place(&[0, 1], d(Layout::Pack, None), 5), [0, 0, 0, 1, 1]);
+        assert_eq!(place(&[0, 1], d(Layout::Pack, Some(4)), 5), [0, 0, 0, 0, 1]);
+        assert_eq!(place(&[0, 1], d(Layout::Pack, Some(1)), 3), [0, 1, 1]);
         let names = ["node1".to_string(), "node2".to_string()];
         assert_eq!(describe_placement(&names, &[0, 1, 0]), "node1×2 node2×1");
     }

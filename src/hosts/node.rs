@@ -1,13 +1,14 @@
-//! The controller's side of a node: the ssh connection, the copy of iostudy on the
-//! node, the agent session, and the node's clock.
+//! The controller's side of a node: its transport, the copy of iostudy on the node, the
+//! agent session, and the node's clock.
 //!
-//! [`Node::connect`] opens the master connection, copies this executable (static, so
-//! it runs on any Linux node) to a private directory named after its content and the
-//! run, starts `iostudy agent` from it over the master, checks the protocol version,
-//! reads the node's facts and measures its clock. Requests are answered in turn
-//! ([`Node::request`]); a session that ends — the node rebooted, sshd died, the network
-//! dropped — marks the node lost, and every later request fails naming the node. The
-//! ssh processes die with the thread that connected, so connect from the main thread.
+//! [`Node::connect`] takes a connected [`Transport`] (OpenSSH, Slurm's srun), copies
+//! this executable (static, so it runs on any Linux node) to a private directory named
+//! after its content and the run, starts `iostudy agent` from it in a session of the
+//! transport, checks the protocol version, reads the node's facts and measures its
+//! clock. Every request has a typed method here, answered in turn; a session that
+//! ends — the node rebooted, its daemon died, the network dropped — marks the node
+//! lost, and every later request fails naming the node. The transport's processes die
+//! with the thread that connected, so connect from the main thread.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -18,10 +19,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::{Go, Job};
 use crate::hosts::agent::BIN_DIR_PREFIX;
-use crate::hosts::protocol::{AGENT_PROTOCOL, Facts, Request, Response};
-use crate::hosts::ssh::Ssh;
-use crate::hosts::{Cached, Hosts};
+use crate::hosts::protocol::{AGENT_PROTOCOL, Facts, LaunchSpec, Prepared, Request, Response};
+use crate::hosts::{Cached, NodeError, Transport};
+use crate::results::ClientResult;
+use crate::results::cpu::CpuSample;
+use crate::runtime::{Probe, Spec};
 
 /// A node's clock against the controller's: node time − controller time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -44,7 +48,7 @@ pub struct Node {
     pub index: usize,
     pub dest: String,
     pub facts: Facts,
-    ssh: Ssh,
+    transport: Box<dyn Transport>,
     session: Mutex<Session>,
     clock: Mutex<ClockOffset>,
     exits: Mutex<Cached<HashMap<String, Option<String>>>>,
@@ -56,14 +60,21 @@ pub struct Node {
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Node {
-    /// Connects to node `index` of `hosts`; `dir` is the controller's private state
-    /// directory for the run, `run` its id, `target` the study's target.
-    pub fn connect(hosts: &Hosts, index: usize, dir: &Path, run: &str, target: &Path) -> Result<Node, String> {
-        let dest = &hosts.nodes[index];
-        let ssh = Ssh::connect(dest, &hosts.ssh_options, dir)?;
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find the iostudy executable: {e}"))?;
-        crate::runtime::binary::worker_binary()?;
-        let base = ssh.run(&[
+    /// Starts the agent on the node `transport` reaches (node `index` of the run's);
+    /// `dir` is the controller's private state directory for the run, `run` its id,
+    /// `target` the study's target.
+    pub fn connect(
+        transport: Box<dyn Transport>,
+        index: usize,
+        dir: &Path,
+        run: &str,
+        target: &Path,
+    ) -> Result<Node, NodeError> {
+        let dest = transport.dest().to_string();
+        let local = |why: String| NodeError::Local(why);
+        let exe = std::env::current_exe().map_err(|e| local(format!("cannot find the iostudy executable: {e}")))?;
+        crate::runtime::binary::worker_binary().map_err(local)?;
+        let base = transport.run(&[
             "sh",
             "-c",
             "if [ \"$(id -u)\" = 0 ]; then echo /run/iostudy; else echo \"${TMPDIR:-/tmp}/iostudy-$(id -u)\"; fi",
@@ -71,16 +82,15 @@ impl Node {
         // Per run and node: an agent removes its copy when it ends, and nodes may share
         // the directory (the same filesystem).
         let remote = PathBuf::from(base.trim())
-            .join(format!("{BIN_DIR_PREFIX}{run}-{}", crate::results::cell::escape(dest)))
-            .join(format!("iostudy-{}", content_hash(&exe)?));
-        ssh.copy(&exe, &remote)?;
-        let log = dir.join(format!("agent-{}.log", crate::results::cell::escape(dest)));
-        let errors = crate::safety::create_file(&log).map_err(|e| e.to_string())?;
-        let mut child = ssh
-            .session(&[&remote.display().to_string(), "agent"])
-            .stderr(errors)
-            .spawn()
-            .map_err(|e| format!("cannot start the agent on {dest}: {e}"))?;
+            .join(format!("{BIN_DIR_PREFIX}{run}-{}", crate::results::cell::escape(&dest)))
+            .join(format!("iostudy-{}", content_hash(&exe).map_err(local)?));
+        transport.copy(&exe, &remote)?;
+        let log = dir.join(format!("agent-{}.log", crate::results::cell::escape(&dest)));
+        let errors = crate::safety::create_file(&log).map_err(|e| local(e.to_string()))?;
+        let mut child =
+            transport.session(&[&remote.display().to_string(), "agent"]).stderr(errors).spawn().map_err(|e| {
+                NodeError::Unreachable { node: dest.clone(), why: format!("cannot start the agent: {e}") }
+            })?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut node = Node {
@@ -96,7 +106,7 @@ impl Node {
                 pid: 0,
                 boot_id: None,
             },
-            ssh,
+            transport,
             session: Mutex::new(Session { child, stdin, stdout, lost: None }),
             clock: Mutex::new(ClockOffset::default()),
             exits: Mutex::new(Cached::default()),
@@ -104,22 +114,34 @@ impl Node {
         };
         match node.request(&Request::Hello { protocol: AGENT_PROTOCOL, run: run.to_string() })? {
             Response::Hello { .. } => {}
-            other => return Err(format!("node {dest}: unexpected answer to hello: {other:?}")),
+            other => return Err(node.unexpected("hello", &other)),
         }
         node.facts = match node.request(&Request::Facts { target: target.to_path_buf() })? {
             Response::Facts(f) => f,
-            other => return Err(format!("node {dest}: unexpected answer to facts: {other:?}")),
+            other => return Err(node.unexpected("facts", &other)),
         };
         node.measure_clock()?;
         Ok(node)
     }
 
-    /// One request, its answer; an agent error or a lost session is an `Err` naming
-    /// the node.
-    pub fn request(&self, req: &Request) -> Result<Response, String> {
+    fn unexpected(&self, what: &str, answer: &Response) -> NodeError {
+        NodeError::Protocol { node: self.dest.clone(), why: format!("unexpected answer to {what}: {answer:?}") }
+    }
+
+    /// A request answered `ok`.
+    fn ok(&self, what: &str, req: &Request) -> Result<(), NodeError> {
+        match self.request(req)? {
+            Response::Ok => Ok(()),
+            other => Err(self.unexpected(what, &other)),
+        }
+    }
+
+    /// One request, its answer; an agent's refusal or a lost session is an error
+    /// naming the node.
+    fn request(&self, req: &Request) -> Result<Response, NodeError> {
         let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(why) = &s.lost {
-            return Err(why.clone());
+            return Err(NodeError::Lost { node: self.dest.clone(), why: why.clone() });
         }
         let mut line = serde_json::to_string(req).expect("requests serialize");
         line.push('\n');
@@ -136,30 +158,150 @@ impl Node {
                     Err(e) => e.to_string(),
                     _ => "the session ended".into(),
                 };
-                let lost = format!(
-                    "node {}: ssh connection lost ({why}){}",
-                    self.dest,
-                    if said.is_empty() { String::new() } else { format!(": {said}") }
-                );
-                s.lost = Some(lost.clone());
-                return Err(lost);
+                let why = format!("{why}{}", if said.is_empty() { String::new() } else { format!(": {said}") });
+                s.lost = Some(why.clone());
+                return Err(NodeError::Lost { node: self.dest.clone(), why });
             }
         }
         match serde_json::from_str::<Response>(&answer) {
-            Ok(Response::Error { message }) => Err(format!("node {}: {message}", self.dest)),
+            Ok(Response::Error { message }) => Err(NodeError::Refused { node: self.dest.clone(), why: message }),
             Ok(r) => Ok(r),
-            Err(e) => Err(format!("node {}: garbled answer from the agent ({e}): {}", self.dest, answer.trim())),
+            Err(e) => Err(NodeError::Protocol {
+                node: self.dest.clone(),
+                why: format!("garbled answer from the agent ({e}): {}", answer.trim()),
+            }),
         }
+    }
+
+    /// Probes `spec` on the node.
+    pub fn probe(&self, spec: &dyn Spec) -> Result<Probe, NodeError> {
+        match self.request(&Request::Probe { kind: spec.kind().into(), settings: spec.settings() })? {
+            Response::Probe(p) => Ok(p),
+            other => Err(self.unexpected("probe", &other)),
+        }
+    }
+
+    /// Writes `write` into `path` on the node, if given; what `path` holds there.
+    pub fn marker(&self, path: &Path, write: Option<String>) -> Result<Option<String>, NodeError> {
+        match self.request(&Request::Marker { path: path.to_path_buf(), write })? {
+            Response::Marker { found } => Ok(found),
+            other => Err(self.unexpected("marker", &other)),
+        }
+    }
+
+    /// Kills the node's processes that mention one of `markers` (dead runs' dirs).
+    pub fn reap(&self, markers: &[String]) -> Result<(), NodeError> {
+        self.ok("reap", &Request::Reap { markers: markers.to_vec() })
+    }
+
+    /// Takes the node's own target for the run (an unshared target).
+    pub fn take_target(&self, path: &Path, keep_files: bool) -> Result<(), NodeError> {
+        self.ok("target", &Request::Target { path: path.to_path_buf(), keep_files })
+    }
+
+    /// Prepares `spec` of `scenario` on the node.
+    pub fn prepare(&self, scenario: &str, spec: &dyn Spec, target: &Path, fio: bool) -> Result<Prepared, NodeError> {
+        let req = Request::Prepare {
+            scenario: scenario.to_string(),
+            kind: spec.kind().to_string(),
+            settings: spec.settings(),
+            target: target.to_path_buf(),
+            fio,
+        };
+        match self.request(&req)? {
+            Response::Prepared(p) => Ok(p),
+            other => Err(self.unexpected("prepare", &other)),
+        }
+    }
+
+    /// Starts a client of a prepared scenario.
+    pub fn launch(&self, scenario: &str, launch: LaunchSpec) -> Result<(), NodeError> {
+        self.ok("launch", &Request::Launch { scenario: scenario.to_string(), launch })
+    }
+
+    pub fn kill(&self, id: &str) -> Result<(), NodeError> {
+        self.ok("kill", &Request::Kill { id: id.to_string() })
+    }
+
+    pub fn teardown(&self, id: &str) -> Result<(), NodeError> {
+        self.ok("teardown", &Request::Teardown { id: id.to_string() })
+    }
+
+    /// The last `lines` of a client's log and its helpers'.
+    pub fn log_tail(&self, id: &str, lines: usize) -> Result<String, NodeError> {
+        self.text("log tail", &Request::LogTail { id: id.to_string(), lines })
+    }
+
+    /// A client's whole log.
+    pub fn log(&self, id: &str) -> Result<String, NodeError> {
+        self.text("log", &Request::Log { id: id.to_string() })
+    }
+
+    fn text(&self, what: &str, req: &Request) -> Result<String, NodeError> {
+        match self.request(req)? {
+            Response::Text { text } => Ok(text),
+            other => Err(self.unexpected(what, &other)),
+        }
+    }
+
+    /// A reading of a cell's CPU counters on the node, in the controller's clock, and
+    /// whether they count its containers too.
+    pub fn cpu_sample(&self, cell: &str) -> Result<Option<(CpuSample, bool)>, NodeError> {
+        match self.request(&Request::CpuSample { cell: cell.to_string() })? {
+            Response::Cpu { sample, covers_containers, .. } => Ok(sample.map(|mut s| {
+                s.t_ns = s.t_ns.saturating_add_signed(-self.clock().offset_ns);
+                (s, covers_containers)
+            })),
+            other => Err(self.unexpected("cpu sample", &other)),
+        }
+    }
+
+    /// The cell is over on the node: its cgroup goes.
+    pub fn end_cell(&self, cell: &str) -> Result<(), NodeError> {
+        self.ok("end cell", &Request::EndCell { cell: cell.to_string() })
+    }
+
+    /// The control channel relayed on the node's own disk (an unshared target): posts a
+    /// job, creating the client's data directory `data`.
+    pub fn post(&self, dir: &Path, job: &Job, data: &Path) -> Result<(), NodeError> {
+        let req = Request::Post { dir: dir.to_path_buf(), job: Box::new(job.clone()), data: data.to_path_buf() };
+        self.ok("post", &req)
+    }
+
+    /// (ready, booted) clients of a relayed cell; also answers their clock pings.
+    pub fn status(&self, dir: &Path) -> Result<(Vec<u32>, Vec<u32>), NodeError> {
+        let req = Request::Status { dir: dir.to_path_buf(), offset_ns: self.clock().offset_ns };
+        match self.request(&req)? {
+            Response::Status { problem: Some(p), .. } => Err(NodeError::Refused { node: self.dest.clone(), why: p }),
+            Response::Status { ready, booted, .. } => Ok((ready, booted)),
+            other => Err(self.unexpected("status", &other)),
+        }
+    }
+
+    pub fn go(&self, dir: &Path, go: &Go) -> Result<(), NodeError> {
+        self.ok("go", &Request::Go { dir: dir.to_path_buf(), go: *go })
+    }
+
+    pub fn result(&self, dir: &Path, client: u32) -> Result<ClientResult, NodeError> {
+        match self.request(&Request::Result { dir: dir.to_path_buf(), client })? {
+            Response::Result(r) => Ok(*r),
+            other => Err(self.unexpected("result", &other)),
+        }
+    }
+
+    pub fn forget(&self, dir: &Path) -> Result<(), NodeError> {
+        self.ok("forget", &Request::Forget { dir: dir.to_path_buf() })
     }
 
     /// Measures the clock offset (Cristian's method: the sample with the shortest
     /// round trip of a few, offset = node time − the round trip's midpoint).
-    pub fn measure_clock(&self) -> Result<ClockOffset, String> {
+    pub fn measure_clock(&self) -> Result<ClockOffset, NodeError> {
         let mut best: Option<(u64, i64)> = None;
         for _ in 0..16 {
             let t0 = crate::sys::wall_ns();
-            let Response::Clock { ns } = self.request(&Request::Clock)? else {
-                return Err(format!("node {}: unexpected answer to clock", self.dest));
+            let ns = match self.request(&Request::Clock)? {
+                Response::Clock { ns } => ns,
+                other => return Err(self.unexpected("clock", &other)),
             };
             let t1 = crate::sys::wall_ns();
             let rtt = t1.saturating_sub(t0);
@@ -194,10 +336,10 @@ impl Node {
 
     /// Which of the node's clients have exited (`None`: successfully), at most one
     /// request per [`Cached::MAX_AGE`] however many clients ask.
-    pub fn exits(&self) -> Result<HashMap<String, Option<String>>, String> {
+    pub fn exits(&self) -> Result<HashMap<String, Option<String>>, NodeError> {
         self.exits.lock().unwrap_or_else(|e| e.into_inner()).get(|| match self.request(&Request::Poll)? {
             Response::Exits { exits } => Ok(exits.into_iter().collect()),
-            _ => Err(format!("node {}: unexpected answer to poll", self.dest)),
+            other => Err(self.unexpected("poll", &other)),
         })
     }
 
@@ -207,8 +349,8 @@ impl Node {
     }
 
     /// Runs a command on the node (outside the agent).
-    pub fn run(&self, argv: &[&str]) -> Result<String, String> {
-        self.ssh.run(argv)
+    pub fn run(&self, argv: &[&str]) -> Result<String, NodeError> {
+        self.transport.run(argv)
     }
 }
 

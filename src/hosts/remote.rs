@@ -1,6 +1,7 @@
 //! A scenario's backend on a node, as the runner sees it: a [`Backend`] whose clients
 //! are [`Client`]s on the node, both proxies of the node's agent; and the control
-//! channel relayed by the agent when the target is each node's own disk.
+//! channel relayed by the agents when the target is each node's own disk
+//! ([`relayed_channel`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use crate::control::{Channel, Go, Job, ProtocolError, job_file};
 use crate::hosts::Cached;
 use crate::hosts::node::Node;
-use crate::hosts::protocol::{LaunchSpec, Prepared, Request, Response};
+use crate::hosts::protocol::{LaunchSpec, Prepared};
 use crate::results::ClientResult;
 use crate::runtime::{Backend, Client, Exit, Launch, RuntimeError, Spec, Timing};
 
@@ -35,17 +36,9 @@ impl RemoteBackend {
         target: &Path,
         fio: bool,
     ) -> Result<Self, RuntimeError> {
-        let req = Request::Prepare {
-            scenario: scenario.to_string(),
-            kind: spec.kind().to_string(),
-            settings: spec.settings(),
-            target: target.to_path_buf(),
-            fio,
-        };
-        match node.request(&req).map_err(RuntimeError::Unavailable)? {
-            Response::Prepared(prepared) => Ok(RemoteBackend { node, scenario: scenario.to_string(), prepared }),
-            other => Err(RuntimeError::Setup(format!("node {}: unexpected answer to prepare: {other:?}", node.dest))),
-        }
+        let prepared =
+            node.prepare(scenario, spec, target, fio).map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        Ok(RemoteBackend { node, scenario: scenario.to_string(), prepared })
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -93,9 +86,7 @@ impl Backend for RemoteBackend {
             clients: l.cell.clients,
             deadline: crate::workload::Span(l.cell.deadline),
         };
-        self.node
-            .request(&Request::Launch { scenario: self.scenario.clone(), launch: spec })
-            .map_err(RuntimeError::Setup)?;
+        self.node.launch(&self.scenario, spec).map_err(|e| RuntimeError::Setup(e.to_string()))?;
         Ok(Box::new(RemoteClient {
             node: self.node.clone(),
             id: l.id.clone(),
@@ -132,7 +123,7 @@ impl Client for RemoteClient {
                     None => Exit::Success,
                     Some(why) => Exit::Failed(why.clone()),
                 }),
-                Err(lost) => Some(Exit::Failed(lost)),
+                Err(lost) => Some(Exit::Failed(lost.to_string())),
             };
         }
         self.exit.clone()
@@ -142,7 +133,7 @@ impl Client for RemoteClient {
         if self.poll().is_some() {
             return;
         }
-        let _ = self.node.request(&Request::Kill { id: self.id.clone() });
+        let _ = self.node.kill(&self.id);
         self.exit = Some(Exit::Failed("killed".into()));
     }
 
@@ -150,10 +141,9 @@ impl Client for RemoteClient {
         if self.fetched {
             return;
         }
-        let _ = self.node.request(&Request::Teardown { id: self.id.clone() });
-        let text = match self.node.request(&Request::Log { id: self.id.clone() }) {
-            Ok(Response::Text { text }) => text,
-            Ok(_) => String::new(),
+        let _ = self.node.teardown(&self.id);
+        let text = match self.node.log(&self.id) {
+            Ok(text) => text,
             Err(e) => format!("(the log stayed on node {}: {e})\n", self.node.dest),
         };
         let _ = crate::safety::write_atomic(&self.log, text.as_bytes());
@@ -168,11 +158,7 @@ impl Client for RemoteClient {
         if self.fetched {
             return crate::runtime::log_tail(&self.log, lines);
         }
-        match self.node.request(&Request::LogTail { id: self.id.clone(), lines }) {
-            Ok(Response::Text { text }) => text,
-            Ok(_) => String::new(),
-            Err(e) => e,
-        }
+        self.node.log_tail(&self.id, lines).unwrap_or_else(|e| e.to_string())
     }
 }
 
@@ -185,7 +171,7 @@ impl Drop for RemoteClient {
 
 /// The control channel of a cell's clients on one node whose target is its own disk:
 /// the agent keeps a shared directory there and relays.
-pub struct AgentChannel {
+struct AgentChannel {
     node: Arc<Node>,
     /// The cell's control directory on the node, and as its clients see it.
     dir: PathBuf,
@@ -199,7 +185,7 @@ pub struct AgentChannel {
 type Status = Result<(Vec<u32>, Vec<u32>), String>;
 
 impl AgentChannel {
-    pub fn new(node: Arc<Node>, dir: PathBuf, client_dir: PathBuf, data_root: PathBuf) -> AgentChannel {
+    fn new(node: Arc<Node>, dir: PathBuf, client_dir: PathBuf, data_root: PathBuf) -> AgentChannel {
         AgentChannel { node, dir, client_dir, data_root, status: Mutex::new(Cached::new(Ok((Vec::new(), Vec::new())))) }
     }
 
@@ -210,23 +196,17 @@ impl AgentChannel {
     /// (ready, booted) as last reported.
     fn status(&self) -> Result<(Vec<u32>, Vec<u32>), ProtocolError> {
         let mut cache = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        let status = cache.get(|| -> Result<_, String> {
-            let req = Request::Status { dir: self.dir.clone(), offset_ns: self.node.clock().offset_ns };
-            Ok(match self.node.request(&req)? {
-                Response::Status { problem: Some(p), .. } => Err(format!("node {}: {p}", self.node.dest)),
-                Response::Status { ready, booted, .. } => Ok((ready, booted)),
-                other => Err(format!("unexpected answer to status: {other:?}")),
-            })
+        let status = cache.get(|| -> Result<Status, crate::hosts::NodeError> {
+            Ok(self.node.status(&self.dir).map_err(|e| e.to_string()))
         });
-        status.and_then(|s| s).map_err(|e| self.relay(e))
+        status.map_err(|e| e.to_string()).and_then(|s| s).map_err(|e| self.relay(e))
     }
 }
 
 impl Channel for AgentChannel {
     fn post_job(&self, job: &Job) -> Result<PathBuf, ProtocolError> {
         let data = self.data_root.join(format!("client-{}", job.client_id));
-        let req = Request::Post { dir: self.dir.clone(), job: Box::new(job.clone()), data };
-        self.node.request(&req).map_err(|e| self.relay(e))?;
+        self.node.post(&self.dir, job, &data).map_err(|e| self.relay(e.to_string()))?;
         Ok(job_file(&self.client_dir, job.client_id))
     }
 
@@ -244,29 +224,53 @@ impl Channel for AgentChannel {
     }
 
     fn go(&self, go: &Go) -> Result<(), ProtocolError> {
-        self.node.request(&Request::Go { dir: self.dir.clone(), go: *go }).map(drop).map_err(|e| self.relay(e))
+        self.node.go(&self.dir, go).map_err(|e| self.relay(e.to_string()))
     }
 
     fn result(&self, k: u32) -> Result<ClientResult, ProtocolError> {
-        match self.node.request(&Request::Result { dir: self.dir.clone(), client: k }).map_err(|e| self.relay(e))? {
-            Response::Result(r) => Ok(*r),
-            other => Err(self.relay(format!("unexpected answer to result: {other:?}"))),
-        }
+        self.node.result(&self.dir, k).map_err(|e| self.relay(e.to_string()))
     }
 }
 
 impl Drop for AgentChannel {
     fn drop(&mut self) {
-        let _ = self.node.request(&Request::Forget { dir: self.dir.clone() });
+        let _ = self.node.forget(&self.dir);
     }
 }
 
 /// A cell's channel when its clients use several channels (one per node): each
 /// client's messages go through its own.
 pub struct Routed {
-    pub channels: Vec<Box<dyn Channel>>,
+    channels: Vec<Box<dyn Channel>>,
     /// Channel index of each client.
-    pub route: HashMap<u32, usize>,
+    route: HashMap<u32, usize>,
+}
+
+/// The control channel of a cell whose target is each node's own disk: one relayed by
+/// each node's agent, routed by client. `clients` are each client's node; `dir` the
+/// cell's control directory (the same path on every node), `client_dir` it as clients
+/// see it, `data_root` the nodes' data root (`TARGET/iostudy-data`).
+pub fn relayed_channel(clients: &[Arc<Node>], dir: &Path, client_dir: &Path, data_root: &Path) -> Routed {
+    let mut channels: Vec<Box<dyn Channel>> = Vec::new();
+    let mut nodes: Vec<usize> = Vec::new();
+    let mut route = HashMap::new();
+    for (k, node) in clients.iter().enumerate() {
+        let i = match nodes.iter().position(|&x| x == node.index) {
+            Some(i) => i,
+            None => {
+                nodes.push(node.index);
+                channels.push(Box::new(AgentChannel::new(
+                    node.clone(),
+                    dir.to_path_buf(),
+                    client_dir.to_path_buf(),
+                    data_root.to_path_buf(),
+                )));
+                nodes.len() - 1
+            }
+        };
+        route.insert(k as u32, i);
+    }
+    Routed { channels, route }
 }
 
 impl Routed {

@@ -10,6 +10,7 @@ pub mod client;
 pub mod compare;
 pub mod html;
 pub mod model;
+pub mod plan;
 pub mod runtimes;
 pub mod summary;
 pub mod table;

@@ -12,12 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-
 use crate::control::{Barrier, Channel, DATA_DIR, Go, Job, PROTOCOL_VERSION, SharedDir};
 use crate::hosts::node::Node;
-use crate::hosts::protocol::{Request, Response};
-use crate::hosts::remote::{AgentChannel, Routed};
+use crate::hosts::remote::relayed_channel;
 use crate::results::cell::{
     CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, ClientPlacement, RuntimeRecord,
 };
@@ -467,10 +464,7 @@ impl<'a> Sampler<'a> {
             i = 1;
         }
         for (n, series) in self.nodes.iter().zip(&mut self.series[i..]) {
-            if let Ok(Response::Cpu { sample: Some(mut s), covers_containers, .. }) =
-                n.request(&Request::CpuSample { cell: self.cell.clone() })
-            {
-                s.t_ns = s.t_ns.saturating_add_signed(-n.clock().offset_ns);
+            if let Ok(Some((s, covers_containers))) = n.cpu_sample(&self.cell) {
                 series.covers_containers = covers_containers;
                 series.samples.push(s);
             }
@@ -488,7 +482,7 @@ impl<'a> Sampler<'a> {
     fn finish(&mut self) -> Vec<CpuSeries> {
         self.sample();
         for n in &self.nodes {
-            let _ = n.request(&Request::EndCell { cell: self.cell.clone() });
+            let _ = n.end_cell(&self.cell);
         }
         std::mem::take(&mut self.series)
     }
@@ -498,31 +492,14 @@ impl CellRun<'_> {
     /// The cell's control channel: a directory under the target where the controller
     /// sees it, else each node's agent relaying one on its own disk.
     fn channel(&self) -> Result<Box<dyn Channel>, crate::control::ProtocolError> {
-        let Some(_) = self.data else {
-            let mut channels: Vec<Box<dyn Channel>> = Vec::new();
-            let mut nodes: Vec<usize> = Vec::new();
-            let mut route = HashMap::new();
-            for (k, p) in self.placed.iter().enumerate() {
-                let node = p.node.expect("clients of an unshared target are on nodes");
-                let i = match nodes.iter().position(|&x| x == node.index) {
-                    Some(i) => i,
-                    None => {
-                        nodes.push(node.index);
-                        channels.push(Box::new(AgentChannel::new(
-                            node.clone(),
-                            self.control.clone(),
-                            p.backend.client_path(self.target, &self.control),
-                            self.target.join(DATA_DIR),
-                        )));
-                        nodes.len() - 1
-                    }
-                };
-                route.insert(k as u32, i);
-            }
-            return Ok(Box::new(Routed { channels, route }));
-        };
         let client_view = self.placed[0].backend.client_path(self.target, &self.control);
-        Ok(Box::new(SharedDir::create(&self.control, &client_view)?))
+        if self.data.is_some() {
+            return Ok(Box::new(SharedDir::create(&self.control, &client_view)?));
+        }
+        let nodes: Vec<Arc<Node>> =
+            self.placed.iter().map(|p| p.node.expect("clients of an unshared target are on nodes").clone()).collect();
+        let data_root = self.target.join(DATA_DIR);
+        Ok(Box::new(relayed_channel(&nodes, &self.control, &client_view, &data_root)))
     }
 }
 

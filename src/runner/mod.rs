@@ -2,7 +2,7 @@
 //! parallel, started together through the barrier, collected, torn down ([`cell`]).
 //!
 //! Before the first cell: the plan's blockers (every check of
-//! [`crate::study::preflight`]), the target made ready and locked ([`lock`]: one run
+//! [`crate::runner::preflight`]), the target made ready and locked ([`lock`]: one run
 //! per target and per results directory), what dead runs left ([`recovery`]), and
 //! every scenario's backend prepared — only then is anything written into the results
 //! directory. Directories under the target are created or verified as safe
@@ -13,10 +13,13 @@
 //! and SIGINT/SIGTERM only set a flag that every wait loop checks, so Ctrl-C unwinds
 //! through the same paths.
 
+pub mod agent;
 pub mod cell;
 pub mod data;
 pub mod lock;
+pub mod preflight;
 pub mod recovery;
+pub mod target;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,16 +29,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::control::{CONTROL_DIR, DATA_DIR, cell_dir};
-use crate::hosts::protocol::Request;
+use crate::control::{CONTROL_DIR, cell_dir};
 use crate::hosts::remote::RemoteBackend;
 use crate::report::units::bandwidth;
 use crate::results::aggregate::cell_figures;
 use crate::results::cell::{CellResult, CellStatus, RuntimeRecord};
 use crate::results::store::{Place, Store, StoreError};
+use crate::runner::preflight::Preflight;
 use crate::runtime::{Backend, RunContext, RuntimeError, ScenarioContext};
 use crate::study::plan::Plan;
-use crate::study::preflight::Preflight;
 use cell::{CellRun, Placed};
 
 /// Why a run could not start or go on.
@@ -92,19 +94,18 @@ pub struct RunOutcome {
 #[derive(Default)]
 struct Taken {
     results_lock: Option<lock::Lock>,
-    target_lock: Option<lock::Lock>,
+    /// The target, when this host sees it.
+    target: Option<target::TargetHold>,
     state_dir: Option<PathBuf>,
     control_dir: Option<PathBuf>,
     /// By scenario and node (`None`: this host).
     backends: BTreeMap<(String, Option<usize>), Box<dyn Backend>>,
-    /// The target's control area, when this run created it.
-    created_control_base: Option<PathBuf>,
-    /// Directories this run created for its results and its target, outermost first.
+    /// Directories this run created for its results, outermost first.
     created_results: Vec<PathBuf>,
-    created_target: Vec<PathBuf>,
-    /// Set when the first cell starts: from then on those directories hold the run's
-    /// results and data, which outlive it.
+    /// Set when the first cell starts: from then on the results directory holds the
+    /// run's results, and the target its data, which outlive it.
     started: bool,
+    keep_files: bool,
 }
 
 impl Drop for Taken {
@@ -121,13 +122,12 @@ impl Drop for Taken {
         if let Some(control) = &self.control_dir {
             let _ = fs::remove_dir_all(control);
         }
-        drop(self.target_lock.take());
-        if let Some(base) = &self.created_control_base {
-            let _ = fs::remove_dir(base); // only when no other run uses it
+        if let Some(t) = self.target.take() {
+            t.release(!self.started || !self.keep_files);
         }
         drop(self.results_lock.take());
         if !self.started {
-            for d in self.created_target.iter().rev().chain(self.created_results.iter().rev()) {
+            for d in self.created_results.iter().rev() {
                 let _ = fs::remove_dir(d); // only when empty
             }
         }
@@ -162,22 +162,19 @@ pub fn run(plan: &Plan, pre: &Preflight, opts: &RunOptions, cancel: Arc<AtomicBo
         return Err(RunError::Blocked(blockers));
     }
     raise_open_files_limit();
-    let mut setup = Setup { plan, pre, taken: Taken::default(), notes: Vec::new(), run_id: crate::sys::run_id() };
+    let mut taken = Taken::default();
+    taken.keep_files = plan.study.keep_files;
+    let mut setup = Setup { plan, pre, taken, notes: Vec::new(), run_id: crate::sys::run_id() };
     let me = lock::Holder::me(&opts.output);
     setup.take_results(opts, &me)?;
-    let data = setup.take_target(&me)?;
+    setup.take_target(&me)?;
     setup.take_state()?;
     let ctx = setup.prepare_backends(&cancel)?;
     let store = setup.open_store(opts)?;
     let Setup { mut taken, mut notes, .. } = setup;
     taken.started = true;
-    let (cells, mut outcome) = run_cells(plan, pre, opts, &cancel, &taken, &store, &ctx, data.as_ref())?;
+    let (cells, mut outcome) = run_cells(plan, pre, opts, &cancel, &taken, &store, &ctx)?;
     drop(taken);
-    if let Some(data) = data
-        && !plan.study.keep_files
-    {
-        data.remove_created();
-    }
     notes.append(&mut outcome.notes);
     outcome.notes = notes;
     outcome.cells = cells;
@@ -196,7 +193,7 @@ struct Setup<'a> {
 impl Setup<'_> {
     /// Whether this host sees the target (no nodes, or nodes sharing it).
     fn local_target(&self) -> bool {
-        self.plan.study.hosts.as_ref().is_none_or(|h| h.shared_target)
+        self.plan.study.placement.as_ref().is_none_or(|p| p.shared_target())
     }
 
     /// The results directory: created (each level checked) and locked for this run.
@@ -217,21 +214,15 @@ impl Setup<'_> {
     /// The target and its control area, locked for this run (here, when this host
     /// sees it); the clients' data directories under it. With nodes and an unshared
     /// target each node's agent takes its own, when the nodes are prepared.
-    fn take_target(&mut self, me: &lock::Holder) -> Result<Option<data::DataDirs>, RunError> {
+    fn take_target(&mut self, me: &lock::Holder) -> Result<(), RunError> {
         if !self.local_target() {
-            return Ok(None);
+            return Ok(());
         }
         failpoint("run:take-target")?;
-        let target = &self.plan.study.target;
-        self.taken.created_target = crate::safety::ensure_path(target)?;
-        let control_base = target.join(CONTROL_DIR);
-        if crate::safety::ensure_dir(&control_base)? {
-            self.taken.created_control_base = Some(control_base.clone());
-        }
-        let (lock, took_over) = lock::Lock::take(&control_base.join("lock"), "target", target, me)?;
-        self.taken.target_lock = Some(lock);
-        self.notes.extend(took_over);
-        Ok(Some(data::DataDirs::new(target.join(DATA_DIR), self.taken.created_target.clone())))
+        let mut hold = target::TargetHold::take(&self.plan.study.target, me)?;
+        self.notes.append(&mut hold.notes);
+        self.taken.target = Some(hold);
+        Ok(())
     }
 
     /// The run's private state and control directories, after reaping what dead runs
@@ -246,7 +237,7 @@ impl Setup<'_> {
         self.notes.extend(reaped.notes);
         if !reaped.markers.is_empty() {
             for node in &self.pre.nodes {
-                let _ = node.request(&Request::Reap { markers: reaped.markers.clone() });
+                let _ = node.reap(&reaped.markers);
             }
         }
         let state_dir = state_base.join(&self.run_id);
@@ -265,7 +256,7 @@ impl Setup<'_> {
     fn prepare_backends(&mut self, cancel: &Arc<AtomicBool>) -> Result<RunContext, RunError> {
         let plan = self.plan;
         let target = &plan.study.target;
-        let hosts = plan.study.hosts.as_ref();
+        let placement = plan.study.placement.as_ref();
         let ctx = RunContext {
             run_id: self.run_id.clone(),
             study: plan.study.name.clone(),
@@ -275,18 +266,16 @@ impl Setup<'_> {
             fio: plan.cells.iter().any(|c| c.workload.engine == crate::workload::Engine::Fio),
         };
         failpoint("run:prepare")?;
-        if let Some(h) = hosts
-            && !h.shared_target
-        {
+        if placement.is_some_and(|p| !p.shared_target()) {
             for node in &self.pre.nodes {
-                node.request(&Request::Target { path: target.clone(), keep_files: plan.study.keep_files })
+                node.take_target(target, plan.study.keep_files)
                     .map_err(|e| RunError::Node(format!("{e} (taking the target {} there)", target.display())))?;
             }
         }
         for sc in &plan.scenarios {
             let runtime_error = |source| RunError::Runtime { scenario: sc.name.clone(), source };
             // Without [hosts], and for backends that place clients themselves: here.
-            if hosts.is_none() || plan.scenario_nodes(&sc.name).is_empty() {
+            if placement.is_none() || plan.scenario_nodes(&sc.name).is_empty() {
                 let sctx = ScenarioContext::new(&ctx, sc.runtime.kind(), &sc.name);
                 self.taken.backends.insert((sc.name.clone(), None), sc.runtime.prepare(&sctx).map_err(runtime_error)?);
                 continue;
@@ -317,9 +306,9 @@ impl Setup<'_> {
         let mut info = plan.study.run_info(
             |s| records.get(s.name.as_str()).cloned().unwrap_or_else(|| unprobed(s)),
             plan.scale,
-            self.pre.warnings.iter().map(crate::study::preflight::Warning::record).collect(),
+            self.pre.warnings.iter().map(crate::runner::preflight::Warning::record).collect(),
         );
-        info.target = self.local_target().then(|| crate::study::preflight::target_facts(&plan.study.target)).flatten();
+        info.target = self.local_target().then(|| crate::runner::preflight::target_facts(&plan.study.target)).flatten();
         info.filters = plan.filters.clone();
         store.write_run_info(&info)?;
         Ok(store)
@@ -349,8 +338,8 @@ fn run_cells(
     taken: &Taken,
     store: &Store,
     ctx: &RunContext,
-    data: Option<&data::DataDirs>,
 ) -> Result<(Vec<CellResult>, RunOutcome), RunError> {
+    let data = taken.target.as_ref().map(|t| &t.data);
     let stored = store.cells()?;
     let records = records(plan, pre);
     let mut previous: BTreeMap<String, CellResult> = stored.cells.into_iter().map(|c| (c.cell.id.clone(), c)).collect();

@@ -39,7 +39,7 @@ runtime = "mock"
 }
 
 fn run_with(plan: &Plan, out: &Path, cancel: Arc<AtomicBool>) -> RunOutcome {
-    let pre = Preflight::gather(plan, Some(crate::study::preflight::Results { dir: out, resume: false }));
+    let pre = Preflight::gather(plan, Some(crate::runner::preflight::Results { dir: out, resume: false }));
     let opts = RunOptions { output: out.to_path_buf(), resume: false, progress: false };
     run(plan, &pre, &opts, cancel).unwrap()
 }

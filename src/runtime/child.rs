@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::runtime::command::Cmd;
+use crate::command::Cmd;
 use crate::runtime::{Client, Exit, Launch, RuntimeError, log_tail};
 
 /// A client process and what belongs to it.

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::{Cmd, which};
 use crate::runtime::binary::worker_binary;
 use crate::runtime::child::{ChildClient, kill_group};
-use crate::runtime::command::{Cmd, which};
 use crate::runtime::oci::{Flavor, install_hint};
 use crate::runtime::{
     Backend, Client, ClientCost, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec,

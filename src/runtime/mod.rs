@@ -16,12 +16,11 @@
 //! backend is one module plus one line there, and the compiler asks for every method
 //! it must provide. Backends own what they create (bundles, container state, sockets)
 //! and remove it in [`Backend::cleanup`] and [`Client::teardown`]; external tools go
-//! through the [`command::Cmd`] seam so exact command lines are unit-tested.
+//! through the [`crate::command::Cmd`] seam so exact command lines are unit-tested.
 
 pub mod binary;
 pub mod cgroup;
 pub mod child;
-pub mod command;
 pub mod containerd;
 pub mod kubernetes;
 pub mod microvm;
@@ -335,7 +334,8 @@ pub type SpannedError = (Range<usize>, String, Option<String>);
 /// A `[scenarios.NAME]` table's backend keys (all but `runtime` and `label`), with
 /// their places in the study file.
 pub struct Section<'a> {
-    pub scenario: &'a str,
+    /// What the table is, for messages: ``scenario `kata` ``, `[hosts]`.
+    pub what: String,
     /// The whole table's place.
     pub span: Range<usize>,
     pub table: toml::Spanned<toml::de::DeValue<'a>>,
@@ -349,13 +349,13 @@ impl Section<'_> {
         T::deserialize(de).map_err(|e| {
             let message = e.message().trim().to_string();
             let hint = crate::hints::unknown_field_hint(&message);
-            (e.span().unwrap_or(self.span.clone()), format!("scenario `{}`: {message}", self.scenario), hint)
+            (e.span().unwrap_or(self.span.clone()), format!("{}: {message}", self.what), hint)
         })
     }
 
     /// An error about the whole table.
     pub fn error(&self, message: impl Into<String>, hint: Option<String>) -> SpannedError {
-        (self.span.clone(), format!("scenario `{}`: {}", self.scenario, message.into()), hint)
+        (self.span.clone(), format!("{}: {}", self.what, message.into()), hint)
     }
 }
 

@@ -22,9 +22,9 @@ use oci_spec::runtime::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::command::{Cmd, which};
 use crate::runtime::binary::worker_binary;
 use crate::runtime::child::ChildClient;
-use crate::runtime::command::{Cmd, which};
 use crate::runtime::{
     Backend, Client, ClientCost, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec,
     TARGET_MOUNT,

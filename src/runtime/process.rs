@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::command::Cmd;
 use crate::runtime::child::ChildClient;
-use crate::runtime::command::Cmd;
 use crate::runtime::{
     Backend, Client, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec, binary,
 };

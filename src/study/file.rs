@@ -5,7 +5,9 @@
 //! read as raw TOML values first: any of them may be a list, and a list joins the
 //! matrix as an axis. Each value is checked by deserializing it through the engine's
 //! own `Workload`, so the study file accepts exactly what `iostudy bench` accepts.
-//! Scenario tables belong to their backends, which parse them with the same spans.
+//! Scenario tables belong to their backends, which parse them with the same spans; a
+//! placement's table (`[hosts]`) and a backend's shared keys (`[kubernetes]`) belong
+//! to their modules, and are taken out before this is read.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,33 +28,6 @@ pub struct StudyFile {
     /// parsed by its backend ([`crate::runtime::Kind::parse`]).
     #[serde(default)]
     pub scenarios: BTreeMap<String, Spanned<toml::Table>>,
-    /// `[hosts]`: clients on ssh nodes (absent: every client on this host).
-    #[serde(default)]
-    pub hosts: Option<Spanned<HostsSection>>,
-    /// `[kubernetes]`: keys every `runtime = "kubernetes"` scenario shares (cluster,
-    /// image, volume); a scenario's own keys override them. Parsed by the backend.
-    #[serde(default)]
-    pub kubernetes: Option<toml::Table>,
-}
-
-/// `[hosts]`: where clients run.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HostsSection {
-    /// ssh destinations as ssh(1) takes them: ssh_config aliases, user@host.
-    pub nodes: Spanned<Vec<Spanned<String>>>,
-    /// `spread` (client k on node k mod n) or `pack` (fill node 1 first).
-    #[serde(default)]
-    pub placement: crate::hosts::Placement,
-    /// With `pack`: clients per node before the next.
-    #[serde(default)]
-    pub slots: Option<Spanned<u32>>,
-    /// Extra ssh arguments.
-    #[serde(default)]
-    pub ssh_options: Vec<String>,
-    /// The target is the same shared filesystem on every node (default).
-    #[serde(default = "yes")]
-    pub shared_target: bool,
 }
 
 /// `[study]`: what the study is and where it runs.

@@ -8,7 +8,6 @@ pub mod file;
 #[cfg(feature = "kubernetes")]
 pub mod manifests;
 pub mod plan;
-pub mod preflight;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,7 +21,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::hints::{closest, unknown_field_hint};
-use crate::hosts::{Hosts, Placement};
+use crate::hosts::{Placement, PlacementKind};
 use crate::results::HostFacts;
 use crate::results::cell::RuntimeRecord;
 use crate::results::store::{RUN_SCHEMA_VERSION, RunInfo, ScenarioRecord};
@@ -178,8 +177,8 @@ pub struct Study {
     pub barrier_timeout: Duration,
     pub drop_caches: bool,
     pub keep_files: bool,
-    /// Clients on ssh nodes; `None`: every client on this host.
-    pub hosts: Option<Hosts>,
+    /// Where clients run besides this host (`[hosts]`…); `None`: every client here.
+    pub placement: Option<Arc<dyn Placement>>,
     pub scenarios: Vec<Scenario>,
     pub clients: Vec<u32>,
     pub patterns: Vec<Pattern>,
@@ -201,241 +200,52 @@ impl Study {
 
     /// Validates study text; `path` is used in messages.
     pub fn parse(path: &Path, source: &str) -> Result<Study, StudyError> {
-        let at = |span: Range<usize>, message: String, hint: Option<String>| {
+        let at = |(span, message, hint): SpannedError| {
             let (line, col) = line_col(source, span.start);
             StudyError::At { path: path.to_path_buf(), line, col, message, hint }
         };
         if source.trim().is_empty() {
-            return Err(at(
+            return Err(at((
                 0..0,
                 "the study file is empty".into(),
                 Some("a study needs [study], [workload] and [matrix] tables: start from examples/small.toml".into()),
-            ));
+            )));
         }
-        let doc = DeTable::parse(source).map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().into(), None))?;
-        let file = StudyFile::deserialize(toml::de::Deserializer::from(doc.clone())).map_err(|e| {
+        let doc =
+            DeTable::parse(source).map_err(|e| at((e.span().unwrap_or(0..0), e.message().trim().into(), None)))?;
+        let extensions = Extensions::of(doc.get_ref()).map_err(at)?;
+        let mut core = DeTable::new();
+        for (k, v) in doc.get_ref().iter() {
+            if !extensions.names.iter().any(|n| n.as_str() == k.get_ref().as_ref()) {
+                core.insert(k.clone(), v.clone());
+            }
+        }
+        let core = Spanned::new(doc.span(), core);
+        let file = StudyFile::deserialize(toml::de::Deserializer::from(core)).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let (message, hint) = explain(doc.get_ref(), e.message().trim(), &span);
-            at(span, message, hint)
+            at((span, message, hint))
         })?;
-
-        let hosts = match &file.hosts {
-            None => None,
-            Some(h) => {
-                let nodes: Vec<String> = h.get_ref().nodes.get_ref().iter().map(|n| n.get_ref().clone()).collect();
-                if nodes.is_empty() {
-                    return Err(at(
-                        h.get_ref().nodes.span(),
-                        "hosts.nodes is empty".into(),
-                        Some("name ssh destinations, e.g. nodes = [\"node1\", \"node2\"], or remove [hosts] to run on this host".into()),
-                    ));
-                }
-                for (i, n) in h.get_ref().nodes.get_ref().iter().enumerate() {
-                    if n.get_ref().is_empty()
-                        || n.get_ref().starts_with('-')
-                        || n.get_ref().contains(char::is_whitespace)
-                    {
-                        return Err(at(
-                            n.span(),
-                            format!("hosts.nodes[{i}]: `{}` is not an ssh destination", n.get_ref()),
-                            Some("an ssh_config alias or user@host".into()),
-                        ));
-                    }
-                    if nodes[..i].contains(n.get_ref()) {
-                        return Err(at(n.span(), format!("hosts.nodes[{i}]: `{}` is listed twice", n.get_ref()), None));
-                    }
-                }
-                if let Some(slots) = &h.get_ref().slots {
-                    if h.get_ref().placement != Placement::Pack {
-                        return Err(at(slots.span(), "hosts.slots is for placement = \"pack\"".into(), None));
-                    }
-                    if *slots.get_ref() == 0 {
-                        return Err(at(slots.span(), "hosts.slots must be at least 1".into(), None));
-                    }
-                }
-                Some(Hosts {
-                    nodes,
-                    placement: h.get_ref().placement,
-                    slots: h.get_ref().slots.as_ref().map(|s| *s.get_ref()),
-                    ssh_options: h.get_ref().ssh_options.clone(),
-                    shared_target: h.get_ref().shared_target,
-                })
-            }
-        };
-
-        plain_text("study.name", &file.study.name).map_err(|(span, msg, hint)| at(span, msg, hint))?;
-        // Scenarios: defined ones, or built-in names.
-        let mut scenarios = Vec::new();
-        let mut seen = BTreeSet::new();
-        for name in file.matrix.scenarios.get_ref() {
-            plain_text("a scenario name", name).map_err(|(span, msg, hint)| at(span, msg, hint))?;
-            if !seen.insert(name.get_ref().clone()) {
-                return Err(at(name.span(), format!("scenario `{}` is listed twice", name.get_ref()), None));
-            }
-            let scenario = match file.scenarios.get(name.get_ref()) {
-                Some(section) => resolve_scenario(doc.get_ref(), name.get_ref(), section.span(), hosts.as_ref())
-                    .map_err(|(span, msg, hint)| at(span, msg, hint))?,
-                None => builtin_scenario(name.get_ref()).ok_or_else(|| {
-                    at(
-                        name.span(),
-                        format!("scenario `{}` is not defined", name.get_ref()),
-                        Some(format!(
-                            "add a [scenarios.{}] table with a runtime, or use a built-in scenario: {}",
-                            name.get_ref(),
-                            builtin_names().join(", ")
-                        )),
-                    )
-                })?,
-            };
-            scenarios.push(scenario);
-        }
-        if scenarios.is_empty() {
-            return Err(at(
-                file.matrix.scenarios.span(),
-                "matrix.scenarios is empty".into(),
-                Some("list at least one scenario, e.g. [\"bare\"]".into()),
-            ));
-        }
-        for (name, section) in &file.scenarios {
-            if !seen.contains(name) {
-                return Err(at(
-                    section.span(),
-                    format!("scenario `{name}` is defined but not listed in matrix.scenarios"),
-                    Some(format!("add \"{name}\" to matrix.scenarios or remove [scenarios.{name}]")),
-                ));
-            }
-        }
-
-        let mut clients: Vec<u32> = Vec::new();
-        for (i, c) in file.matrix.clients.get_ref().iter().enumerate() {
-            let n = *c.get_ref();
-            let Some(k) = u32::try_from(n).ok().filter(|&k| k > 0) else {
-                return Err(at(
-                    c.span(),
-                    format!("matrix.clients[{i}]: {n} is not a client count"),
-                    Some("a positive whole number of clients, e.g. clients = [1, 8, 64]".into()),
-                ));
-            };
-            if k > MAX_CLIENTS {
-                return Err(at(c.span(), format!("matrix.clients[{i}]: {k} is more than {MAX_CLIENTS} clients"), None));
-            }
-            if clients.contains(&k) {
-                return Err(at(c.span(), format!("matrix.clients[{i}]: {k} is listed twice"), None));
-            }
-            clients.push(k);
-        }
-        if clients.is_empty() {
-            return Err(at(
-                file.matrix.clients.span(),
-                "matrix.clients is empty".into(),
-                Some("e.g. clients = [1, 8, 64]".into()),
-            ));
-        }
+        let placement = extensions.placement(doc.get_ref()).map_err(at)?;
+        plain_text("study.name", &file.study.name).map_err(at)?;
+        let scenarios = scenarios(doc.get_ref(), &file, placement.as_deref()).map_err(at)?;
+        let clients = client_counts(&file.matrix).map_err(at)?;
         let patterns: Vec<Pattern> = file.matrix.patterns.get_ref().iter().map(|p| *p.get_ref()).collect();
         if patterns.is_empty() {
-            return Err(at(
+            return Err(at((
                 file.matrix.patterns.span(),
                 "matrix.patterns is empty".into(),
                 Some("e.g. patterns = [\"read\", \"randread\", \"write\", \"randwrite\"]".into()),
-            ));
+            )));
         }
-
-        // Workload: every value checked through the engine's own Workload.
-        let mut fixed = toml::Table::new();
-        let mut axes = Vec::new();
         let mut notes = Vec::new();
-        let from_job =
-            fio_job(path, file.workload.get_ref(), &mut notes).map_err(|(span, msg, hint)| at(span, msg, hint))?;
-        let mut entries: Vec<(String, toml::Spanned<toml::Value>)> = file
-            .workload
-            .get_ref()
-            .iter()
-            .filter(|(k, _)| !FIO_JOB_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (key, value) in from_job {
-            if !entries.iter().any(|(k, _)| *k == key) {
-                entries.push((key, value));
-            }
-        }
-        for (key, value) in &entries {
-            if !WORKLOAD_KEYS.contains(&key.as_str()) && !RENAMED_WORKLOAD_KEYS.contains(&key.as_str()) {
-                let hint = match key.as_str() {
-                    "rw" => "patterns are a matrix axis: set matrix.patterns".to_string(),
-                    "directory" => {
-                        "files live under study.target; the runner gives each client its own directory".to_string()
-                    }
-                    _ => {
-                        let known = [WORKLOAD_KEYS, FIO_JOB_KEYS].concat().join(", ");
-                        match closest(key, WORKLOAD_KEYS) {
-                            Some(c) => format!("did you mean `{c}`? known options: {known}"),
-                            None => format!("known options: {known}"),
-                        }
-                    }
-                };
-                return Err(at(value.span(), format!("unknown workload option `{key}`"), Some(hint)));
-            }
-            let values = match value.get_ref() {
-                toml::Value::Array(items) => {
-                    if items.is_empty() {
-                        return Err(at(
-                            value.span(),
-                            format!("workload.{key} is an empty list"),
-                            Some("give one value or a list of values to compare".into()),
-                        ));
-                    }
-                    items.clone()
-                }
-                v => vec![v.clone()],
-            };
-            for v in &values {
-                check_option(key, v).map_err(|msg| at(value.span(), format!("workload.{key}: {msg}"), None))?;
-            }
-            if values.len() == 1 {
-                fixed.insert(key.clone(), values[0].clone());
-            } else {
-                axes.push(Axis { key: key.clone(), values });
-            }
-        }
-        for key in ["bs", "size"] {
-            if !entries.iter().any(|(k, _)| k == key) {
-                return Err(at(
-                    file.workload.span(),
-                    format!("workload.{key} is required"),
-                    Some(format!("e.g. {key} = \"{}\"", if key == "bs" { "64K" } else { "1G" })),
-                ));
-            }
-        }
-
-        let baseline = match &file.study.baseline {
-            Some(b) => {
-                if !scenarios.iter().any(|s| &s.name == b.get_ref()) {
-                    return Err(at(
-                        b.span(),
-                        format!("baseline `{}` is not a scenario of this study", b.get_ref()),
-                        Some(format!("one of: {}", names(&scenarios))),
-                    ));
-                }
-                b.get_ref().clone()
-            }
-            None => scenarios[0].name.clone(),
-        };
-        if *file.study.repetitions.get_ref() == 0 {
-            return Err(at(file.study.repetitions.span(), "repetitions must be at least 1".into(), None));
-        }
-        if *file.study.repetitions.get_ref() > MAX_REPETITIONS {
-            return Err(at(
-                file.study.repetitions.span(),
-                format!("repetitions must be at most {MAX_REPETITIONS}"),
-                None,
-            ));
-        }
-
+        let (fixed, axes) = workload_options(path, &file.workload, &mut notes).map_err(at)?;
+        let baseline = baseline(&file.study, &scenarios).map_err(at)?;
         let study = Study {
             path: path.to_path_buf(),
             source: source.to_string(),
             name: file.study.name.get_ref().clone(),
-            description: file.study.description,
+            description: file.study.description.clone(),
             target: file.study.target.get_ref().clone(),
             repetitions: *file.study.repetitions.get_ref(),
             baseline,
@@ -443,7 +253,7 @@ impl Study {
             barrier_timeout: file.study.barrier_timeout.as_ref().map_or(Duration::from_secs(600), |t| t.get_ref().0),
             drop_caches: file.study.drop_caches,
             keep_files: file.study.keep_files,
-            hosts,
+            placement,
             scenarios,
             clients,
             patterns,
@@ -451,24 +261,32 @@ impl Study {
             axes,
             notes,
         };
-        // Every combination must make a valid workload, which fits in the cell's time.
-        for combo in study.combinations() {
-            let w = match study.workload(Pattern::Read, &combo).and_then(|w| w.validate().map(|()| w)) {
-                Ok(w) => w,
-                Err(msg) => {
-                    return Err(at(file.workload.span(), format!("workload {}: {msg}", describe(&combo)), None));
-                }
-            };
+        study.check_settings(&file).map_err(at)?;
+        Ok(study)
+    }
+
+    /// What `[study]` sets beyond names: repetitions, timeouts that every cell fits in,
+    /// and an absolute target; and every workload combination valid.
+    fn check_settings(&self, file: &StudyFile) -> Result<(), SpannedError> {
+        let reps = &file.study.repetitions;
+        if *reps.get_ref() == 0 || *reps.get_ref() > MAX_REPETITIONS {
+            return Err((reps.span(), format!("repetitions must be from 1 to {MAX_REPETITIONS}"), None));
+        }
+        for combo in self.combinations() {
+            let w = self
+                .workload(Pattern::Read, &combo)
+                .and_then(|w| w.validate().map(|()| w))
+                .map_err(|msg| (file.workload.span(), format!("workload {}: {msg}", describe(&combo)), None))?;
             if let (Some(limit), Some(runtime)) = (&file.study.cell_timeout, w.runtime) {
                 let needed = w.ramp_time.0 + runtime.0;
                 if limit.get_ref().0 < needed {
-                    return Err(at(
+                    let combo = if combo.is_empty() { String::new() } else { format!(", {}", describe(&combo)) };
+                    return Err((
                         limit.span(),
                         format!(
-                            "cell_timeout {} is shorter than the ramp and runtime of a cell ({}{}): every cell would fail",
+                            "cell_timeout {} is shorter than the ramp and runtime of a cell ({}{combo}): every cell would fail",
                             limit.get_ref(),
                             crate::workload::Span(needed),
-                            if combo.is_empty() { String::new() } else { format!(", {}", describe(&combo)) }
                         ),
                         Some("raise cell_timeout, or remove it to let iostudy derive it".into()),
                     ));
@@ -480,21 +298,23 @@ impl Study {
             if let Some(t) = t
                 && t.get_ref().0 < Duration::from_secs(1)
             {
-                return Err(at(
-                    t.span(),
-                    format!("{name} {} is shorter than a second: clients cannot even start", t.get_ref()),
-                    None,
-                ));
+                let msg = format!("{name} {} is shorter than a second: clients cannot even start", t.get_ref());
+                return Err((t.span(), msg, None));
             }
         }
-        if !study.target.is_absolute() {
-            return Err(at(
+        if !self.target.is_absolute() {
+            let tilde = self.target.starts_with("~");
+            return Err((
                 file.study.target.span(),
-                format!("study.target `{}` must be an absolute path", study.target.display()),
-                Some("containers and VMs see the target through a mount; give its full host path".into()),
+                format!("study.target `{}` must be an absolute path", self.target.display()),
+                Some(if tilde {
+                    "`~` is not expanded in a study file: write the home directory out".into()
+                } else {
+                    "containers and VMs see the target through a mount; give its full host path".into()
+                }),
             ));
         }
-        Ok(study)
+        Ok(())
     }
 
     /// What a results directory records about a run of this study: its scenarios in
@@ -557,6 +377,228 @@ impl Study {
     }
 }
 
+/// The top-level tables beyond `[study]`, `[workload]`, `[matrix]` and
+/// `[scenarios]`: a placement's (`[hosts]`, at most one) and backends' shared keys
+/// (`[kubernetes]`); any other is a located error.
+struct Extensions {
+    names: Vec<String>,
+    placement: Option<(&'static dyn PlacementKind, std::ops::Range<usize>)>,
+}
+
+impl Extensions {
+    fn of(doc: &DeTable<'_>) -> Result<Extensions, SpannedError> {
+        const CORE: &[&str] = &["study", "workload", "matrix", "scenarios"];
+        let mut ext = Extensions { names: Vec::new(), placement: None };
+        for (k, v) in doc.iter() {
+            let name = k.get_ref().to_string();
+            if CORE.contains(&name.as_str()) {
+                continue;
+            }
+            if let Some(kind) = crate::hosts::kind(&name) {
+                if let Some((other, _)) = ext.placement {
+                    return Err((
+                        k.span(),
+                        format!("[{name}] and [{}] both say where clients run", other.table()),
+                        Some("keep one placement table".into()),
+                    ));
+                }
+                ext.placement = Some((kind, v.span()));
+            } else if !KINDS.iter().any(|kind| !kind.hidden() && kind.name() == name) {
+                let tables: Vec<String> = CORE
+                    .iter()
+                    .map(|t| t.to_string())
+                    .chain(crate::hosts::PLACEMENTS.iter().map(|p| p.table().to_string()))
+                    .chain(kind_names().iter().map(|n| n.to_string()))
+                    .collect();
+                let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+                let hint = match closest(&name, &names) {
+                    Some(c) => format!("did you mean `{c}`? tables: {}", tables.join(", ")),
+                    None => format!("tables: {}", tables.join(", ")),
+                };
+                return Err((k.span(), format!("unknown table [{name}]"), Some(hint)));
+            }
+            ext.names.push(name);
+        }
+        Ok(ext)
+    }
+
+    /// The placement its table configures, if the study has one.
+    fn placement(&self, doc: &DeTable<'_>) -> Result<Option<Arc<dyn Placement>>, SpannedError> {
+        let Some((kind, span)) = &self.placement else { return Ok(None) };
+        let table = doc.get(kind.table()).expect("found above");
+        if table.get_ref().as_table().is_none() {
+            return Err((span.clone(), format!("[{}] must be a table", kind.table()), None));
+        }
+        let section = Section { what: format!("[{}]", kind.table()), span: span.clone(), table: table.clone() };
+        kind.parse(&section).map(Some)
+    }
+}
+
+/// `matrix.scenarios`: each a `[scenarios.NAME]` table or a built-in name; every table
+/// listed.
+fn scenarios(
+    doc: &DeTable<'_>,
+    file: &StudyFile,
+    placement: Option<&dyn Placement>,
+) -> Result<Vec<Scenario>, SpannedError> {
+    let mut scenarios = Vec::new();
+    let mut seen = BTreeSet::new();
+    for name in file.matrix.scenarios.get_ref() {
+        plain_text("a scenario name", name)?;
+        if !seen.insert(name.get_ref().clone()) {
+            return Err((name.span(), format!("scenario `{}` is listed twice", name.get_ref()), None));
+        }
+        let scenario = match file.scenarios.get(name.get_ref()) {
+            Some(section) => resolve_scenario(doc, name.get_ref(), section.span(), placement)?,
+            None => builtin_scenario(name.get_ref()).ok_or_else(|| {
+                (
+                    name.span(),
+                    format!("scenario `{}` is not defined", name.get_ref()),
+                    Some(format!(
+                        "add a [scenarios.{}] table with a runtime, or use a built-in scenario: {}",
+                        name.get_ref(),
+                        builtin_names().join(", ")
+                    )),
+                )
+            })?,
+        };
+        scenarios.push(scenario);
+    }
+    if scenarios.is_empty() {
+        return Err((
+            file.matrix.scenarios.span(),
+            "matrix.scenarios is empty".into(),
+            Some("list at least one scenario, e.g. [\"bare\"]".into()),
+        ));
+    }
+    for (name, section) in &file.scenarios {
+        if !seen.contains(name) {
+            return Err((
+                section.span(),
+                format!("scenario `{name}` is defined but not listed in matrix.scenarios"),
+                Some(format!("add \"{name}\" to matrix.scenarios or remove [scenarios.{name}]")),
+            ));
+        }
+    }
+    Ok(scenarios)
+}
+
+/// `matrix.clients`: positive, distinct, at most [`MAX_CLIENTS`].
+fn client_counts(matrix: &file::MatrixSection) -> Result<Vec<u32>, SpannedError> {
+    let mut clients: Vec<u32> = Vec::new();
+    for (i, c) in matrix.clients.get_ref().iter().enumerate() {
+        let n = *c.get_ref();
+        let Some(k) = u32::try_from(n).ok().filter(|&k| k > 0) else {
+            return Err((
+                c.span(),
+                format!("matrix.clients[{i}]: {n} is not a client count"),
+                Some("a positive whole number of clients, e.g. clients = [1, 8, 64]".into()),
+            ));
+        };
+        if k > MAX_CLIENTS {
+            return Err((c.span(), format!("matrix.clients[{i}]: {k} is more than {MAX_CLIENTS} clients"), None));
+        }
+        if clients.contains(&k) {
+            return Err((c.span(), format!("matrix.clients[{i}]: {k} is listed twice"), None));
+        }
+        clients.push(k);
+    }
+    if clients.is_empty() {
+        return Err((
+            matrix.clients.span(),
+            "matrix.clients is empty".into(),
+            Some("e.g. clients = [1, 8, 64]".into()),
+        ));
+    }
+    Ok(clients)
+}
+
+/// `[workload]` (and a fio job's options): each value checked through the engine's own
+/// `Workload`; options with one value are fixed, lists are axes.
+fn workload_options(
+    path: &Path,
+    workload: &Spanned<BTreeMap<String, Spanned<toml::Value>>>,
+    notes: &mut Vec<String>,
+) -> Result<(toml::Table, Vec<Axis>), SpannedError> {
+    let from_job = fio_job(path, workload.get_ref(), notes)?;
+    let mut entries: Vec<(String, Spanned<toml::Value>)> = workload
+        .get_ref()
+        .iter()
+        .filter(|(k, _)| !FIO_JOB_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, value) in from_job {
+        if !entries.iter().any(|(k, _)| *k == key) {
+            entries.push((key, value));
+        }
+    }
+    let (mut fixed, mut axes) = (toml::Table::new(), Vec::new());
+    for (key, value) in &entries {
+        let values = option_values(key, value)?;
+        if values.len() == 1 {
+            fixed.insert(key.clone(), values[0].clone());
+        } else {
+            axes.push(Axis { key: key.clone(), values });
+        }
+    }
+    for key in ["bs", "size"] {
+        if !entries.iter().any(|(k, _)| k == key) {
+            return Err((
+                workload.span(),
+                format!("workload.{key} is required"),
+                Some(format!("e.g. {key} = \"{}\"", if key == "bs" { "64K" } else { "1G" })),
+            ));
+        }
+    }
+    Ok((fixed, axes))
+}
+
+/// The values of one workload option (a list is an axis), each checked.
+fn option_values(key: &str, value: &Spanned<toml::Value>) -> Result<Vec<toml::Value>, SpannedError> {
+    if !WORKLOAD_KEYS.contains(&key) && !RENAMED_WORKLOAD_KEYS.contains(&key) {
+        let hint = match key {
+            "rw" => "patterns are a matrix axis: set matrix.patterns".to_string(),
+            "directory" => "files live under study.target; the runner gives each client its own directory".to_string(),
+            _ => {
+                let known = [WORKLOAD_KEYS, FIO_JOB_KEYS].concat().join(", ");
+                match closest(key, WORKLOAD_KEYS) {
+                    Some(c) => format!("did you mean `{c}`? known options: {known}"),
+                    None => format!("known options: {known}"),
+                }
+            }
+        };
+        return Err((value.span(), format!("unknown workload option `{key}`"), Some(hint)));
+    }
+    let values = match value.get_ref() {
+        toml::Value::Array(items) if items.is_empty() => {
+            return Err((
+                value.span(),
+                format!("workload.{key} is an empty list"),
+                Some("give one value or a list of values to compare".into()),
+            ));
+        }
+        toml::Value::Array(items) => items.clone(),
+        v => vec![v.clone()],
+    };
+    for v in &values {
+        check_option(key, v).map_err(|msg| (value.span(), format!("workload.{key}: {msg}"), None))?;
+    }
+    Ok(values)
+}
+
+/// `study.baseline`, a scenario of the study (default: the first).
+fn baseline(study: &file::StudySection, scenarios: &[Scenario]) -> Result<String, SpannedError> {
+    match &study.baseline {
+        Some(b) if !scenarios.iter().any(|s| &s.name == b.get_ref()) => Err((
+            b.span(),
+            format!("baseline `{}` is not a scenario of this study", b.get_ref()),
+            Some(format!("one of: {}", names(scenarios))),
+        )),
+        Some(b) => Ok(b.get_ref().clone()),
+        None => Ok(scenarios[0].name.clone()),
+    }
+}
+
 /// Checks one workload option's value by building a workload around it.
 fn check_option(key: &str, v: &toml::Value) -> Result<(), String> {
     let mut t = toml::Table::new();
@@ -599,7 +641,7 @@ fn resolve_scenario(
     doc: &DeTable<'_>,
     name: &str,
     span: Range<usize>,
-    hosts: Option<&Hosts>,
+    placement: Option<&dyn Placement>,
 ) -> Result<Scenario, SpannedError> {
     let table = doc
         .get("scenarios")
@@ -649,7 +691,7 @@ fn resolve_scenario(
                 Some("remove nodes (a node_selector in [kubernetes] narrows where pods run)".into()),
             ));
         }
-        Some(v) => Some(scenario_nodes(name, &v, hosts)?),
+        Some(v) => Some(scenario_nodes(name, &v, placement)?),
     };
     // A top-level table named after the backend (`[kubernetes]`) gives every scenario
     // of it the keys it does not set itself.
@@ -660,15 +702,22 @@ fn resolve_scenario(
             }
         }
     }
-    let section =
-        Section { scenario: name, span: table_span.clone(), table: Spanned::new(table_span, DeValue::Table(table)) };
+    let section = Section {
+        what: format!("scenario `{name}`"),
+        span: table_span.clone(),
+        table: Spanned::new(table_span, DeValue::Table(table)),
+    };
     let runtime = kind.parse(&section)?;
     Ok(Scenario { name: name.to_string(), label, runtime, nodes })
 }
 
 /// A scenario's `nodes = […]`: a non-empty subset of `[hosts]`' nodes.
-fn scenario_nodes(name: &str, v: &Spanned<DeValue<'_>>, hosts: Option<&Hosts>) -> Result<Vec<usize>, SpannedError> {
-    let Some(hosts) = hosts else {
+fn scenario_nodes(
+    name: &str,
+    v: &Spanned<DeValue<'_>>,
+    placement: Option<&dyn Placement>,
+) -> Result<Vec<usize>, SpannedError> {
+    let Some(placement) = placement else {
         return Err((
             v.span(),
             format!("scenarios.{name}.nodes needs a [hosts] table"),
@@ -680,11 +729,12 @@ fn scenario_nodes(name: &str, v: &Spanned<DeValue<'_>>, hosts: Option<&Hosts>) -
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let n = item.get_ref().as_str().ok_or_else(not_list)?;
-        let Some(idx) = hosts.nodes.iter().position(|h| h == n) else {
+        let nodes = placement.node_names();
+        let Some(idx) = nodes.iter().position(|h| h == n) else {
             return Err((
                 item.span(),
                 format!("scenarios.{name}.nodes[{i}]: `{n}` is not a node of [hosts]"),
-                Some(format!("one of: {}", hosts.nodes.join(", "))),
+                Some(format!("one of: {}", nodes.join(", "))),
             ));
         };
         if !out.contains(&idx) {

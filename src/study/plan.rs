@@ -7,16 +7,14 @@
 //! options → scenario), so slow drift of the machine (page cache, thermal, neighbours)
 //! spreads over all scenarios instead of biasing the last one.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::results::cell::Cell;
 use crate::results::cell::cell_id;
 use crate::runtime::mock::MockSpec;
-use crate::study::preflight::Preflight;
-use crate::study::{Scenario, Study, describe, value_text};
-use crate::workload::{Pattern, Workload, human_bytes};
+use crate::study::{Scenario, Study, value_text};
+use crate::workload::{Pattern, Workload};
 
 /// What to run of a study, and how.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +60,7 @@ pub struct Plan {
 }
 
 /// Bandwidth assumed per thread to estimate one-pass cells and layout.
-const ASSUMED_THREAD_BW: f64 = 200.0 * 1024.0 * 1024.0;
+pub const ASSUMED_THREAD_BW: f64 = 200.0 * 1024.0 * 1024.0;
 
 impl Plan {
     pub fn build(study: &Study, opts: &PlanOptions) -> Result<Plan, PlanError> {
@@ -176,16 +174,16 @@ impl Plan {
         self.scenarios.iter().find(|s| s.name == name).expect("cells name planned scenarios")
     }
 
-    /// The node (index into `[hosts]`) of each of a cell's clients; `None` without
-    /// `[hosts]` (every client on this host).
+    /// The node (index into the placement's nodes) of each of a cell's clients; `None`
+    /// without a placement (every client on this host) or for a backend that places its
+    /// clients itself.
     pub fn placement(&self, cell: &Cell) -> Option<Vec<usize>> {
-        let hosts = self.study.hosts.as_ref()?;
+        let placement = self.study.placement.as_ref()?;
         if self.places_itself(&cell.scenario) {
             return None;
         }
-        let all: Vec<usize> = (0..hosts.nodes.len()).collect();
-        let usable = self.scenario(&cell.scenario).nodes.clone().unwrap_or(all);
-        Some(crate::hosts::place(&usable, hosts.placement, hosts.slots, cell.clients))
+        let usable = self.scenario_nodes(&cell.scenario);
+        Some(crate::hosts::place(&usable, placement.distribution(), cell.clients))
     }
 
     /// Whether a scenario's backend places its clients itself (a cluster's scheduler).
@@ -195,183 +193,12 @@ impl Plan {
 
     /// The nodes a scenario's clients may use (indexes), if there are hosts.
     pub fn scenario_nodes(&self, name: &str) -> Vec<usize> {
-        match &self.study.hosts {
+        match &self.study.placement {
             None => Vec::new(),
             Some(_) if self.places_itself(name) => Vec::new(),
-            Some(h) => self.scenario(name).nodes.clone().unwrap_or_else(|| (0..h.nodes.len()).collect()),
+            Some(p) => self.scenario(name).nodes.clone().unwrap_or_else(|| (0..p.node_names().len()).collect()),
         }
     }
-
-    /// The text `iostudy plan` prints: the plan and what the host said about it.
-    pub fn render(&self, pre: &Preflight) -> String {
-        let s = &self.study;
-        let mut out = String::new();
-        let _ = writeln!(out, "study: {}", s.name);
-        if let Some(d) = &s.description {
-            let _ = writeln!(out, "  {}", d.trim());
-        }
-        let _ = writeln!(out, "file: {}", s.path.display());
-        for n in &s.notes {
-            let _ = writeln!(out, "note: {n}");
-        }
-        let _ = writeln!(out, "target: {}", s.target.display());
-        if let Some(h) = &s.hosts {
-            let how = match h.placement {
-                crate::hosts::Placement::Spread => "spread: client k on node k mod n".to_string(),
-                crate::hosts::Placement::Pack => match h.slots {
-                    Some(n) => format!("pack: {n} client(s) per node, node 1 first"),
-                    None => "pack: an even share per node, node 1 first".to_string(),
-                },
-            };
-            let shared = if h.shared_target { "one shared filesystem" } else { "each node's own disk" };
-            let _ = writeln!(out, "hosts: {} ({how}; the target is {shared})", h.nodes.join(", "));
-            for (i, n) in pre.nodes.iter().enumerate() {
-                let free = n.facts.free_bytes.map(|b| format!(", {} free on the target", human_bytes(b)));
-                let _ = writeln!(
-                    out,
-                    "  node {}  {} ({}), {}{}",
-                    i + 1,
-                    n.dest,
-                    n.facts.hostname,
-                    n.describe(),
-                    free.unwrap_or_default()
-                );
-            }
-        }
-        for (machine, names) in shared_machines(pre) {
-            let _ = writeln!(
-                out,
-                "  nodes {} are one machine (boot id {}): they share its {} CPU(s), counted once",
-                names.join(", "),
-                &machine[..machine.len().min(8)],
-                pre.nodes
-                    .iter()
-                    .find(|n| n.facts.boot_id.as_deref() == Some(machine.as_str()))
-                    .map_or(0, |n| n.facts.cpus)
-            );
-        }
-        if let Some(f) = self.scale {
-            let _ = writeln!(out, "scale: {f} (sizes, runtimes and ramps shrunk for a rehearsal)");
-        }
-        let options: usize = s.combinations().len();
-        let _ = writeln!(
-            out,
-            "cells: {} ({} scenario(s) × {} client count(s) × {} pattern(s){} × {} repetition(s))",
-            self.cells.len(),
-            self.scenarios.len(),
-            self.cells.iter().map(|c| c.clients).collect::<std::collections::BTreeSet<_>>().len(),
-            self.cells.iter().map(|c| c.pattern).collect::<std::collections::BTreeSet<_>>().len(),
-            if options > 1 { format!(" × {options} option combination(s)") } else { String::new() },
-            s.repetitions
-        );
-        let _ = writeln!(out, "\nscenarios:");
-        let width = self.scenarios.iter().map(|x| x.name.len()).max().unwrap_or(0);
-        for sc in &self.scenarios {
-            let probe = pre.probe(&sc.name);
-            let status = match (&probe.problem, &probe.version) {
-                (Some(p), _) => format!("UNAVAILABLE: {p}"),
-                (None, Some(v)) => format!("ok ({v})"),
-                (None, None) => "ok".into(),
-            };
-            let _ = writeln!(out, "  {:width$}  {:<18} {status}", sc.name, sc.runtime.name());
-            for n in &probe.notes {
-                let _ = writeln!(out, "  {:width$}  note: {n}", "");
-            }
-        }
-        let _ = writeln!(out, "\nworkload (per client):");
-        let w = &self.cells[0].workload;
-        let _ = writeln!(
-            out,
-            "  bs={} size={} numjobs={} ioengine={} iodepth={} direct={} {}{}",
-            w.bs,
-            w.size,
-            w.numjobs,
-            w.ioengine,
-            w.iodepth,
-            u8::from(w.direct),
-            w.runtime.map_or("one pass".to_string(), |r| format!("runtime={r}")),
-            if w.ramp_time.0.is_zero() { String::new() } else { format!(" ramp_time={}", w.ramp_time) }
-        );
-        for axis in &s.axes {
-            let _ = writeln!(
-                out,
-                "  {} varies: {}",
-                axis.key,
-                axis.values.iter().map(value_text).collect::<Vec<_>>().join(", ")
-            );
-        }
-        let free = pre.free_bytes.map_or("unknown".to_string(), human_bytes);
-        let _ = writeln!(
-            out,
-            "\ndisk footprint: {} on the target ({} still to lay out, {} free)",
-            human_bytes(self.footprint_bytes),
-            human_bytes(pre.needed_bytes),
-            free
-        );
-        let _ = writeln!(
-            out,
-            "estimated duration: {} (one-pass cells and layout assume {}/s per thread)",
-            humantime::format_duration(Duration::from_secs(self.estimate.as_secs())),
-            human_bytes(ASSUMED_THREAD_BW as u64)
-        );
-        let _ = writeln!(out, "\ncells (run order):");
-        for (i, c) in self.cells.iter().enumerate() {
-            let mut opts =
-                if c.options.is_empty() { String::new() } else { format!("  {}", describe_options(&c.options)) };
-            if let (Some(placed), Some(h)) = (self.placement(c), &s.hosts) {
-                opts.push_str(&format!("  on {}", crate::hosts::describe_placement(&h.nodes, &placed)));
-            }
-            let _ = writeln!(
-                out,
-                "  {:>4}  {:width$}  {:<9}  clients={:<3} rep={}{opts}",
-                i + 1,
-                c.scenario,
-                c.pattern.name(),
-                c.clients,
-                c.repetition
-            );
-        }
-        if !pre.warnings.is_empty() {
-            let _ = writeln!(out, "\nwarnings:");
-            for w in &pre.warnings {
-                let _ = writeln!(out, "  - {w}");
-            }
-        }
-        let blockers = pre.blockers();
-        if blockers.is_empty() {
-            let _ = writeln!(out, "\nready to run: iostudy run {} -o RESULTS_DIR", s.path.display());
-        } else {
-            let _ = writeln!(out, "\nnot runnable here as is:");
-            for b in blockers {
-                let _ = writeln!(out, "  - {b}");
-            }
-        }
-        out
-    }
-}
-
-/// Boot ids shared by several nodes (or a node and this host), with their names.
-fn shared_machines(pre: &Preflight) -> Vec<(String, Vec<String>)> {
-    let mut by: Vec<(String, Vec<String>)> = Vec::new();
-    let this = crate::sys::boot_id();
-    for n in &pre.nodes {
-        let Some(id) = n.facts.boot_id.clone() else { continue };
-        match by.iter_mut().find(|(m, _)| *m == id) {
-            Some((_, names)) => names.push(n.dest.clone()),
-            None => by.push((id, vec![n.dest.clone()])),
-        }
-    }
-    for (id, names) in &mut by {
-        if this.as_ref() == Some(id) {
-            names.push("this host".into());
-        }
-    }
-    by.retain(|(_, names)| names.len() > 1);
-    by
-}
-
-fn describe_options(options: &[(String, String)]) -> String {
-    describe(&options.iter().map(|(k, v)| (k.clone(), toml::Value::String(v.clone()))).collect::<Vec<_>>())
 }
 
 fn scale_workload(w: &mut Workload, f: f64) {

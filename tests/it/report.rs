@@ -230,7 +230,7 @@ fn charts_and_html_exist_and_parse() {
 }
 
 fn html_report_renders_in_headless_chromium() -> Needs {
-    let chromium = iostudy::runtime::command::which("chromium");
+    let chromium = iostudy::command::which("chromium");
     need(chromium.is_some(), "chromium (apt-get install chromium)")?;
     let dir = scratch();
     fixture(dir.path(), 0.8, None);

@@ -449,7 +449,7 @@ fn a_run_killed_outright_is_cleaned_up_by_the_next() -> Needs {
     need(have("runc"), "runc (apt-get install runc)")?;
     let dir = scratch();
     // The runtime given by its path: reaping must not depend on the runtime's name.
-    let runc = iostudy::runtime::command::which("runc").unwrap();
+    let runc = iostudy::command::which("runc").unwrap();
     let s = study(dir.path(), "\"bare\", \"bypath\"", "runtime = \"20s\"", "");
     let text = std::fs::read_to_string(&s).unwrap();
     std::fs::write(

@@ -226,7 +226,7 @@ pub fn static_worker() -> bool {
 }
 
 pub fn have(tool: &str) -> bool {
-    iostudy::runtime::command::which(tool).is_some()
+    iostudy::command::which(tool).is_some()
 }
 
 /// Pids of processes whose command line mentions `marker`.

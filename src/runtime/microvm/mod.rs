@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::command::{Cmd, which};
 use crate::runtime::child::{ChildClient, Helper, kill_group};
-use crate::runtime::command::{Cmd, which};
 use crate::runtime::{
     Backend, Client, ClientCost, Kind, Launch, Probe, RuntimeError, ScenarioContext, Section, SpannedError, Spec,
     TARGET_MOUNT, Timing, binary,

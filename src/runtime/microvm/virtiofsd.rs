@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::command::{Cmd, which};
+use crate::command::{Cmd, which};
 
 /// The fix for a machine without the maintained virtiofsd.
 pub const INSTALL_HINT: &str = "cargo install virtiofsd (needs libseccomp-dev libcap-ng-dev)";

@@ -508,9 +508,9 @@ fn built_iostudy() -> PathBuf {
 
 #[test]
 fn a_study_runs_through_jobs_with_the_barrier_and_leaves_no_job() {
+    use crate::runner::preflight::{Preflight, Results};
     use crate::study::Study;
     use crate::study::plan::{Plan, PlanOptions};
-    use crate::study::preflight::{Preflight, Results};
 
     let tmp = tempfile::Builder::new().prefix("iostudy-k8s.").tempdir_in("/dev/shm").unwrap();
     let target = tmp.path().join("target");

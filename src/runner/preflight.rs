@@ -21,9 +21,8 @@ use std::sync::Arc;
 
 use crate::control::{CONTROL_DIR, DATA_DIR};
 use crate::engine::layout::{MAX_DIRECT_ALIGN, SPARE_FDS, direct_alignment, space_margin};
-use crate::hosts::Hosts;
+use crate::hosts::Placement;
 use crate::hosts::node::Node;
-use crate::hosts::protocol::{Request, Response};
 use crate::runtime::Probe;
 use crate::safety::check_user_dir;
 use crate::study::plan::Plan;
@@ -122,8 +121,8 @@ impl Preflight {
             warnings: Vec::new(),
             problems: Vec::new(),
         };
-        if let Some(hosts) = &plan.study.hosts {
-            pre.check_nodes(plan, hosts);
+        if let Some(placement) = &plan.study.placement {
+            pre.check_nodes(plan, placement.as_ref());
         }
         let ram = crate::sys::meminfo("MemTotal:");
         let reads =
@@ -134,12 +133,14 @@ impl Preflight {
         if plan.study.drop_caches && !rustix::process::geteuid().is_root() {
             pre.warnings.push(Warning::CannotDropCaches);
         }
-        let local_target = plan.study.hosts.as_ref().is_none_or(|h| h.shared_target);
+        let local_target = plan.study.placement.as_ref().is_none_or(|p| p.shared_target());
         if local_target && pre.check_target(plan) {
             pre.check_data_files(plan);
         }
         pre.check_limits(plan);
-        if plan.cells.iter().any(|c| c.workload.engine == crate::workload::Engine::Fio) && plan.study.hosts.is_none() {
+        if plan.cells.iter().any(|c| c.workload.engine == crate::workload::Engine::Fio)
+            && plan.study.placement.is_none()
+        {
             // Clients run this host's fio: it must be here and run.
             match crate::fio::deps::fio_binary() {
                 None => pre.problems.push(
@@ -161,7 +162,7 @@ impl Preflight {
 
     /// Connects to every node; probes each scenario's runtime where it runs; checks the
     /// target on each node (its own) or that every node sees this host's (shared).
-    fn check_nodes(&mut self, plan: &Plan, hosts: &Hosts) {
+    fn check_nodes(&mut self, plan: &Plan, placement: &dyn Placement) {
         let dir = crate::sys::state_base().join(format!("{}-nodes", std::process::id()));
         if let Err(e) = crate::safety::ensure_path(&dir) {
             self.problems.push(e.to_string());
@@ -170,14 +171,11 @@ impl Preflight {
         self.scratch = Some(Scratch(dir.clone()));
         let run = crate::sys::run_id();
         let target = &plan.study.target;
-        for i in 0..hosts.nodes.len() {
-            match Node::connect(hosts, i, &dir, &run, target) {
-                Ok(n) => self.nodes.push(Arc::new(n)),
-                Err(e) => {
-                    self.problems.push(format!("{e} (check the node and the ssh options of [hosts])"));
-                    self.nodes.clear();
-                    return;
-                }
+        match placement.connect(&dir, &run, target) {
+            Ok(nodes) => self.nodes = nodes.into_iter().map(Arc::new).collect(),
+            Err(e) => {
+                self.problems.push(format!("{e} (check the node and the placement's table)"));
+                return;
             }
         }
         // Probes where each scenario runs; the first node's stands for the scenario.
@@ -185,12 +183,9 @@ impl Preflight {
             let mut first = None;
             for &i in &plan.scenario_nodes(name) {
                 let node = &self.nodes[i];
-                let req = Request::Probe { kind: s.runtime.kind().into(), settings: s.runtime.settings() };
-                let p = match node.request(&req) {
-                    Ok(Response::Probe(p)) => p,
-                    Ok(_) => Probe::of(s.runtime.as_ref()).fail("unexpected answer to probe"),
-                    Err(e) => Probe::of(s.runtime.as_ref()).fail(e),
-                };
+                let p = node
+                    .probe(s.runtime.as_ref())
+                    .unwrap_or_else(|e| Probe::of(s.runtime.as_ref()).fail(e.to_string()));
                 if let Some(problem) = &p.problem {
                     self.problems.push(format!("scenario `{name}` cannot run on node {}: {problem}", node.dest));
                 }
@@ -202,7 +197,7 @@ impl Preflight {
                 *probe = p;
             }
         }
-        if hosts.shared_target {
+        if placement.shared_target() {
             self.check_shared_target(target);
         } else {
             for n in &self.nodes {
@@ -235,17 +230,37 @@ impl Preflight {
             return; // the target's own checks say why
         }
         for n in &self.nodes {
-            match n.request(&Request::Marker { path: marker.clone(), write: None }) {
-                Ok(Response::Marker { found: Some(t) }) if t == token => {}
+            match n.marker(&marker, None) {
+                Ok(Some(t)) if t == token => {}
                 Ok(_) => self.problems.push(format!(
-                    "node {} does not see {} as this host does, but [hosts] says shared_target = true: mount the shared filesystem there at the same path, or set shared_target = false",
+                    "node {} does not see {} as this host does, but the study says its target is shared: mount the shared filesystem there at the same path, or set shared_target = false",
                     n.dest,
                     place.display()
                 )),
-                Err(e) => self.problems.push(e),
+                Err(e) => self.problems.push(e.to_string()),
             }
         }
         let _ = fs::remove_file(&marker);
+    }
+
+    /// What the plan's text shows of these answers.
+    pub fn view(&self) -> crate::report::plan::HostView {
+        crate::report::plan::HostView {
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| crate::report::plan::NodeView {
+                    dest: n.dest.clone(),
+                    facts: n.facts.clone(),
+                    description: n.describe(),
+                })
+                .collect(),
+            probes: self.probes.clone(),
+            free_bytes: self.free_bytes,
+            needed_bytes: self.needed_bytes,
+            warnings: self.warnings.iter().map(ToString::to_string).collect(),
+            blockers: self.blockers(),
+        }
     }
 
     /// The probe of a planned scenario.
