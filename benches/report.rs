@@ -44,7 +44,7 @@ fn bench(name: &str, client_counts: [u32; 3]) {
     let store = Store::create(dir.path(), STUDY, false).expect("store");
     let study = Study::parse(std::path::Path::new("synthetic.toml"), STUDY).expect("study");
     let synthetic_runtime = |s: &iostudy::study::Scenario| iostudy::results::cell::RuntimeRecord {
-        kind: s.runtime.kind().into(),
+        kind: s.runtime.kind().name().into(),
         name: s.runtime.name(),
         ..Default::default()
     };

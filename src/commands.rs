@@ -212,21 +212,28 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(if pre.blockers().is_empty() { EXIT_OK } else { EXIT_ERROR }))
 }
 
-/// `plan --manifests DIR`: the Kubernetes cells' Jobs as YAML.
-#[cfg(feature = "kubernetes")]
+/// `plan --manifests DIR`: what each cell hands a cluster (a Kubernetes Job), one
+/// YAML file per cell, for review or `kubectl apply`.
 fn write_manifests(plan: &Plan, dir: &Path) -> anyhow::Result<()> {
-    let written = crate::study::manifests::write(plan, dir)?;
-    anyhow::ensure!(
-        !written.is_empty(),
-        "--manifests: the study has no kubernetes scenario (runtime = \"kubernetes\")"
-    );
-    outln!("\nmanifests: {} Job(s) in {}", written.len(), dir.display());
+    let mut written = 0;
+    for (index, cell) in plan.cells.iter().enumerate() {
+        let m = runtime::ManifestCell {
+            index,
+            cell,
+            study: &plan.study.name,
+            barrier_timeout: plan.study.barrier_timeout,
+            cell_timeout: plan.study.cell_timeout,
+        };
+        let Some(text) = plan.scenario(&cell.scenario).runtime.manifest(&m) else { continue };
+        if written == 0 {
+            safety::ensure_path(dir)?;
+        }
+        safety::write_atomic(&dir.join(format!("{}.yaml", cell.id)), text?.as_bytes())?;
+        written += 1;
+    }
+    anyhow::ensure!(written > 0, "--manifests: no scenario of the study hands its cells to a cluster (a Job per cell)");
+    outln!("\nmanifests: {written} Job(s) in {}", dir.display());
     Ok(())
-}
-
-#[cfg(not(feature = "kubernetes"))]
-fn write_manifests(_plan: &Plan, _dir: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("--manifests: this iostudy was built without Kubernetes support (cargo build --features kubernetes)")
 }
 
 /// A fio job file as iostudy workload options, and what was not taken.

@@ -1,20 +1,25 @@
 //! iostudy: design, run and report I/O performance studies of isolation runtimes.
 //!
-//! The map of the crate, from the ground up — each layer imports only those below it:
+//! The map of the crate, from the top down. A module imports only the modules on the
+//! lines below its own (modules on one line may import each other, never in a circle);
+//! a test (`layers` below) reads every `crate::…` path of the code and holds it to this
+//! table, and holds each backend's name to `src/runtime/`:
 //!
 //! ```text
-//! workload, rng         what one client does (fio's options); the one PRNG
-//! safety                where iostudy may write as root: no links, no foreign files
-//! results               the result documents, the store, aggregation, statistics
-//! engine                the fio-like client: layout, I/O engines, measurement
-//! control               the versioned protocol between controller and clients
-//! worker, guest         the client's side: a job in, a result out (guest: VM init)
-//! runtime               where clients run: one Backend per kind, registered in KINDS
-//! hosts                 on which node: ssh transport, the node agent, placement, clocks
-//! study                 study file → Study → Plan (pure) + Preflight (host checks)
-//! runner                cells × repetitions: launch, barrier, deadline, collect
-//! report                terminal, tables, charts, HTML, compare — from results only
-//! cli, commands, demo   the command line and its handlers
+//! cli, commands, demo        the command line and its handlers
+//! runner                     cells × repetitions: preflight, launch, barrier, collect; a node's side
+//! report                     terminal, tables, charts, HTML, compare, the plan's text
+//! study                      study file → Study → Plan (pure)
+//! hosts                      on which node: placements, transports, the agent protocol, clocks
+//! runtime                    inside what: one Backend per kind, registered in KINDS
+//! worker, guest              the client's side: a job in, a result out (guest: VM init)
+//! control                    the versioned protocol between controller and clients
+//! fio                        fio interop: job files, json+ outputs, fio as the client
+//! engine                     the fio-like client: layout, I/O engines, measurement
+//! results                    the result documents, the store, aggregation, statistics
+//! image                      the worker's OCI image
+//! command, safety, sys, text, inventory, workload, rng, hints
+//!                            the ground floor: tools, safe writes, system facts, escaping
 //! ```
 //!
 //! One binary, two roles: `iostudy` is the controller, and the same static binary run
@@ -59,3 +64,6 @@ pub const EXIT_ERROR: u8 = 2;
 pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     commands::dispatch(cli)
 }
+
+#[cfg(test)]
+mod layers;

@@ -181,6 +181,7 @@ pub fn import(i: &Import) -> Result<Imported, String> {
         version: Some(version),
         notes: notes.clone(),
         accelerator: None,
+        own_cgroups: false,
     };
     let launched = results.iter().map(|r| r.start_ns).min().unwrap_or(0);
     let finished = results.iter().map(|r| r.end_ns).max().unwrap_or(0);
@@ -200,6 +201,7 @@ pub fn import(i: &Import) -> Result<Imported, String> {
         status: CellStatus::Ok,
         failure: None,
         failure_phase: None,
+        failure_kind: None,
         launched_ns: launched,
         finished_ns: finished,
         setup_s: 0.0,

@@ -175,7 +175,7 @@ impl Node {
 
     /// Probes `spec` on the node.
     pub fn probe(&self, spec: &dyn Spec) -> Result<Probe, NodeError> {
-        match self.request(&Request::Probe { kind: spec.kind().into(), settings: spec.settings() })? {
+        match self.request(&Request::Probe { kind: spec.kind().name().into(), settings: spec.settings() })? {
             Response::Probe(p) => Ok(p),
             other => Err(self.unexpected("probe", &other)),
         }
@@ -203,7 +203,7 @@ impl Node {
     pub fn prepare(&self, scenario: &str, spec: &dyn Spec, target: &Path, fio: bool) -> Result<Prepared, NodeError> {
         let req = Request::Prepare {
             scenario: scenario.to_string(),
-            kind: spec.kind().to_string(),
+            kind: spec.kind().name().to_string(),
             settings: spec.settings(),
             target: target.to_path_buf(),
             fio,

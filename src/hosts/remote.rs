@@ -15,6 +15,16 @@ use crate::hosts::protocol::{LaunchSpec, Prepared};
 use crate::results::ClientResult;
 use crate::runtime::{Backend, Client, Exit, Launch, RuntimeError, Spec, Timing};
 
+/// A node's failure as a backend's: a lost node is said so, a refusal is the runtime's.
+fn runtime_error(e: crate::hosts::NodeError) -> RuntimeError {
+    match e {
+        crate::hosts::NodeError::Lost { .. } | crate::hosts::NodeError::Unreachable { .. } => {
+            RuntimeError::Lost(e.to_string())
+        }
+        other => RuntimeError::Setup(other.to_string()),
+    }
+}
+
 /// A scenario prepared on a node.
 pub struct RemoteBackend {
     node: Arc<Node>,
@@ -36,8 +46,7 @@ impl RemoteBackend {
         target: &Path,
         fio: bool,
     ) -> Result<Self, RuntimeError> {
-        let prepared =
-            node.prepare(scenario, spec, target, fio).map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        let prepared = node.prepare(scenario, spec, target, fio).map_err(runtime_error)?;
         Ok(RemoteBackend { node, scenario: scenario.to_string(), prepared })
     }
 
@@ -86,7 +95,7 @@ impl Backend for RemoteBackend {
             clients: l.cell.clients,
             deadline: crate::workload::Span(l.cell.deadline),
         };
-        self.node.launch(&self.scenario, spec).map_err(|e| RuntimeError::Setup(e.to_string()))?;
+        self.node.launch(&self.scenario, spec).map_err(runtime_error)?;
         Ok(Box::new(RemoteClient {
             node: self.node.clone(),
             id: l.id.clone(),
@@ -123,7 +132,7 @@ impl Client for RemoteClient {
                     None => Exit::Success,
                     Some(why) => Exit::Failed(why.clone()),
                 }),
-                Err(lost) => Some(Exit::Failed(lost.to_string())),
+                Err(lost) => Some(Exit::Lost(lost.to_string())),
             };
         }
         self.exit.clone()

@@ -17,7 +17,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::results::aggregate::{CellFigures, bytes_between, cell_figures_and_histogram};
-use crate::results::cell::{CellResult, CellStatus};
+use crate::results::cell::{CellResult, CellStatus, FailureKind};
 use crate::results::cpu::cpu_between;
 use crate::results::histogram::{LatencySummary, new_latency_histogram};
 use crate::results::stats::{Estimate, bootstrap_mean, bootstrap_ratio};
@@ -170,7 +170,7 @@ impl CpuFinding {
 #[derive(Debug, Clone, Serialize)]
 pub struct WarningGroup {
     pub concern: Concern,
-    pub title: &'static str,
+    pub title: String,
     pub warnings: Vec<Warning>,
 }
 
@@ -283,6 +283,8 @@ pub struct Report {
     pub runtime_notes: BTreeMap<String, Vec<String>>,
     /// Cell files that could not be read, each with why (skipped).
     pub unreadable: Vec<String>,
+    /// Failed cells by what made them fail.
+    pub failures: Vec<(FailureKind, usize)>,
 }
 
 impl Report {
@@ -437,6 +439,7 @@ impl Report {
             run,
             runtime_notes,
             unreadable: Vec::new(),
+            failures: failure_counts(cells),
         };
         report.make_printable();
         report
@@ -567,7 +570,14 @@ impl Report {
         }
         groups
             .into_iter()
-            .map(|(concern, warnings)| WarningGroup { concern, title: concern.title(), warnings })
+            .map(|(concern, warnings)| {
+                let mut title = concern.title().to_string();
+                if concern == Concern::Failed && !self.failures.is_empty() {
+                    let kinds: Vec<String> = self.failures.iter().map(|(k, n)| format!("{n} {}", k.text())).collect();
+                    title.push_str(&format!(" — {}", kinds.join(", ")));
+                }
+                WarningGroup { concern, title, warnings }
+            })
             .collect()
     }
 
@@ -575,6 +585,18 @@ impl Report {
     pub fn label(&self, scenario: &str) -> String {
         self.scenarios.iter().find(|(n, _)| n == scenario).map_or_else(|| scenario.to_string(), |(_, l)| l.clone())
     }
+}
+
+/// Failed cells counted by kind (cells from before kinds were recorded count as
+/// client exits only if they say so; otherwise they are not counted by kind).
+fn failure_counts(cells: &[CellResult]) -> Vec<(FailureKind, usize)> {
+    let mut by: BTreeMap<FailureKind, usize> = BTreeMap::new();
+    for c in cells.iter().filter(|c| c.status == CellStatus::Failed) {
+        if let Some(k) = c.failure_kind {
+            *by.entry(k).or_default() += 1;
+        }
+    }
+    by.into_iter().collect()
 }
 
 fn seed_of(key: &GroupKey) -> u64 {
@@ -661,9 +683,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
             ));
         }
         for r in &c.clients {
-            if let Some(note) = &r.ioengine_note
-                && !note.starts_with("mock")
-            {
+            if let Some(note) = &r.ioengine_note {
                 warnings.push(Warning::new(
                     Concern::EngineNote,
                     format!("cell {} client {}: {note}", c.cell.id, r.client_id),
@@ -737,7 +757,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
                     c.cell.id, cpu.cgroup_s, cpu.host_busy_s
                 )));
             }
-            if c.cpu.iter().any(|s| !s.covers_containers) && c.runtime.kind == "oci" {
+            if c.cpu.iter().any(|s| !s.covers_containers) && c.runtime.own_cgroups {
                 warnings.push(Warning::new(Concern::CpuPartial, format!(
                     "cell {}: containers kept their runtime's own cgroups (cgroup v2 or a node), so its host CPU counts the runtime's processes but not the containers'",
                     c.cell.id

@@ -90,7 +90,7 @@ pub fn escape(s: &str) -> String {
 /// The runtime a cell ran in, as recorded: what reports show and `compare` matches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct RuntimeRecord {
-    /// The backend kind: `process`, `oci`, `microvm`, `mock`, …
+    /// The backend kind (its study-file name).
     pub kind: String,
     /// Short display name, e.g. `oci/runc`, `microvm/9p`.
     pub name: String,
@@ -103,6 +103,9 @@ pub struct RuntimeRecord {
     /// `kvm` or `tcg` for virtual machines.
     #[serde(default)]
     pub accelerator: Option<String>,
+    /// Its clients are containers in cgroups of their runtime's making.
+    #[serde(default)]
+    pub own_cgroups: bool,
 }
 
 /// Whether a cell produced a result for every client.
@@ -124,6 +127,46 @@ pub struct ClientFailure {
     pub stderr_log: PathBuf,
 }
 
+/// What made a cell fail, by kind: how a report counts failures and a runner decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The cell's control directory, logs or jobs could not be made.
+    Setup,
+    /// The runtime is not there (or not usable) where the client was to run.
+    MissingRuntime,
+    /// A client could not be started.
+    Launch,
+    /// A client ended with a failure.
+    ClientExit,
+    /// Clients not ready, or not finished, by the deadline.
+    Timeout,
+    /// The node a client ran on was lost (its connection ended).
+    LostNode,
+    /// A client broke the control protocol.
+    Protocol,
+    /// The user interrupted the run.
+    Interrupted,
+    /// Clients exited without a result.
+    NoResult,
+}
+
+impl FailureKind {
+    pub fn text(self) -> &'static str {
+        match self {
+            FailureKind::Setup => "setup",
+            FailureKind::MissingRuntime => "runtime missing",
+            FailureKind::Launch => "launch",
+            FailureKind::ClientExit => "client exited",
+            FailureKind::Timeout => "timeout",
+            FailureKind::LostNode => "node lost",
+            FailureKind::Protocol => "protocol",
+            FailureKind::Interrupted => "interrupted",
+            FailureKind::NoResult => "no result",
+        }
+    }
+}
+
 /// One finished cell.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellResult {
@@ -137,6 +180,9 @@ pub struct CellResult {
     /// The phase it failed in: `setup`, `launch`, `ready`, `run`, `collect`.
     #[serde(default)]
     pub failure_phase: Option<String>,
+    /// What made it fail.
+    #[serde(default)]
+    pub failure_kind: Option<FailureKind>,
     /// Wall-clock ns when the cell's clients were launched / the cell ended.
     pub launched_ns: u64,
     pub finished_ns: u64,

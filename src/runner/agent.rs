@@ -92,7 +92,7 @@ impl NodeSide for Agent {
     }
 
     fn probe(&mut self, kind: &str, settings: &serde_json::Value) -> Result<Probe, Refused> {
-        Ok(spec_from(kind, settings).map_err(Refused)?.probe())
+        Ok(spec_from(kind, settings).map_err(Refused::new)?.probe())
     }
 
     fn reap(&mut self, markers: &[String]) {
@@ -118,7 +118,7 @@ impl NodeSide for Agent {
         target: &Path,
         fio: bool,
     ) -> Result<Prepared, Refused> {
-        let spec = spec_from(kind, settings).map_err(Refused)?;
+        let spec = spec_from(kind, settings).map_err(Refused::new)?;
         let run = RunContext {
             run_id: self.run.clone(),
             // Only Kubernetes labels use it, and those scenarios have no nodes.
@@ -178,7 +178,7 @@ impl NodeSide for Agent {
         exited
             .map(|(id, e)| match e {
                 Exit::Success => (id, None),
-                Exit::Failed(why) => (id, Some(why)),
+                Exit::Failed(why) | Exit::Lost(why) => (id, Some(why)),
             })
             .collect()
     }

@@ -16,12 +16,12 @@ use crate::control::{Barrier, Channel, DATA_DIR, Go, Job, PROTOCOL_VERSION, Shar
 use crate::hosts::node::Node;
 use crate::hosts::remote::relayed_channel;
 use crate::results::cell::{
-    CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, ClientPlacement, RuntimeRecord,
+    CELL_SCHEMA_VERSION, Cell, CellResult, CellStatus, ClientFailure, ClientPlacement, FailureKind, RuntimeRecord,
 };
 use crate::results::cpu::CpuSeries;
 use crate::runner::data::DataDirs;
 use crate::runtime::cgroup::CellCgroup;
-use crate::runtime::{Backend, CellShape, Client, Exit, Launch, Timing};
+use crate::runtime::{Backend, CellShape, Client, Exit, Launch, RuntimeError, Timing};
 use crate::workload::Span;
 
 /// Where in its life a cell was.
@@ -56,10 +56,13 @@ impl Phase {
 pub enum CellFailure {
     /// The cell could not be set up (control directory, jobs, logs).
     Setup(String),
-    /// A client could not be started.
-    Launch { client: u32, error: String },
+    /// A client could not be started (`kind`: a missing runtime, a lost node, or the
+    /// launch itself).
+    Launch { client: u32, kind: FailureKind, error: String },
     /// A client ended with a failure.
     Client { client: u32, why: String },
+    /// The node a client ran on was lost.
+    Lost { client: u32, why: String },
     /// A client exited successfully but never reported ready.
     ExitedBeforeReady { client: u32 },
     /// A client broke the control protocol (another version, a garbled message).
@@ -73,6 +76,20 @@ pub enum CellFailure {
 }
 
 impl CellFailure {
+    /// What kind of failure it is, for the report's counts.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            CellFailure::Setup(_) => FailureKind::Setup,
+            CellFailure::Launch { kind, .. } => *kind,
+            CellFailure::Client { .. } | CellFailure::ExitedBeforeReady { .. } => FailureKind::ClientExit,
+            CellFailure::Lost { .. } => FailureKind::LostNode,
+            CellFailure::Protocol(_) => FailureKind::Protocol,
+            CellFailure::Deadline { .. } => FailureKind::Timeout,
+            CellFailure::Interrupted => FailureKind::Interrupted,
+            CellFailure::NoResult { .. } => FailureKind::NoResult,
+        }
+    }
+
     pub fn phase(&self, during: Phase) -> Phase {
         match self {
             CellFailure::Setup(_) => Phase::Setup,
@@ -89,8 +106,9 @@ impl fmt::Display for CellFailure {
         let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
         match self {
             CellFailure::Setup(e) => f.write_str(e),
-            CellFailure::Launch { client, error } => write!(f, "cannot launch client {client}: {error}"),
+            CellFailure::Launch { client, error, .. } => write!(f, "cannot launch client {client}: {error}"),
             CellFailure::Client { client, why } => write!(f, "client {client} {why}"),
+            CellFailure::Lost { client, why } => write!(f, "client {client}: {why}"),
             CellFailure::ExitedBeforeReady { client } => write!(f, "client {client} exited before it was ready"),
             CellFailure::Protocol(e) => f.write_str(e),
             CellFailure::Deadline { phase, clients } => {
@@ -133,6 +151,8 @@ pub struct CellRun<'a> {
     /// The cell's cgroup, below this process's (`iostudy-<run>/cell-<i>`).
     pub cgroup_name: String,
     pub drop_caches: bool,
+    /// The scenario's backend places its clients itself (a cluster's scheduler).
+    pub places_itself: bool,
     pub barrier_timeout: Duration,
     pub cell_timeout: Option<Duration>,
     pub cancel: &'a AtomicBool,
@@ -152,6 +172,7 @@ impl CellRun<'_> {
             status: CellStatus::Failed,
             failure: None,
             failure_phase: None,
+            failure_kind: None,
             launched_ns: crate::sys::wall_ns(),
             finished_ns: 0,
             setup_s: 0.0,
@@ -169,6 +190,7 @@ impl CellRun<'_> {
             Ok(()) => result.status = CellStatus::Ok,
             Err((failure, detail)) => {
                 result.failure_phase = Some(failure.phase(phase).name().to_string());
+                result.failure_kind = Some(failure.kind());
                 result.failure = Some(format!("{failure}{detail}"));
             }
         }
@@ -178,32 +200,90 @@ impl CellRun<'_> {
     }
 
     fn execute(&self, result: &mut CellResult, phase: &mut Phase) -> Result<(), (CellFailure, String)> {
-        let cell = self.cell;
-        let n = cell.clients;
         let setup = |e: String| (CellFailure::Setup(e), String::new());
         let channel = self.channel().map_err(|e| setup(e.to_string()))?;
         if self.drop_caches {
             result.caches_dropped = drop_host_caches().is_ok();
         }
+        let timing = self.timing();
+        // Clients a cluster's scheduler places are not on this host to be counted.
+        // Declared before the clients, so it goes after them.
+        let local = !self.places_itself && self.placed.iter().any(|p| p.node.is_none());
+        let cgroup = if local { CellCgroup::create(&self.cgroup_name).map(Arc::new) } else { None };
+        let mut sampler = Sampler::new(cgroup.clone(), &self.placed, &self.cell.id);
+        let launches = self.post_jobs(channel.as_ref(), timing, cgroup.as_ref(), result).map_err(setup)?;
 
-        // The slowest backend's lead, the quickest poll.
-        let timing = self
-            .placed
+        *phase = Phase::Launch;
+        let started = Instant::now();
+        let backends: Vec<&dyn Backend> = self.placed.iter().map(|p| p.backend).collect();
+        let mut clients = launch_all(&backends, &launches).map_err(|f| (f, String::new()))?;
+        result.launch_s = started.elapsed().as_secs_f64();
+
+        *phase = Phase::Ready;
+        let ready = self.barrier(channel.as_ref(), &mut clients, started, result);
+        ready.map_err(|f| self.fail(&mut clients, result, f))?;
+        result.setup_s = started.elapsed().as_secs_f64();
+        sampler.sample();
+        let start_ns = crate::sys::wall_ns() + timing.lead.as_nanos() as u64;
+        channel
+            .go(&Go { protocol: PROTOCOL_VERSION, start_ns })
+            .map_err(|e| self.fail(&mut clients, result, CellFailure::Protocol(e.to_string())))?;
+        result.start_ns = Some(start_ns);
+
+        *phase = Phase::Run;
+        let deadline = match self.cell_timeout {
+            Some(t) => started + t,
+            None => Instant::now() + self.cell.run_allowance(timing.lead),
+        };
+        let running = |clients: &mut [Box<dyn Client>]| -> Vec<u32> {
+            clients.iter_mut().filter_map(|c| c.poll().is_none().then(|| c.client())).collect()
+        };
+        let ran = self.wait(&mut clients, deadline, Phase::Run, running, |clients| {
+            sampler.tick();
+            Ok(clients.iter_mut().all(|c| c.poll().is_some()))
+        });
+        result.cpu = sampler.finish();
+        ran.map_err(|f| self.fail(&mut clients, result, f))?;
+        for c in &mut clients {
+            c.teardown();
+            // Where a scheduler placed the client (a pod's node), record it.
+            if let Some(node) = c.node()
+                && !result.placements.iter().any(|p| p.client == c.client())
+            {
+                let p = ClientPlacement { client: c.client(), node, clock_offset_ns: None, clock_uncertainty_ns: None };
+                result.placements.push(p);
+            }
+        }
+
+        *phase = Phase::Collect;
+        self.collect(channel.as_ref(), &clients, result).map_err(|f| (f, String::new()))
+    }
+
+    /// The slowest backend's lead, the quickest poll.
+    fn timing(&self) -> Timing {
+        let n = self.cell.clients;
+        self.placed
             .iter()
             .map(|p| p.backend.timing(n))
-            .fold(Timing::local(n), |a, b| Timing { lead: a.lead.max(b.lead), poll: a.poll.min(b.poll) });
+            .fold(Timing::local(n), |a, b| Timing { lead: a.lead.max(b.lead), poll: a.poll.min(b.poll) })
+    }
+
+    /// Posts each client's job (its data directory made, its clock given when it is on
+    /// a node); returns what each client is launched with.
+    fn post_jobs(
+        &self,
+        channel: &dyn Channel,
+        timing: Timing,
+        cgroup: Option<&Arc<CellCgroup>>,
+        result: &mut CellResult,
+    ) -> Result<Vec<Launch>, String> {
+        let cell = self.cell;
         let barrier = Barrier { timeout: Span(self.barrier_timeout), poll: Span(timing.poll) };
-        // Declared before the clients, so it goes after them.
-        let cgroup = match self.placed.iter().any(|p| p.node.is_none() && p.backend.clients_local()) {
-            true => CellCgroup::create(&self.cgroup_name).map(Arc::new),
-            false => None,
-        };
-        let mut sampler = Sampler::new(cgroup.clone(), &self.placed, &self.cell.id);
-        let mut launches = Vec::with_capacity(n as usize);
-        for k in 0..n {
+        let mut launches = Vec::with_capacity(cell.clients as usize);
+        for k in 0..cell.clients {
             let placed = self.placed[k as usize];
             let host_data = match self.data {
-                Some(d) => d.client(k).map_err(|e| setup(e.to_string()))?,
+                Some(d) => d.client(k).map_err(|e| e.to_string())?,
                 None => self.target.join(DATA_DIR).join(format!("client-{k}")),
             };
             let mut workload = cell.workload.clone();
@@ -219,7 +299,7 @@ impl CellRun<'_> {
                     clock_uncertainty_ns: Some(c.uncertainty_ns),
                 });
             }
-            let at = channel.post_job(&job).map_err(|e| setup(e.to_string()))?;
+            let at = channel.post_job(&job).map_err(|e| e.to_string())?;
             launches.push(Launch {
                 id: format!("{}-{k}", self.name_prefix),
                 client: k,
@@ -227,30 +307,32 @@ impl CellRun<'_> {
                 log: self.logs.join(format!("client-{k}.log")),
                 log_dir: self.logs.clone(),
                 open_files: u64::from(cell.workload.numjobs) + crate::engine::layout::SPARE_FDS,
-                cgroup: if placed.node.is_none() { cgroup.clone() } else { None },
+                cgroup: if placed.node.is_none() { cgroup.cloned() } else { None },
                 cell: CellShape {
                     id: cell.id.clone(),
-                    clients: n,
+                    clients: cell.clients,
                     deadline: cell.deadline(timing.lead, self.barrier_timeout, self.cell_timeout),
                 },
             });
         }
+        Ok(launches)
+    }
 
-        *phase = Phase::Launch;
-        let started = Instant::now();
-        let backends: Vec<&dyn Backend> = self.placed.iter().map(|p| p.backend).collect();
-        let mut clients = launch_all(&backends, &launches).map_err(|f| (f, String::new()))?;
-        result.launch_s = started.elapsed().as_secs_f64();
-
-        // Barrier: all ready, then go. Guests report when their share is mounted; the
-        // first sighting times the boot.
-        *phase = Phase::Ready;
+    /// Waits until every client reported ready. Guests report when their share is
+    /// mounted; the first sighting times the boot.
+    fn barrier(
+        &self,
+        channel: &dyn Channel,
+        clients: &mut [Box<dyn Client>],
+        started: Instant,
+        result: &mut CellResult,
+    ) -> Result<(), CellFailure> {
         let ready_deadline = started + self.cell_timeout.map_or(self.barrier_timeout, |t| t.min(self.barrier_timeout));
-        let mut boot: Vec<Option<f64>> = vec![None; n as usize];
+        let mut boot: Vec<Option<f64>> = vec![None; self.cell.clients as usize];
         let pending = |clients: &mut [Box<dyn Client>]| -> Vec<u32> {
             clients.iter().map(|c| c.client()).filter(|&k| !matches!(channel.is_ready(k), Ok(true))).collect()
         };
-        let outcome = self.wait(&mut clients, ready_deadline, Phase::Ready, pending, |clients| {
+        let outcome = self.wait(clients, ready_deadline, Phase::Ready, pending, |clients| {
             channel.serve_clock();
             for (k, b) in boot.iter_mut().enumerate() {
                 if b.is_none() && channel.is_booted(k as u32) {
@@ -274,47 +356,18 @@ impl CellRun<'_> {
         if boot.iter().any(Option::is_some) {
             result.boot_s = boot;
         }
-        outcome.map_err(|f| self.fail(&mut clients, result, f))?;
-        result.setup_s = started.elapsed().as_secs_f64();
-        sampler.sample();
-        let start_ns = crate::sys::wall_ns() + timing.lead.as_nanos() as u64;
-        channel
-            .go(&Go { protocol: PROTOCOL_VERSION, start_ns })
-            .map_err(|e| self.fail(&mut clients, result, CellFailure::Protocol(e.to_string())))?;
-        result.start_ns = Some(start_ns);
+        outcome
+    }
 
-        // Run: every client exits successfully before the deadline.
-        *phase = Phase::Run;
-        let deadline = match self.cell_timeout {
-            Some(t) => started + t,
-            None => Instant::now() + cell.run_allowance(timing.lead),
-        };
-        let running = |clients: &mut [Box<dyn Client>]| -> Vec<u32> {
-            clients.iter_mut().filter_map(|c| c.poll().is_none().then(|| c.client())).collect()
-        };
-        let ran = self.wait(&mut clients, deadline, Phase::Run, running, |clients| {
-            sampler.tick();
-            Ok(clients.iter_mut().all(|c| c.poll().is_some()))
-        });
-        result.cpu = sampler.finish();
-        ran.map_err(|f| self.fail(&mut clients, result, f))?;
-        for c in &mut clients {
-            c.teardown();
-            // Where a scheduler placed the client (a pod's node), record it.
-            if let Some(node) = c.node()
-                && !result.placements.iter().any(|p| p.client == c.client())
-            {
-                result.placements.push(ClientPlacement {
-                    client: c.client(),
-                    node,
-                    clock_offset_ns: None,
-                    clock_uncertainty_ns: None,
-                });
-            }
-        }
-
-        *phase = Phase::Collect;
-        for c in &clients {
+    /// Reads every client's result into the controller's clock; a client without one
+    /// fails the cell.
+    fn collect(
+        &self,
+        channel: &dyn Channel,
+        clients: &[Box<dyn Client>],
+        result: &mut CellResult,
+    ) -> Result<(), CellFailure> {
+        for c in clients {
             let k = c.client();
             match channel.result(k) {
                 Ok(mut r) => {
@@ -333,15 +386,16 @@ impl CellRun<'_> {
                 }),
             }
         }
-        if let Some(first) = result.client_failures.first() {
-            let last = first.stderr_tail.lines().last().unwrap_or("no output");
-            let failure = CellFailure::NoResult {
-                clients: result.client_failures.iter().map(|f| f.client).collect(),
-                first: format!("{}: {last} (log: {})", first.client, first.stderr_log.display()),
-            };
-            return Err((failure, String::new()));
+        match result.client_failures.first() {
+            None => Ok(()),
+            Some(first) => {
+                let last = first.stderr_tail.lines().last().unwrap_or("no output");
+                Err(CellFailure::NoResult {
+                    clients: result.client_failures.iter().map(|f| f.client).collect(),
+                    first: format!("{}: {last} (log: {})", first.client, first.stderr_log.display()),
+                })
+            }
         }
-        Ok(())
     }
 
     /// Polls until `done`, a client fails, the deadline passes (the failure names the
@@ -356,8 +410,10 @@ impl CellRun<'_> {
     ) -> Result<(), CellFailure> {
         loop {
             for c in clients.iter_mut() {
-                if let Some(Exit::Failed(why)) = c.poll() {
-                    return Err(CellFailure::Client { client: c.client(), why });
+                match c.poll() {
+                    Some(Exit::Failed(why)) => return Err(CellFailure::Client { client: c.client(), why }),
+                    Some(Exit::Lost(why)) => return Err(CellFailure::Lost { client: c.client(), why }),
+                    _ => {}
                 }
             }
             if done(clients)? {
@@ -381,7 +437,9 @@ impl CellRun<'_> {
             c.teardown();
         }
         let culprit = match &f {
-            CellFailure::Client { client, .. } | CellFailure::ExitedBeforeReady { client } => Some(*client),
+            CellFailure::Client { client, .. }
+            | CellFailure::Lost { client, .. }
+            | CellFailure::ExitedBeforeReady { client } => Some(*client),
             _ => None,
         };
         for c in clients.iter_mut() {
@@ -391,7 +449,7 @@ impl CellRun<'_> {
                 result.client_failures.push(ClientFailure {
                     client: c.client(),
                     message: match exit {
-                        Some(Exit::Failed(w)) => w,
+                        Some(Exit::Failed(w) | Exit::Lost(w)) => w,
                         _ => "did not finish".into(),
                     },
                     stderr_tail: text,
@@ -508,7 +566,7 @@ impl CellRun<'_> {
 fn launch_all(backends: &[&dyn Backend], launches: &[Launch]) -> Result<Vec<Box<dyn Client>>, CellFailure> {
     let next = AtomicUsize::new(0);
     let failed = Arc::new(AtomicBool::new(false));
-    let mut slots: Vec<Option<Result<Box<dyn Client>, String>>> = (0..launches.len()).map(|_| None).collect();
+    let mut slots: Vec<Option<Result<Box<dyn Client>, RuntimeError>>> = (0..launches.len()).map(|_| None).collect();
     let results = std::sync::Mutex::new(&mut slots);
     std::thread::scope(|s| {
         for _ in 0..launches.len().min(LAUNCH_PARALLELISM) {
@@ -518,7 +576,7 @@ fn launch_all(backends: &[&dyn Backend], launches: &[Launch]) -> Result<Vec<Box<
                     if i >= launches.len() || failed.load(Ordering::SeqCst) {
                         return;
                     }
-                    let r = backends[i].launch(&launches[i]).map_err(|e| e.to_string());
+                    let r = backends[i].launch(&launches[i]);
                     if r.is_err() {
                         failed.store(true, Ordering::SeqCst);
                     }
@@ -533,7 +591,11 @@ fn launch_all(backends: &[&dyn Backend], launches: &[Launch]) -> Result<Vec<Box<
         match slot {
             Some(Ok(c)) => clients.push(c),
             Some(Err(error)) if first_error.is_none() => {
-                first_error = Some(CellFailure::Launch { client: launches[i].client, error })
+                first_error = Some(CellFailure::Launch {
+                    client: launches[i].client,
+                    kind: error.failure_kind(),
+                    error: error.to_string(),
+                })
             }
             _ => {}
         }

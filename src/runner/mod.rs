@@ -276,7 +276,7 @@ impl Setup<'_> {
             let runtime_error = |source| RunError::Runtime { scenario: sc.name.clone(), source };
             // Without [hosts], and for backends that place clients themselves: here.
             if placement.is_none() || plan.scenario_nodes(&sc.name).is_empty() {
-                let sctx = ScenarioContext::new(&ctx, sc.runtime.kind(), &sc.name);
+                let sctx = ScenarioContext::new(&ctx, sc.runtime.kind().name(), &sc.name);
                 self.taken.backends.insert((sc.name.clone(), None), sc.runtime.prepare(&sctx).map_err(runtime_error)?);
                 continue;
             }
@@ -298,7 +298,7 @@ impl Setup<'_> {
         let store = Store::create(&opts.output, &plan.study.source, opts.resume)?;
         let records = records(plan, self.pre);
         let unprobed = |s: &crate::study::Scenario| RuntimeRecord {
-            kind: s.runtime.kind().into(),
+            kind: s.runtime.kind().name().into(),
             name: s.runtime.name(),
             settings: s.runtime.settings(),
             ..RuntimeRecord::default()
@@ -328,8 +328,20 @@ fn failpoint(name: &str) -> Result<(), RunError> {
     Ok(())
 }
 
+/// What a run's cells share: the plan, what was taken for it, and where they store.
+struct Cells<'a> {
+    plan: &'a Plan,
+    pre: &'a Preflight,
+    taken: &'a Taken,
+    store: &'a Store,
+    run_id: &'a str,
+    cancel: &'a Arc<AtomicBool>,
+    records: BTreeMap<&'a str, RuntimeRecord>,
+    control_dir: PathBuf,
+    drop_caches: bool,
+}
+
 /// The cells still to run, in plan order: each stored before the next starts.
-#[allow(clippy::too_many_arguments)]
 fn run_cells(
     plan: &Plan,
     pre: &Preflight,
@@ -339,9 +351,7 @@ fn run_cells(
     store: &Store,
     ctx: &RunContext,
 ) -> Result<(Vec<CellResult>, RunOutcome), RunError> {
-    let data = taken.target.as_ref().map(|t| &t.data);
     let stored = store.cells()?;
-    let records = records(plan, pre);
     let mut previous: BTreeMap<String, CellResult> = stored.cells.into_iter().map(|c| (c.cell.id.clone(), c)).collect();
     let mut results: BTreeMap<usize, CellResult> = BTreeMap::new();
     let mut pending = Vec::new();
@@ -353,48 +363,60 @@ fn run_cells(
             _ => pending.push((i, c)),
         }
     }
-    let skipped = results.len();
-    let control_dir =
-        taken.control_dir.clone().unwrap_or_else(|| plan.study.target.join(CONTROL_DIR).join(&ctx.run_id));
-    let drop_caches = plan.study.drop_caches && rustix::process::geteuid().is_root();
-    let mut notes = Vec::new();
-    if plan.study.drop_caches && !rustix::process::geteuid().is_root() {
-        notes.push("not root: the host page cache was not dropped between cells".to_string());
+    let root = rustix::process::geteuid().is_root();
+    let cells = Cells {
+        plan,
+        pre,
+        taken,
+        store,
+        run_id: &ctx.run_id,
+        cancel,
+        records: records(plan, pre),
+        control_dir: taken.control_dir.clone().unwrap_or_else(|| plan.study.target.join(CONTROL_DIR).join(&ctx.run_id)),
+        drop_caches: plan.study.drop_caches && root,
+    };
+    let mut outcome = RunOutcome {
+        ran: 0,
+        skipped: results.len(),
+        failed: 0,
+        interrupted: false,
+        cells: Vec::new(),
+        others: Vec::new(),
+        unreadable: stored.unreadable,
+        notes: Vec::new(),
+    };
+    if plan.study.drop_caches && !root {
+        outcome.notes.push("not root: the host page cache was not dropped between cells".to_string());
     }
-
     let bar = progress_bar(pending.len() as u64, opts.progress);
-    let (mut ran, mut failed, mut interrupted) = (0, 0, false);
     for (index, cell) in pending {
         if cancel.load(Ordering::SeqCst) {
-            interrupted = true;
+            outcome.interrupted = true;
             break;
         }
         bar.set_message(format!("{} {} c={}", cell.scenario, cell.pattern, cell.clients));
-        let scenario = plan.scenario(&cell.scenario);
-        let placed: Vec<Placed> = match plan.placement(cell) {
-            None => vec![
-                Placed { backend: taken.backends[&(cell.scenario.clone(), None)].as_ref(), node: None };
-                cell.clients as usize
-            ],
-            Some(nodes) => nodes
-                .iter()
-                .map(|&i| Placed {
-                    backend: taken.backends[&(cell.scenario.clone(), Some(i))].as_ref(),
-                    node: Some(&pre.nodes[i]),
-                })
-                .collect(),
-        };
-        // Clocks drift: measure each node's again just before its clients start.
-        let mut measured: Vec<usize> = Vec::new();
-        for p in &placed {
-            if let Some(n) = p.node
-                && !measured.contains(&n.index)
-            {
-                measured.push(n.index);
-                let _ = n.measure_clock();
-            }
+        let result = cells.run(index, cell)?;
+        if cancel.load(Ordering::SeqCst) && result.status == CellStatus::Failed {
+            // Interrupted mid-cell: nothing of it is stored, `--resume` runs it again.
+            outcome.interrupted = true;
+            break;
         }
-        let mut runtime = records[cell.scenario.as_str()].clone();
+        store.write_cell(&result)?;
+        outcome.ran += 1;
+        show_progress(&bar, &result, &mut outcome.failed);
+        results.insert(index, result);
+    }
+    bar.finish_and_clear();
+    outcome.others = previous.into_values().collect();
+    Ok((results.into_values().collect(), outcome))
+}
+
+impl Cells<'_> {
+    /// Runs the plan's cell `index`.
+    fn run(&self, index: usize, cell: &crate::results::cell::Cell) -> Result<CellResult, RunError> {
+        let scenario = self.plan.scenario(&cell.scenario);
+        let placed = self.placed(cell);
+        let mut runtime = self.records[cell.scenario.as_str()].clone();
         runtime.notes.extend(placed[0].backend.notes());
         runtime.accelerator = placed[0].backend.accelerator();
         let cx = CellRun {
@@ -402,55 +424,56 @@ fn run_cells(
             label: &scenario.label,
             runtime,
             placed,
-            target: &plan.study.target,
-            data,
-            control: cell_dir(&control_dir, index),
-            logs: store.make_log_dir(&cell.id)?,
-            name_prefix: format!("iostudy-{}-{index}", ctx.run_id),
-            cgroup_name: format!("iostudy-{}/cell-{index}", ctx.run_id),
-            drop_caches,
-            barrier_timeout: plan.study.barrier_timeout,
-            cell_timeout: plan.study.cell_timeout,
-            cancel,
+            target: &self.plan.study.target,
+            data: self.taken.target.as_ref().map(|t| &t.data),
+            control: cell_dir(&self.control_dir, index),
+            logs: self.store.make_log_dir(&cell.id)?,
+            name_prefix: format!("iostudy-{}-{index}", self.run_id),
+            cgroup_name: format!("iostudy-{}/cell-{index}", self.run_id),
+            drop_caches: self.drop_caches,
+            places_itself: self.plan.places_itself(&cell.scenario),
+            barrier_timeout: self.plan.study.barrier_timeout,
+            cell_timeout: self.plan.study.cell_timeout,
+            cancel: self.cancel,
         };
-        let result = cx.run();
-        if cancel.load(Ordering::SeqCst) && result.status == CellStatus::Failed {
-            // Interrupted mid-cell: nothing of it is stored, `--resume` runs it again.
-            interrupted = true;
-            break;
-        }
-        store.write_cell(&result)?;
-        ran += 1;
-        if result.status == CellStatus::Failed {
-            failed += 1;
-            let why = crate::text::printable(result.failure.as_deref().unwrap_or("?")).into_owned();
-            let line = format!("cell {} failed: {why}", cell.id);
-            // Without a bar (not a terminal) failures still show as they happen.
-            if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
-        } else if let Some(f) = cell_figures(&result.clients) {
-            bar.set_message(format!(
-                "last: {} {} c={} {}",
-                cell.scenario,
-                cell.pattern,
-                cell.clients,
-                bandwidth(f.window_bw_bytes_per_s)
-            ));
-        }
-        bar.inc(1);
-        results.insert(index, result);
+        Ok(cx.run())
     }
-    bar.finish_and_clear();
-    let outcome = RunOutcome {
-        ran,
-        skipped,
-        failed,
-        interrupted,
-        cells: Vec::new(),
-        others: previous.into_values().collect(),
-        unreadable: stored.unreadable,
-        notes,
-    };
-    Ok((results.into_values().collect(), outcome))
+
+    /// Each client's backend and node; the nodes' clocks measured again, since they
+    /// drift, just before their clients start.
+    fn placed(&self, cell: &crate::results::cell::Cell) -> Vec<Placed<'_>> {
+        let backend = |node: Option<usize>| self.taken.backends[&(cell.scenario.clone(), node)].as_ref();
+        let placed: Vec<Placed> = match self.plan.placement(cell) {
+            None => vec![Placed { backend: backend(None), node: None }; cell.clients as usize],
+            Some(nodes) => {
+                nodes.iter().map(|&i| Placed { backend: backend(Some(i)), node: Some(&self.pre.nodes[i]) }).collect()
+            }
+        };
+        let mut measured: Vec<usize> = Vec::new();
+        for n in placed.iter().filter_map(|p| p.node) {
+            if !measured.contains(&n.index) {
+                measured.push(n.index);
+                let _ = n.measure_clock();
+            }
+        }
+        placed
+    }
+}
+
+/// A finished cell on the progress bar: a failure said as it happens (on stderr without
+/// a bar), else the cell's bandwidth.
+fn show_progress(bar: &ProgressBar, result: &CellResult, failed: &mut usize) {
+    let cell = &result.cell;
+    if result.status == CellStatus::Failed {
+        *failed += 1;
+        let why = crate::text::printable(result.failure.as_deref().unwrap_or("?")).into_owned();
+        let line = format!("cell {} failed: {why}", cell.id);
+        if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) }
+    } else if let Some(f) = cell_figures(&result.clients) {
+        let bw = bandwidth(f.window_bw_bytes_per_s);
+        bar.set_message(format!("last: {} {} c={} {bw}", cell.scenario, cell.pattern, cell.clients));
+    }
+    bar.inc(1);
 }
 
 fn progress_bar(len: u64, enabled: bool) -> ProgressBar {

@@ -83,6 +83,7 @@ fn a_client_that_fails_early_fails_the_cell_and_the_others_are_killed() {
     assert_eq!((out.ran, out.failed), (2, 2));
     let c = &out.cells[0];
     assert_eq!(c.failure_phase.as_deref(), Some("ready"));
+    assert_eq!(c.failure_kind, Some(crate::results::cell::FailureKind::ClientExit));
     let why = c.failure.as_deref().unwrap();
     assert!(why.starts_with("client 1 failed before it was ready (scripted): mock client: failed before"), "{why}");
     assert!(c.client_failures.iter().any(|f| f.client == 1));
@@ -103,6 +104,7 @@ fn a_hung_client_fails_its_cell_at_the_deadline() {
     let c = &out.cells[0];
     assert_eq!(c.failure.as_deref(), Some("client(s) 0 not ready before the deadline (hung?)"));
     assert_eq!(c.failure_phase.as_deref(), Some("ready"));
+    assert_eq!(c.failure_kind, Some(crate::results::cell::FailureKind::Timeout));
     let waited = started.elapsed();
     assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(6), "{waited:?}");
     assert_eq!(killed(&mock.events()), vec![0, 1]);

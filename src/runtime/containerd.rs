@@ -90,9 +90,9 @@ impl Kind for ContainerdKind {
         }))
     }
 
-    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
         let spec: ContainerdSpec =
-            serde_json::from_value(settings.clone()).map_err(|e| format!("containerd settings: {e}"))?;
+            serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("containerd settings: {e}")))?;
         Ok(Arc::new(spec))
     }
 
@@ -107,6 +107,11 @@ impl Kind for ContainerdKind {
             })
         };
         vec![("ctr-runc", spec(None)), ("ctr-crun", spec(Some("crun"))), ("ctr-gvisor", spec(Some("runsc")))]
+    }
+
+    /// runc again, the way a kubelet reaches it: containerd and its runc shim.
+    fn demo_scenarios(&self) -> Vec<crate::runtime::DemoScenario> {
+        crate::runtime::DemoScenario::builtin(self, "ctr-runc").into_iter().collect()
     }
 
     fn known(&self) -> Vec<Arc<dyn Spec>> {
@@ -183,8 +188,8 @@ impl ContainerdSpec {
 }
 
 impl Spec for ContainerdSpec {
-    fn kind(&self) -> &'static str {
-        "containerd"
+    fn kind(&self) -> &'static dyn Kind {
+        &KIND
     }
 
     fn name(&self) -> String {

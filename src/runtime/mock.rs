@@ -45,7 +45,7 @@ impl Kind for MockKind {
         Ok(Arc::new(MockSpec::default()))
     }
 
-    fn rebuild(&self, _settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+    fn rebuild(&self, _settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
         Ok(Arc::new(MockSpec::default()))
     }
 }
@@ -89,8 +89,8 @@ impl MockSpec {
 }
 
 impl Spec for MockSpec {
-    fn kind(&self) -> &'static str {
-        "mock"
+    fn kind(&self) -> &'static dyn Kind {
+        &KIND
     }
 
     fn name(&self) -> String {

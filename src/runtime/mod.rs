@@ -59,7 +59,7 @@ pub trait Kind: Sync {
     fn parse(&self, section: &Section<'_>) -> Result<Arc<dyn Spec>, SpannedError>;
     /// Rebuilds a spec from the settings it recorded ([`Spec::settings`]): how a node's
     /// agent receives the scenarios it runs.
-    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String>;
+    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError>;
     /// Whether the backend's own scheduler puts clients on machines (Kubernetes):
     /// then `[hosts]` does not apply to its scenarios.
     fn places_clients(&self) -> bool {
@@ -73,6 +73,10 @@ pub trait Kind: Sync {
     fn known(&self) -> Vec<Arc<dyn Spec>> {
         Vec::new()
     }
+    /// The scenarios `iostudy demo` runs of this backend, where they are usable.
+    fn demo_scenarios(&self) -> Vec<DemoScenario> {
+        Vec::new()
+    }
     /// Removes what a run killed outright left of this backend in its state directory
     /// (its processes are already killed): containers in private roots, sockets…
     fn reap(&self, _run_state: &Path) {}
@@ -80,8 +84,8 @@ pub trait Kind: Sync {
 
 /// A scenario's runtime, as configured.
 pub trait Spec: Send + Sync + fmt::Debug {
-    /// The [`Kind::name`] it belongs to.
-    fn kind(&self) -> &'static str;
+    /// The backend it belongs to ([`Kind::name`] is the one spelling of its name).
+    fn kind(&self) -> &'static dyn Kind;
     /// Short display name, e.g. `oci/runc`.
     fn name(&self) -> String;
     /// Its settings as results record them.
@@ -97,6 +101,43 @@ pub trait Spec: Send + Sync + fmt::Debug {
     }
     /// Prepares what every client of this scenario shares in a run.
     fn prepare(&self, ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError>;
+    /// What a cluster would be given to run `cell` (a Kubernetes Job as YAML), for
+    /// `plan --manifests`; `None` for a backend that hands nothing to a cluster.
+    fn manifest(&self, _cell: &ManifestCell<'_>) -> Option<Result<String, RuntimeError>> {
+        None
+    }
+    /// Whether its clients are containers in cgroups of their runtime's making: then
+    /// a cell's cgroup counts them only where containers are created inside it.
+    fn own_cgroups(&self) -> bool {
+        false
+    }
+}
+
+/// A scenario of `iostudy demo`: its name, spec, and the `[scenarios.NAME]` table the
+/// demo's study file needs for it ("" for a built-in name).
+pub struct DemoScenario {
+    pub name: &'static str,
+    pub spec: Arc<dyn Spec>,
+    pub table: String,
+}
+
+impl DemoScenario {
+    /// A built-in scenario of `kind` by name.
+    pub fn builtin(kind: &dyn Kind, name: &'static str) -> Option<DemoScenario> {
+        let spec = kind.builtins().into_iter().find(|(n, _)| *n == name)?.1;
+        Some(DemoScenario { name, spec, table: String::new() })
+    }
+}
+
+/// A cell as `plan --manifests` asks a backend for its manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestCell<'a> {
+    /// The cell's place in the plan (names its objects).
+    pub index: usize,
+    pub cell: &'a crate::results::cell::Cell,
+    pub study: &'a str,
+    pub barrier_timeout: Duration,
+    pub cell_timeout: Option<Duration>,
 }
 
 /// A runtime prepared for one run.
@@ -118,11 +159,6 @@ pub trait Backend: Send + Sync {
     /// The go signal's lead time and the clients' poll period for a cell of `clients`.
     fn timing(&self, clients: u32) -> Timing {
         Timing::local(clients)
-    }
-    /// Whether clients run on this host, where the cell's cgroup can count their CPU
-    /// time (not on a cluster's nodes).
-    fn clients_local(&self) -> bool {
-        true
     }
     /// Starts one client.
     fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError>;
@@ -215,12 +251,13 @@ impl Probe {
     /// What results record about the runtime before a run.
     pub fn record(&self, spec: &dyn Spec) -> RuntimeRecord {
         RuntimeRecord {
-            kind: spec.kind().to_string(),
+            kind: spec.kind().name().to_string(),
             name: spec.name(),
             settings: spec.settings(),
             version: self.version.clone(),
             notes: self.notes.clone(),
             accelerator: None,
+            own_cgroups: spec.own_cgroups(),
         }
     }
 }
@@ -236,9 +273,22 @@ pub enum RuntimeError {
     Setup(String),
     #[error(transparent)]
     Unsafe(#[from] crate::safety::SafetyError),
+    /// What would run the client is gone (a node's connection ended).
+    #[error("{0}")]
+    Lost(String),
 }
 
 impl RuntimeError {
+    /// The kind of cell failure this launch error makes.
+    pub fn failure_kind(&self) -> crate::results::cell::FailureKind {
+        use crate::results::cell::FailureKind;
+        match self {
+            RuntimeError::Unavailable(_) => FailureKind::MissingRuntime,
+            RuntimeError::Lost(_) => FailureKind::LostNode,
+            RuntimeError::Io { .. } | RuntimeError::Setup(_) | RuntimeError::Unsafe(_) => FailureKind::Launch,
+        }
+    }
+
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RuntimeError {
         let what = what.into();
         move |source| RuntimeError::Io { what, source }
@@ -326,6 +376,8 @@ pub struct CellShape {
 pub enum Exit {
     Success,
     Failed(String),
+    /// What ran it is gone (a node's connection ended): how it ended is not known.
+    Lost(String),
 }
 
 /// A location in the study file and a message, with a hint.
@@ -366,14 +418,21 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
+/// What `--mock` puts in every scenario's place: synthetic clients that speak the
+/// real protocol (tests and rehearsals of the runner and reports).
+pub fn stand_in() -> Arc<dyn Spec> {
+    Arc::new(mock::MockSpec::default())
+}
+
 /// The kind registered under `name`.
 pub fn kind(name: &str) -> Option<&'static dyn Kind> {
     KINDS.iter().copied().find(|k| k.name() == name)
 }
 
 /// The spec of `kind` with `settings`, as a node's agent receives it.
-pub fn spec_from(kind: &str, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
-    let k = self::kind(kind).ok_or_else(|| format!("unknown runtime kind `{kind}` (another iostudy version?)"))?;
+pub fn spec_from(kind: &str, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
+    let k = self::kind(kind)
+        .ok_or_else(|| RuntimeError::Setup(format!("unknown runtime kind `{kind}` (another iostudy version?)")))?;
     k.rebuild(settings)
 }
 

@@ -65,8 +65,8 @@ impl Kind for OciKind {
         Ok(Arc::new(OciSpec { runtime, args: s.runtime_args }))
     }
 
-    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
-        let spec: OciSpec = serde_json::from_value(settings.clone()).map_err(|e| format!("oci settings: {e}"))?;
+    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
+        let spec: OciSpec = serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("oci settings: {e}")))?;
         Ok(Arc::new(spec))
     }
 
@@ -83,6 +83,12 @@ impl Kind for OciKind {
 
     fn known(&self) -> Vec<Arc<dyn Spec>> {
         KNOWN.iter().map(|r| Arc::new(OciSpec { runtime: r.to_string(), args: Vec::new() }) as Arc<dyn Spec>).collect()
+    }
+
+    /// runc, crun and gVisor: the containers the seed compared, and their lighter and
+    /// sandboxed neighbours.
+    fn demo_scenarios(&self) -> Vec<crate::runtime::DemoScenario> {
+        ["runc", "crun", "gvisor"].into_iter().filter_map(|n| crate::runtime::DemoScenario::builtin(self, n)).collect()
     }
 
     fn reap(&self, run_state: &Path) {
@@ -105,8 +111,12 @@ pub struct OciSpec {
 }
 
 impl Spec for OciSpec {
-    fn kind(&self) -> &'static str {
-        "oci"
+    fn kind(&self) -> &'static dyn Kind {
+        &KIND
+    }
+
+    fn own_cgroups(&self) -> bool {
+        true
     }
 
     fn name(&self) -> String {

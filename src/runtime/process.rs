@@ -33,7 +33,7 @@ impl Kind for ProcessKind {
         Ok(Arc::new(ProcessSpec))
     }
 
-    fn rebuild(&self, _settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+    fn rebuild(&self, _settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
         Ok(Arc::new(ProcessSpec))
     }
 
@@ -44,6 +44,10 @@ impl Kind for ProcessKind {
     fn known(&self) -> Vec<Arc<dyn Spec>> {
         vec![Arc::new(ProcessSpec)]
     }
+
+    fn demo_scenarios(&self) -> Vec<crate::runtime::DemoScenario> {
+        crate::runtime::DemoScenario::builtin(self, "bare").into_iter().collect()
+    }
 }
 
 /// Worker processes on the host.
@@ -51,8 +55,8 @@ impl Kind for ProcessKind {
 pub struct ProcessSpec;
 
 impl Spec for ProcessSpec {
-    fn kind(&self) -> &'static str {
-        "process"
+    fn kind(&self) -> &'static dyn Kind {
+        &KIND
     }
 
     fn name(&self) -> String {

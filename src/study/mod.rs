@@ -5,8 +5,6 @@
 //! at cell 30 fails before cell 1 — with file:line:col and a hint.
 
 pub mod file;
-#[cfg(feature = "kubernetes")]
-pub mod manifests;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};

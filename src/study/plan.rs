@@ -7,12 +7,10 @@
 //! options → scenario), so slow drift of the machine (page cache, thermal, neighbours)
 //! spreads over all scenarios instead of biasing the last one.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::results::cell::Cell;
 use crate::results::cell::cell_id;
-use crate::runtime::mock::MockSpec;
 use crate::study::{Scenario, Study, value_text};
 use crate::workload::{Pattern, Workload};
 
@@ -64,79 +62,23 @@ pub const ASSUMED_THREAD_BW: f64 = 200.0 * 1024.0 * 1024.0;
 
 impl Plan {
     pub fn build(study: &Study, opts: &PlanOptions) -> Result<Plan, PlanError> {
-        let list = |v: Vec<String>| v.join(", ");
-        for s in &opts.scenarios {
-            if !study.scenarios.iter().any(|x| &x.name == s) {
-                return Err(PlanError::UnknownScenario(
-                    s.clone(),
-                    list(study.scenarios.iter().map(|x| x.name.clone()).collect()),
-                ));
-            }
-        }
-        for p in &opts.patterns {
-            if !study.patterns.contains(p) {
-                return Err(PlanError::UnknownPattern(
-                    p.to_string(),
-                    list(study.patterns.iter().map(|x| x.to_string()).collect()),
-                ));
-            }
-        }
-        for c in &opts.clients {
-            if !study.clients.contains(c) {
-                return Err(PlanError::UnknownClients(*c, list(study.clients.iter().map(|x| x.to_string()).collect())));
-            }
-        }
-        if let Some(s) = opts.scale
-            && !(s > 0.0 && s <= 1.0)
-        {
-            return Err(PlanError::BadScale(s));
-        }
-
-        let mut scenarios: Vec<Scenario> = Vec::new();
-        for s in &study.scenarios {
-            if !opts.scenarios.is_empty() && !opts.scenarios.contains(&s.name) {
-                continue;
-            }
-            let mut scenario = s.clone();
-            if opts.mock {
-                scenario.runtime = Arc::new(MockSpec::default());
-            }
-            scenarios.push(scenario);
-        }
-
-        let keep = |v: &[u32], x: u32| v.is_empty() || v.contains(&x);
-        let mut cells = Vec::new();
-        for rep in 1..=study.repetitions {
-            for &clients in study.clients.iter().filter(|&&c| keep(&opts.clients, c)) {
-                for &pattern in study.patterns.iter().filter(|p| opts.patterns.is_empty() || opts.patterns.contains(p))
-                {
-                    for combo in study.combinations() {
-                        for sc in &scenarios {
-                            let mut workload =
-                                study.workload(pattern, &combo).expect("validated when the study was loaded");
-                            if let Some(f) = opts.scale {
-                                scale_workload(&mut workload, f);
-                            }
-                            let options: Vec<(String, String)> =
-                                combo.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
-                            cells.push(Cell {
-                                id: cell_id(&sc.name, pattern, clients, &options, rep),
-                                scenario: sc.name.clone(),
-                                pattern,
-                                clients,
-                                options,
-                                repetition: rep,
-                                workload,
-                            });
-                        }
-                    }
+        opts.check(study)?;
+        let scenarios: Vec<Scenario> = study
+            .scenarios
+            .iter()
+            .filter(|s| opts.scenarios.is_empty() || opts.scenarios.contains(&s.name))
+            .map(|s| {
+                let mut scenario = s.clone();
+                if opts.mock {
+                    scenario.runtime = crate::runtime::stand_in();
                 }
-            }
-        }
+                scenario
+            })
+            .collect();
+        let cells = cells(study, opts, &scenarios);
         if cells.is_empty() {
             return Err(PlanError::Empty);
         }
-
         let max_clients = cells.iter().map(|c| c.clients).max().unwrap_or(1);
         let per_client = cells
             .iter()
@@ -144,7 +86,6 @@ impl Plan {
             .max()
             .unwrap_or(0);
         let footprint_bytes = per_client.saturating_mul(u64::from(max_clients));
-
         let mut estimate = Duration::from_secs_f64(footprint_bytes as f64 / (ASSUMED_THREAD_BW * 4.0));
         for c in &cells {
             let runtime = &scenarios.iter().find(|s| s.name == c.scenario).expect("cell of a planned scenario").runtime;
@@ -154,18 +95,7 @@ impl Plan {
                 None => Duration::from_secs_f64(c.workload.size.get() as f64 / ASSUMED_THREAD_BW),
             };
         }
-
-        let mut filters = crate::results::store::Filters {
-            scenarios: opts.scenarios.clone(),
-            patterns: opts.patterns.clone(),
-            clients: opts.clients.clone(),
-        };
-        filters.scenarios.sort();
-        filters.scenarios.dedup();
-        filters.patterns.sort();
-        filters.patterns.dedup();
-        filters.clients.sort_unstable();
-        filters.clients.dedup();
+        let filters = opts.filters();
         Ok(Plan { study: study.clone(), scenarios, cells, scale: opts.scale, filters, footprint_bytes, estimate })
     }
 
@@ -187,8 +117,8 @@ impl Plan {
     }
 
     /// Whether a scenario's backend places its clients itself (a cluster's scheduler).
-    fn places_itself(&self, scenario: &str) -> bool {
-        crate::runtime::kind(self.scenario(scenario).runtime.kind()).is_some_and(|k| k.places_clients())
+    pub fn places_itself(&self, scenario: &str) -> bool {
+        self.scenario(scenario).runtime.kind().places_clients()
     }
 
     /// The nodes a scenario's clients may use (indexes), if there are hosts.
@@ -199,6 +129,83 @@ impl Plan {
             Some(p) => self.scenario(name).nodes.clone().unwrap_or_else(|| (0..p.node_names().len()).collect()),
         }
     }
+}
+
+impl PlanOptions {
+    /// Filters name what the study has; a scale is a fraction.
+    fn check(&self, study: &Study) -> Result<(), PlanError> {
+        let list = |v: Vec<String>| v.join(", ");
+        if let Some(s) = self.scenarios.iter().find(|s| !study.scenarios.iter().any(|x| &x.name == *s)) {
+            return Err(PlanError::UnknownScenario(
+                s.clone(),
+                list(study.scenarios.iter().map(|x| x.name.clone()).collect()),
+            ));
+        }
+        if let Some(p) = self.patterns.iter().find(|p| !study.patterns.contains(p)) {
+            return Err(PlanError::UnknownPattern(
+                p.to_string(),
+                list(study.patterns.iter().map(|x| x.to_string()).collect()),
+            ));
+        }
+        if let Some(c) = self.clients.iter().find(|c| !study.clients.contains(c)) {
+            return Err(PlanError::UnknownClients(*c, list(study.clients.iter().map(|x| x.to_string()).collect())));
+        }
+        match self.scale {
+            Some(s) if !(s > 0.0 && s <= 1.0) => Err(PlanError::BadScale(s)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The filters, sorted, as a run records them.
+    fn filters(&self) -> crate::results::store::Filters {
+        let mut f = crate::results::store::Filters {
+            scenarios: self.scenarios.clone(),
+            patterns: self.patterns.clone(),
+            clients: self.clients.clone(),
+        };
+        f.scenarios.sort();
+        f.scenarios.dedup();
+        f.patterns.sort();
+        f.patterns.dedup();
+        f.clients.sort_unstable();
+        f.clients.dedup();
+        f
+    }
+}
+
+/// The cells of `scenarios` in run order: repetition → clients → pattern → options →
+/// scenario (see the module doc), each with its workload (scaled for a rehearsal).
+fn cells(study: &Study, opts: &PlanOptions, scenarios: &[Scenario]) -> Vec<Cell> {
+    let keep_clients = |x: u32| opts.clients.is_empty() || opts.clients.contains(&x);
+    let keep_pattern = |p: &Pattern| opts.patterns.is_empty() || opts.patterns.contains(p);
+    let mut cells = Vec::new();
+    for rep in 1..=study.repetitions {
+        for &clients in study.clients.iter().filter(|&&c| keep_clients(c)) {
+            for &pattern in study.patterns.iter().filter(|p| keep_pattern(p)) {
+                for combo in study.combinations() {
+                    let options: Vec<(String, String)> =
+                        combo.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
+                    for sc in scenarios {
+                        let mut workload =
+                            study.workload(pattern, &combo).expect("validated when the study was loaded");
+                        if let Some(f) = opts.scale {
+                            scale_workload(&mut workload, f);
+                        }
+                        cells.push(Cell {
+                            id: cell_id(&sc.name, pattern, clients, &options, rep),
+                            scenario: sc.name.clone(),
+                            pattern,
+                            clients,
+                            options: options.clone(),
+                            repetition: rep,
+                            workload,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    cells
 }
 
 fn scale_workload(w: &mut Workload, f: f64) {

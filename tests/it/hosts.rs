@@ -198,6 +198,8 @@ fn a_node_lost_mid_cell_fails_it_and_the_study_goes_on() -> Needs {
         assert_eq!(c.status, CellStatus::Failed);
         let why = c.failure.as_deref().unwrap();
         assert!(why.contains("node node2"), "{}: {why}", c.cell.id);
+        let lost = Some(iostudy::results::cell::FailureKind::LostNode);
+        assert_eq!(c.failure_kind, lost, "{}: counted as a lost node: {why}", c.cell.id);
     }
     nothing_left(dir.path(), pid);
     Ok(())

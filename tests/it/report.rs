@@ -48,7 +48,7 @@ fn fixture(dir: &Path, runc_factor: f64, late: Option<&str>) {
     let store = Store::create(dir, STUDY, false).unwrap();
     let study = Study::parse(Path::new("fixture.toml"), STUDY).unwrap();
     let synthetic_runtime = |s: &iostudy::study::Scenario| iostudy::results::cell::RuntimeRecord {
-        kind: s.runtime.kind().into(),
+        kind: s.runtime.kind().name().into(),
         name: s.runtime.name(),
         version: Some(format!("{} (synthetic)", s.name)),
         ..Default::default()

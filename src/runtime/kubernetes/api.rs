@@ -404,10 +404,6 @@ impl Backend for Kube {
         super::timing(clients)
     }
 
-    fn clients_local(&self) -> bool {
-        false
-    }
-
     fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError> {
         let job = self.job_for(l)?;
         Ok(Box::new(PodClient { job, client: l.client, log: l.log.clone(), exit: None, node: None, logged: false }))
@@ -630,7 +626,7 @@ impl Client for PodClient {
         };
         if let Some(e) = &exit {
             let state = match e {
-                Exit::Failed(why) => why.clone(),
+                Exit::Failed(why) | Exit::Lost(why) => why.clone(),
                 Exit::Success => "pod succeeded".to_string(),
             };
             self.keep_log(pod.as_ref(), Some(&state));

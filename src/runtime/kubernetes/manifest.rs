@@ -167,6 +167,39 @@ pub fn job(spec: &KubeSpec, cell: &CellJob<'_>) -> Job {
 }
 
 /// The Job as YAML, with a header saying what it is.
+/// The run id `plan --manifests` Jobs carry in place of a run's.
+pub const PLAN_RUN_ID: &str = "plan";
+
+/// A cell's Job as YAML, exactly as `iostudy run` would create it (but for the run id,
+/// [`PLAN_RUN_ID`]), with a header saying what it is.
+pub fn for_plan(spec: &KubeSpec, m: &crate::runtime::ManifestCell<'_>) -> Result<String, crate::runtime::RuntimeError> {
+    use crate::control::{CONTROL_DIR, cell_dir};
+    let cell = m.cell;
+    let name = format!("iostudy-{PLAN_RUN_ID}-{}", m.index);
+    let control = cell_dir(&spec.mount_path.join(CONTROL_DIR).join(PLAN_RUN_ID), m.index);
+    let deadline = cell.deadline(super::timing(cell.clients).lead, m.barrier_timeout, m.cell_timeout);
+    let cell_job = CellJob {
+        name: &name,
+        study: m.study,
+        run_id: PLAN_RUN_ID,
+        cell_id: &cell.id,
+        clients: cell.clients,
+        deadline,
+        control: &control,
+    };
+    let header = format!(
+        "iostudy {} — study {:?}, cell {}\n\
+         `iostudy run` creates this Job (with its own run id) after posting each client's job file\n\
+         under {} on the shared volume, and sends go once every pod reported ready: applied by\n\
+         hand, its pods wait for job files that only a run writes.",
+        env!("CARGO_PKG_VERSION"),
+        m.study,
+        cell.id,
+        control.display()
+    );
+    to_yaml(&job(spec, &cell_job), &header).map_err(crate::runtime::RuntimeError::Setup)
+}
+
 pub fn to_yaml(job: &Job, header: &str) -> Result<String, String> {
     let body = serde_yaml::to_string(job).map_err(|e| format!("cannot write YAML: {e}"))?;
     let header: String = header.lines().map(|l| format!("# {l}\n")).collect();

@@ -207,9 +207,9 @@ impl Kind for KubernetesKind {
         true
     }
 
-    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
         let spec: KubeSpec =
-            serde_json::from_value(settings.clone()).map_err(|e| format!("kubernetes settings: {e}"))?;
+            serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("kubernetes settings: {e}")))?;
         Ok(Arc::new(spec))
     }
 
@@ -228,8 +228,8 @@ impl Kind for KubernetesKind {
 }
 
 impl Spec for KubeSpec {
-    fn kind(&self) -> &'static str {
-        "kubernetes"
+    fn kind(&self) -> &'static dyn Kind {
+        &KIND
     }
 
     fn name(&self) -> String {
@@ -250,6 +250,20 @@ impl Spec for KubeSpec {
     fn startup_estimate(&self) -> Duration {
         // Scheduling, a pull of a ~10 MB image, a sandbox (Kata: a VM).
         Duration::from_secs(5)
+    }
+
+    fn manifest(&self, cell: &crate::runtime::ManifestCell<'_>) -> Option<Result<String, RuntimeError>> {
+        #[cfg(feature = "kubernetes")]
+        return Some(manifest::for_plan(self, cell));
+        #[cfg(not(feature = "kubernetes"))]
+        {
+            let _ = cell;
+            Some(Err(RuntimeError::Unavailable("built without Kubernetes support".into())))
+        }
+    }
+
+    fn own_cgroups(&self) -> bool {
+        true
     }
 
     fn prepare(&self, ctx: &ScenarioContext) -> Result<Box<dyn Backend>, RuntimeError> {

@@ -59,6 +59,19 @@ impl Kind for MicrovmKind {
         "microvm"
     }
 
+    /// Kata 1.x's 9p path and the virtio-fs that was hoped to fix it.
+    fn demo_scenarios(&self) -> Vec<crate::runtime::DemoScenario> {
+        [("microvm-9p", Share::NineP), ("microvm-virtiofs", Share::Virtiofs)]
+            .into_iter()
+            .map(|(name, share)| {
+                let cfg = MicrovmConfig::new(share);
+                let table =
+                    format!("\n[scenarios.{name}]\nruntime = \"{}\"\nshare = \"{}\"\n", self.name(), cfg.share_name());
+                crate::runtime::DemoScenario { name, spec: Arc::new(cfg), table }
+            })
+            .collect()
+    }
+
     fn parse(&self, section: &Section<'_>) -> Result<Arc<dyn Spec>, SpannedError> {
         let s: Settings = section.deserialize()?;
         let share_value = s.share.ok_or_else(|| {
@@ -97,10 +110,10 @@ impl Kind for MicrovmKind {
         Ok(Arc::new(c))
     }
 
-    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, String> {
+    fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
         let c: MicrovmConfig =
-            serde_json::from_value(settings.clone()).map_err(|e| format!("microvm settings: {e}"))?;
-        c.validate()?;
+            serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("microvm settings: {e}")))?;
+        c.validate().map_err(RuntimeError::Setup)?;
         Ok(Arc::new(c))
     }
 
@@ -229,8 +242,8 @@ impl MicrovmConfig {
 const QEMU: &str = "qemu-system-x86_64";
 
 impl Spec for MicrovmConfig {
-    fn kind(&self) -> &'static str {
-        "microvm"
+    fn kind(&self) -> &'static dyn Kind {
+        &KIND
     }
 
     fn name(&self) -> String {
