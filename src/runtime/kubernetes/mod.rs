@@ -208,8 +208,8 @@ impl Kind for KubernetesKind {
     }
 
     fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
-        let spec: KubeSpec =
-            serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("kubernetes settings: {e}")))?;
+        let spec: KubeSpec = serde_json::from_value(settings.clone())
+            .map_err(|e| RuntimeError::Setup(format!("kubernetes settings: {e}")))?;
         Ok(Arc::new(spec))
     }
 

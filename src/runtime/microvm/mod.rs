@@ -111,8 +111,8 @@ impl Kind for MicrovmKind {
     }
 
     fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
-        let c: MicrovmConfig =
-            serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("microvm settings: {e}")))?;
+        let c: MicrovmConfig = serde_json::from_value(settings.clone())
+            .map_err(|e| RuntimeError::Setup(format!("microvm settings: {e}")))?;
         c.validate().map_err(RuntimeError::Setup)?;
         Ok(Arc::new(c))
     }
