@@ -12,11 +12,18 @@ use std::process::{Command, Output, Stdio};
 pub struct Cmd {
     pub program: PathBuf,
     pub args: Vec<OsString>,
+    /// Variables set in its environment (beyond what it inherits).
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl Cmd {
     pub fn new(program: impl Into<PathBuf>) -> Self {
-        Self { program: program.into(), args: Vec::new() }
+        Self { program: program.into(), args: Vec::new(), env: Vec::new() }
+    }
+
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
@@ -44,7 +51,7 @@ impl Cmd {
     /// reaches only iostudy, which then tears clients down in order), stdin closed.
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
-        c.args(&self.args).stdin(Stdio::null()).process_group(0);
+        c.args(&self.args).envs(self.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).process_group(0);
         c
     }
 
@@ -90,4 +97,13 @@ pub fn which(name: &str) -> Option<PathBuf> {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `s` quoted for a POSIX shell.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }

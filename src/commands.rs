@@ -381,6 +381,9 @@ fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode>
     for w in &pre.warnings {
         note!("warning: {w}");
     }
+    for n in &pre.notes {
+        note!("note: {n}");
+    }
     let cancel = runner::cancel_on_signals();
     let opts = RunOptions { output: output.to_path_buf(), resume, progress: std::io::stderr().is_terminal() };
     let outcome = runner::run(plan, &pre, &opts, cancel)?;

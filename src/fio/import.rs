@@ -294,6 +294,7 @@ fn update_run_info(
         clients: Vec::new(),
         warnings: Vec::new(),
         target: None,
+        placement: None,
     });
     if !info.scenarios.iter().any(|s| s.name == scenario) {
         info.scenarios.push(ScenarioRecord { name: scenario.to_string(), label: scenario.to_string(), runtime });

@@ -3,8 +3,8 @@
 //!
 //! Where a client runs is two questions: *on which node* (placement, here) and *inside
 //! what* (its runtime, [`crate::runtime`]). A [`Placement`] is a set of nodes a study's
-//! table configures — `[hosts]`: ssh destinations ([`ssh`]) — each one module
-//! registered in [`PLACEMENTS`]; each cell's clients are spread over its nodes
+//! table configures — `[hosts]`: ssh destinations ([`ssh`]); `[slurm]`: the nodes of
+//! an allocation ([`slurm`]) — each one module registered in [`PLACEMENTS`]; each cell's clients are spread over its nodes
 //! ([`place`]). The controller reaches each node through a [`Transport`] and runs the
 //! same static iostudy there as an agent ([`agent`], speaking [`protocol`]): the agent
 //! prepares the scenario's backend *on the node* and launches, polls, kills and tears
@@ -20,6 +20,7 @@ pub mod agent;
 pub mod node;
 pub mod protocol;
 pub mod remote;
+pub mod slurm;
 pub mod ssh;
 
 use std::fmt;
@@ -30,12 +31,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::command::quote;
 use crate::runtime::{Section, SpannedError};
 pub use node::Node;
 
 /// Every placement iostudy knows — the registration point: a study table of the same
 /// name configures it.
-pub static PLACEMENTS: &[&dyn PlacementKind] = &[&ssh::KIND];
+pub static PLACEMENTS: &[&dyn PlacementKind] = &[&ssh::KIND, &slurm::KIND];
 
 /// A placement as a study file names it: its table.
 pub trait PlacementKind: Sync {
@@ -61,7 +63,33 @@ pub trait Placement: Send + Sync + fmt::Debug {
     fn describe(&self) -> String;
     /// Connects to every node for a run: transports opened, agents started, facts and
     /// clocks read. `dir` is the run's private state on this host, `run` its id.
-    fn connect(&self, dir: &Path, run: &str, target: &Path) -> Result<Vec<Node>, NodeError>;
+    fn connect(&self, dir: &Path, run: &str, target: &Path) -> Result<Connected, NodeError>;
+    /// Whether `plan` connects too (and probes every node), or only checks what it can
+    /// without taking anything (a scheduler's allocation is taken by `run` alone).
+    fn plan_connects(&self) -> bool {
+        true
+    }
+    /// What can be checked without connecting, each problem with its fix.
+    fn check(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Nodes of the connected placement that its scheduler says are down or
+    /// draining, with why: a cell that would use one fails before it launches.
+    fn down_nodes(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// What results record of it (a Slurm job, partition, steps, version).
+    fn record(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// A placement connected for a run: its nodes, what connecting noted, and what it holds
+/// until the run ends (an allocation), given back when dropped — after the nodes.
+pub struct Connected {
+    pub nodes: Vec<Node>,
+    pub notes: Vec<String>,
+    pub hold: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// How a controller reaches one node: a command run there, a file copied, a long-lived
@@ -120,6 +148,58 @@ impl Distribution {
             (Layout::Pack, Some(n)) => format!("pack: {n} client(s) per node, node 1 first"),
             (Layout::Pack, None) => "pack: an even share per node, node 1 first".to_string(),
         }
+    }
+}
+
+/// Copies the local file `from` to `to` on node `dest` (mode 0755, atomically) through
+/// a command the transport makes for an argv (its stdin is the file). Content-addressed:
+/// a copy already there (another node of a shared filesystem) is the same file and may
+/// be running; it is kept, not replaced.
+pub(crate) fn copy_through(
+    dest: &str,
+    command: impl Fn(&[&str]) -> Command,
+    from: &Path,
+    to: &Path,
+) -> Result<(), NodeError> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let failed = |why: String| NodeError::Unreachable { node: dest.to_string(), why };
+    let tmp = format!("{}.tmp.{}.{}", to.display(), std::process::id(), crate::results::cell::escape(dest));
+    let dir = to.parent().map_or("/".into(), |d| d.display().to_string());
+    let to_text = quote(&to.display().to_string());
+    let script = format!(
+        "if [ -x {to_text} ]; then cat > /dev/null; exit 0; fi; umask 077 && mkdir -p {} && cat > {tmp} && chmod 755 {tmp} && mv -f {tmp} {to_text}",
+        quote(&dir),
+        tmp = quote(&tmp),
+    );
+    let bytes = std::fs::read(from).map_err(|e| NodeError::Local(format!("cannot read {}: {e}", from.display())))?;
+    let mut child = command(&["sh", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NodeError::Local(format!("cannot start the copy to {dest}: {e}")))?;
+    let written = child.stdin.take().expect("piped").write_all(&bytes);
+    drop(child.stdin.take());
+    let out = child.wait_with_output().map_err(|e| failed(e.to_string()))?;
+    if written.is_err() || !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(failed(format!("cannot copy iostudy to {}: {said}", to.display())));
+    }
+    Ok(())
+}
+
+/// The child gets SIGTERM when the thread that spawned it ends (the controller dies):
+/// a node's connection must not outlive the run that opened it.
+pub(crate) fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only makes one
+    // async-signal-safe system call (prctl).
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+                .map_err(std::io::Error::from)
+        });
     }
 }
 

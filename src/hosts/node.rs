@@ -59,10 +59,69 @@ pub struct Node {
 /// How long any one answer may take (a micro-VM launch waits for virtiofsd).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A node with this iostudy copied to it, its agent not started yet.
+pub struct Staged {
+    transport: Box<dyn Transport>,
+    remote: PathBuf,
+}
+
+/// Connects to every node `transports` reach: the copies of iostudy made in parallel
+/// (each a short-lived command), then the agents started one by one from this thread
+/// (whose end their sessions die with).
+pub fn connect_all(
+    transports: Vec<Box<dyn Transport>>,
+    dir: &Path,
+    run: &str,
+    target: &Path,
+) -> Result<Vec<Node>, NodeError> {
+    let staged: Vec<Result<Staged, NodeError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = transports.into_iter().map(|t| s.spawn(move || Node::stage(t, run))).collect();
+        handles.into_iter().map(|h| h.join().expect("staging thread")).collect()
+    });
+    staged.into_iter().enumerate().map(|(i, s)| s?.start(i, dir, run, target)).collect()
+}
+
+/// This executable and its content hash, computed once however many nodes ask.
+fn executable() -> Result<(PathBuf, String), NodeError> {
+    static EXE: std::sync::OnceLock<Result<(PathBuf, String), String>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find the iostudy executable: {e}"))?;
+        crate::runtime::binary::worker_binary()?;
+        let hash = content_hash(&exe)?;
+        Ok((exe, hash))
+    })
+    .clone()
+    .map_err(NodeError::Local)
+}
+
 impl Node {
-    /// Starts the agent on the node `transport` reaches (node `index` of the run's);
-    /// `dir` is the controller's private state directory for the run, `run` its id,
-    /// `target` the study's target.
+    /// Copies this iostudy to the node `transport` reaches, into a private directory
+    /// named after its content and the run (an agent removes its copy when it ends, and
+    /// nodes may share the directory: the same filesystem).
+    pub fn stage(transport: Box<dyn Transport>, run: &str) -> Result<Staged, NodeError> {
+        let (exe, hash) = executable()?;
+        // A node that sees this very file at the same path (a shared filesystem) runs it
+        // from there: nothing to copy.
+        let path = exe.display().to_string();
+        let seen = transport.run(&["sh", "-c", "sha256sum -- \"$1\" 2>/dev/null || true", "sh", &path])?;
+        if seen.split_whitespace().next() == Some(hash.as_str()) {
+            return Ok(Staged { transport, remote: exe });
+        }
+        let base = transport.run(&[
+            "sh",
+            "-c",
+            "if [ \"$(id -u)\" = 0 ]; then echo /run/iostudy; else echo \"${TMPDIR:-/tmp}/iostudy-$(id -u)\"; fi",
+        ])?;
+        let remote = PathBuf::from(base.trim())
+            .join(format!("{BIN_DIR_PREFIX}{run}-{}", crate::results::cell::escape(transport.dest())))
+            .join(format!("iostudy-{}", &hash[..16]));
+        transport.copy(&exe, &remote)?;
+        Ok(Staged { transport, remote })
+    }
+
+    /// Stages and starts the agent on the node `transport` reaches (node `index` of the
+    /// run's); `dir` is the controller's private state directory for the run, `run` its
+    /// id, `target` the study's target.
     pub fn connect(
         transport: Box<dyn Transport>,
         index: usize,
@@ -70,21 +129,16 @@ impl Node {
         run: &str,
         target: &Path,
     ) -> Result<Node, NodeError> {
+        Node::stage(transport, run)?.start(index, dir, run, target)
+    }
+}
+
+impl Staged {
+    /// Starts the agent: its session, the protocol's hello, the node's facts and clock.
+    pub fn start(self, index: usize, dir: &Path, run: &str, target: &Path) -> Result<Node, NodeError> {
+        let Staged { transport, remote } = self;
         let dest = transport.dest().to_string();
         let local = |why: String| NodeError::Local(why);
-        let exe = std::env::current_exe().map_err(|e| local(format!("cannot find the iostudy executable: {e}")))?;
-        crate::runtime::binary::worker_binary().map_err(local)?;
-        let base = transport.run(&[
-            "sh",
-            "-c",
-            "if [ \"$(id -u)\" = 0 ]; then echo /run/iostudy; else echo \"${TMPDIR:-/tmp}/iostudy-$(id -u)\"; fi",
-        ])?;
-        // Per run and node: an agent removes its copy when it ends, and nodes may share
-        // the directory (the same filesystem).
-        let remote = PathBuf::from(base.trim())
-            .join(format!("{BIN_DIR_PREFIX}{run}-{}", crate::results::cell::escape(&dest)))
-            .join(format!("iostudy-{}", content_hash(&exe).map_err(local)?));
-        transport.copy(&exe, &remote)?;
         let log = dir.join(format!("agent-{}.log", crate::results::cell::escape(&dest)));
         let errors = crate::safety::create_file(&log).map_err(|e| local(e.to_string()))?;
         let mut child =
@@ -105,6 +159,7 @@ impl Node {
                 target_problem: None,
                 pid: 0,
                 boot_id: None,
+                step: None,
             },
             transport,
             session: Mutex::new(Session { child, stdin, stdout, lost: None }),
@@ -123,7 +178,9 @@ impl Node {
         node.measure_clock()?;
         Ok(node)
     }
+}
 
+impl Node {
     fn unexpected(&self, what: &str, answer: &Response) -> NodeError {
         NodeError::Protocol { node: self.dest.clone(), why: format!("unexpected answer to {what}: {answer:?}") }
     }
@@ -380,9 +437,10 @@ fn read_line_within(r: &mut BufReader<ChildStdout>, out: &mut String, limit: Dur
     r.read_line(out)
 }
 
-/// FNV-1a of a file's content, in hex: names the copy on a node by what it is.
+/// The sha256 of a file's content, in hex: names the copy on a node by what it is, and
+/// tells whether a node already sees this very file (a shared filesystem).
 fn content_hash(path: &Path) -> Result<String, String> {
+    use sha2::{Digest as _, Sha256};
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    Ok(format!("{h:016x}"))
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
 }

@@ -150,6 +150,9 @@ pub struct Facts {
     /// The node's boot id: nodes (and the controller) that share one are one machine.
     #[serde(default)]
     pub boot_id: Option<String>,
+    /// The scheduler's step the agent runs in (`JOB.STEP` under Slurm).
+    #[serde(default)]
+    pub step: Option<String>,
 }
 
 /// A prepared backend, as the controller needs to know it.

@@ -153,6 +153,8 @@ impl Client for RemoteClient {
         let _ = self.node.teardown(&self.id);
         let text = match self.node.log(&self.id) {
             Ok(text) => text,
+            // The failure already says how the node was lost.
+            Err(crate::hosts::NodeError::Lost { .. }) => format!("(the log stayed on node {})\n", self.node.dest),
             Err(e) => format!("(the log stayed on node {}: {e})\n", self.node.dest),
         };
         let _ = crate::safety::write_atomic(&self.log, text.as_bytes());

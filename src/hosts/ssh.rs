@@ -7,7 +7,6 @@
 //! signal), and is told to exit when the run ends. Remote commands are given to ssh as
 //! one shell-quoted string, since the remote side hands it to a shell.
 
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use crate::command::Cmd;
-use crate::hosts::{Distribution, Layout, Node, NodeError, Placement, PlacementKind, Transport};
+use crate::command::{Cmd, quote};
+use crate::hosts::{
+    Connected, Distribution, Layout, Node, NodeError, Placement, PlacementKind, Transport, die_with_parent,
+};
 use crate::runtime::{Section, SpannedError};
 
 /// A connection to one node.
@@ -115,40 +116,7 @@ impl Transport for Ssh {
 
     /// Copies the local file `from` to `to` on the node (mode 0755), atomically.
     fn copy(&self, from: &Path, to: &Path) -> Result<(), NodeError> {
-        let failed = |why: String| NodeError::Unreachable { node: self.dest.clone(), why };
-        let tmp = format!("{}.tmp.{}.{}", to.display(), std::process::id(), crate::results::cell::escape(&self.dest));
-        let dir = to.parent().map_or("/".into(), |d| d.display().to_string());
-        // Content-addressed: a copy already there (another node of a shared filesystem)
-        // is the same file and may be running; it is kept, not replaced.
-        let script = format!(
-            "if [ -x {} ]; then cat > /dev/null; exit 0; fi; umask 077 && mkdir -p {} && cat > {} && chmod 755 {} && mv -f {} {}",
-            quote(&to.display().to_string()),
-            quote(&dir),
-            quote(&tmp),
-            quote(&tmp),
-            quote(&tmp),
-            quote(&to.display().to_string())
-        );
-        let bytes =
-            std::fs::read(from).map_err(|e| NodeError::Local(format!("cannot read {}: {e}", from.display())))?;
-        let mut child = self
-            .cmd(&["sh", "-c", &script])
-            .command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| NodeError::Local(format!("cannot run ssh: {e}")))?;
-        let written = child.stdin.take().expect("piped").write_all(&bytes);
-        let out = child.wait_with_output().map_err(|e| failed(format!("ssh: {e}")))?;
-        if written.is_err() || !out.status.success() {
-            return Err(failed(format!(
-                "cannot copy iostudy to {}: {}",
-                to.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(())
+        crate::hosts::copy_through(&self.dest, |argv| self.cmd(argv).command(), from, to)
     }
 
     /// A `Command` for a long-lived session running `argv` on the node, with piped
@@ -174,28 +142,6 @@ impl Drop for Ssh {
         let _ = self.master_command("exit").status();
         crate::runtime::child::kill_group(&mut self.master);
         let _ = std::fs::remove_file(&self.control);
-    }
-}
-
-/// The child gets SIGTERM when the thread that spawned it ends (the controller dies):
-/// a node's connection must not outlive the run that opened it.
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs in the child between fork and exec and only makes one
-    // async-signal-safe system call (prctl).
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
-                .map_err(std::io::Error::from)
-        });
-    }
-}
-
-/// `s` quoted for a POSIX shell.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -330,8 +276,14 @@ impl Placement for SshNodes {
         format!("{} ({}; the target is {shared})", self.nodes.join(", "), self.distribution.describe())
     }
 
-    fn connect(&self, dir: &Path, run: &str, target: &Path) -> Result<Vec<Node>, NodeError> {
-        (0..self.nodes.len()).map(|i| self.connect_one(i, dir, run, target)).collect()
+    fn connect(&self, dir: &Path, run: &str, target: &Path) -> Result<Connected, NodeError> {
+        // The masters from this thread (their lifetime is its), the rest in parallel.
+        let mut transports: Vec<Box<dyn Transport>> = Vec::new();
+        for dest in &self.nodes {
+            transports.push(Box::new(Ssh::connect(dest, &self.ssh_options, dir)?));
+        }
+        let nodes = crate::hosts::node::connect_all(transports, dir, run, target)?;
+        Ok(Connected { nodes, notes: Vec::new(), hold: None })
     }
 }
 

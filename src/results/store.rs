@@ -72,6 +72,10 @@ pub struct RunInfo {
     /// What the target is (where the controller sees it).
     #[serde(default)]
     pub target: Option<TargetFacts>,
+    /// Where the clients ran beyond this host, as the placement records it (a Slurm
+    /// job: its id, partition, nodes, version, and each node's agent step).
+    #[serde(default)]
+    pub placement: Option<serde_json::Value>,
 }
 
 /// Which part of a study a run ran (empty: all).

@@ -88,6 +88,10 @@ impl NodeSide for Agent {
             target_problem: crate::safety::check_user_dir(target).err().map(|e| e.to_string()),
             pid: std::process::id(),
             boot_id: crate::sys::boot_id(),
+            step: match (std::env::var("SLURM_JOB_ID"), std::env::var("SLURM_STEP_ID")) {
+                (Ok(job), Ok(step)) => Some(format!("{job}.{step}")),
+                _ => None,
+            },
         }
     }
 

@@ -63,6 +63,8 @@ pub enum CellFailure {
     Client { client: u32, why: String },
     /// The node a client ran on was lost.
     Lost { client: u32, why: String },
+    /// A node of the cell is down in its scheduler: nothing was launched.
+    NodeDown { node: String, why: String },
     /// A client exited successfully but never reported ready.
     ExitedBeforeReady { client: u32 },
     /// A client broke the control protocol (another version, a garbled message).
@@ -82,7 +84,7 @@ impl CellFailure {
             CellFailure::Setup(_) => FailureKind::Setup,
             CellFailure::Launch { kind, .. } => *kind,
             CellFailure::Client { .. } | CellFailure::ExitedBeforeReady { .. } => FailureKind::ClientExit,
-            CellFailure::Lost { .. } => FailureKind::LostNode,
+            CellFailure::Lost { .. } | CellFailure::NodeDown { .. } => FailureKind::LostNode,
             CellFailure::Protocol(_) => FailureKind::Protocol,
             CellFailure::Deadline { .. } => FailureKind::Timeout,
             CellFailure::Interrupted => FailureKind::Interrupted,
@@ -109,6 +111,9 @@ impl fmt::Display for CellFailure {
             CellFailure::Launch { client, error, .. } => write!(f, "cannot launch client {client}: {error}"),
             CellFailure::Client { client, why } => write!(f, "client {client} {why}"),
             CellFailure::Lost { client, why } => write!(f, "client {client}: {why}"),
+            CellFailure::NodeDown { node, why } => {
+                write!(f, "node {node} is {why}: nothing was launched")
+            }
             CellFailure::ExitedBeforeReady { client } => write!(f, "client {client} exited before it was ready"),
             CellFailure::Protocol(e) => f.write_str(e),
             CellFailure::Deadline { phase, clients } => {
@@ -164,7 +169,34 @@ const LAUNCH_PARALLELISM: usize = 32;
 impl CellRun<'_> {
     /// Runs the cell; its result, failed or not, is ready to store.
     pub fn run(&self) -> CellResult {
-        let mut result = CellResult {
+        let mut result = self.blank();
+        let mut phase = Phase::Setup;
+        match self.execute(&mut result, &mut phase) {
+            Ok(()) => result.status = CellStatus::Ok,
+            Err((failure, detail)) => {
+                result.failure_phase = Some(failure.phase(phase).name().to_string());
+                result.failure_kind = Some(failure.kind());
+                result.failure = Some(format!("{failure}{detail}"));
+            }
+        }
+        let _ = fs::remove_dir_all(&self.control);
+        result.finished_ns = crate::sys::wall_ns();
+        result
+    }
+
+    /// The cell failed before anything was launched, for `failure`.
+    pub fn refused(&self, failure: CellFailure) -> CellResult {
+        let mut result = self.blank();
+        result.failure_phase = Some(failure.phase(Phase::Setup).name().to_string());
+        result.failure_kind = Some(failure.kind());
+        result.failure = Some(failure.to_string());
+        result.finished_ns = crate::sys::wall_ns();
+        result
+    }
+
+    /// The cell's result before it ran: failed until it succeeds.
+    fn blank(&self) -> CellResult {
+        CellResult {
             schema_version: CELL_SCHEMA_VERSION,
             cell: self.cell.clone(),
             scenario_label: self.label.to_string(),
@@ -184,19 +216,7 @@ impl CellRun<'_> {
             boot_s: Vec::new(),
             placements: Vec::new(),
             cpu: Vec::new(),
-        };
-        let mut phase = Phase::Setup;
-        match self.execute(&mut result, &mut phase) {
-            Ok(()) => result.status = CellStatus::Ok,
-            Err((failure, detail)) => {
-                result.failure_phase = Some(failure.phase(phase).name().to_string());
-                result.failure_kind = Some(failure.kind());
-                result.failure = Some(format!("{failure}{detail}"));
-            }
         }
-        let _ = fs::remove_dir_all(&self.control);
-        result.finished_ns = crate::sys::wall_ns();
-        result
     }
 
     fn execute(&self, result: &mut CellResult, phase: &mut Phase) -> Result<(), (CellFailure, String)> {

@@ -33,12 +33,12 @@ use crate::control::{CONTROL_DIR, cell_dir};
 use crate::hosts::remote::RemoteBackend;
 use crate::report::units::bandwidth;
 use crate::results::aggregate::cell_figures;
-use crate::results::cell::{CellResult, CellStatus, RuntimeRecord};
+use crate::results::cell::{CellResult, CellStatus, FailureKind, RuntimeRecord};
 use crate::results::store::{Place, Store, StoreError};
 use crate::runner::preflight::Preflight;
 use crate::runtime::{Backend, RunContext, RuntimeError, ScenarioContext};
 use crate::study::plan::Plan;
-use cell::{CellRun, Placed};
+use cell::{CellFailure, CellRun, Placed};
 
 /// Why a run could not start or go on.
 #[derive(Debug, thiserror::Error)]
@@ -310,6 +310,20 @@ impl Setup<'_> {
         );
         info.target = self.local_target().then(|| crate::runner::preflight::target_facts(&plan.study.target)).flatten();
         info.filters = plan.filters.clone();
+        info.placement = plan.study.placement.as_ref().and_then(|p| p.record()).map(|mut r| {
+            let steps: serde_json::Map<String, serde_json::Value> = self
+                .pre
+                .nodes
+                .iter()
+                .filter_map(|n| Some((n.dest.clone(), serde_json::Value::String(n.facts.step.clone()?))))
+                .collect();
+            if let Some(obj) = r.as_object_mut()
+                && !steps.is_empty()
+            {
+                obj.insert("agent_steps".into(), serde_json::Value::Object(steps));
+            }
+            r
+        });
         store.write_run_info(&info)?;
         Ok(store)
     }
@@ -436,7 +450,24 @@ impl Cells<'_> {
             cell_timeout: self.plan.study.cell_timeout,
             cancel: self.cancel,
         };
-        Ok(cx.run())
+        // A node its scheduler took down fails the cell before anything is launched,
+        // and names the cause of a node lost while it ran.
+        let down = || {
+            let placement = self.plan.study.placement.as_ref()?;
+            let used: Vec<&str> = cx.placed.iter().filter_map(|c| Some(c.node?.dest.as_str())).collect();
+            placement.down_nodes().into_iter().find(|(n, _)| used.contains(&n.as_str()))
+        };
+        if let Some((node, why)) = down() {
+            return Ok(cx.refused(CellFailure::NodeDown { node, why }));
+        }
+        let mut result = cx.run();
+        if result.failure_kind == Some(FailureKind::LostNode)
+            && let Some((node, why)) = down()
+            && let Some(failure) = result.failure.as_mut()
+        {
+            *failure = format!("node {node} is {why}; {failure}");
+        }
+        Ok(result)
     }
 
     /// Each client's backend and node; the nodes' clocks measured again, since they

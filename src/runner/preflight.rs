@@ -78,6 +78,8 @@ pub struct Preflight {
     /// The study's nodes, connected, in `[hosts]` order (empty without hosts, or when a
     /// node could not be reached: then `problems` says why). Dropped before `scratch`.
     pub nodes: Vec<Arc<Node>>,
+    /// What the placement holds for the run (an allocation): given back after the nodes.
+    hold: Option<Box<dyn std::any::Any + Send + Sync>>,
     scratch: Option<Scratch>,
     /// Each planned scenario's probe, in plan order.
     pub probes: Vec<(String, Probe)>,
@@ -87,6 +89,8 @@ pub struct Preflight {
     pub warnings: Vec<Warning>,
     /// What stops the study, each with its fix (runtimes aside).
     pub problems: Vec<String>,
+    /// What connecting to the nodes noted (a dead run's job cancelled).
+    pub notes: Vec<String>,
 }
 
 /// Where the results go, for a run.
@@ -114,15 +118,29 @@ impl Preflight {
         let target = &plan.study.target;
         let mut pre = Preflight {
             nodes: Vec::new(),
+            hold: None,
             scratch: None,
             probes,
             free_bytes: crate::sys::free_space(target),
             needed_bytes: 0,
             warnings: Vec::new(),
             problems: Vec::new(),
+            notes: Vec::new(),
         };
         if let Some(placement) = &plan.study.placement {
-            pre.check_nodes(plan, placement.as_ref());
+            pre.problems.extend(placement.check());
+            if pre.problems.is_empty() && (results.is_some() || placement.plan_connects()) {
+                pre.check_nodes(plan, placement.as_ref());
+            } else if results.is_none() {
+                // The runtimes are probed where they run, when the run connects.
+                for (_, p) in &mut pre.probes {
+                    if let Some(problem) = p.problem.take() {
+                        p.notes.push(format!(
+                            "not usable on this host ({problem}); probed on the nodes when the run starts"
+                        ));
+                    }
+                }
+            }
         }
         let ram = crate::sys::meminfo("MemTotal:");
         let reads =
@@ -172,7 +190,11 @@ impl Preflight {
         let run = crate::sys::run_id();
         let target = &plan.study.target;
         match placement.connect(&dir, &run, target) {
-            Ok(nodes) => self.nodes = nodes.into_iter().map(Arc::new).collect(),
+            Ok(c) => {
+                self.nodes = c.nodes.into_iter().map(Arc::new).collect();
+                self.notes.extend(c.notes);
+                self.hold = c.hold;
+            }
             Err(e) => {
                 self.problems.push(format!("{e} (check the node and the placement's table)"));
                 return;

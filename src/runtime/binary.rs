@@ -41,6 +41,16 @@ fn current_exe() -> Result<PathBuf, String> {
     Ok(if exe.exists() { exe } else { PathBuf::from("/proc/self/exe") })
 }
 
+/// The worker's OCI image (`iostudy image`), built once per process: every containerd
+/// and Podman scenario loads it.
+pub fn worker_image() -> Result<&'static crate::image::Image, crate::runtime::RuntimeError> {
+    static IMAGE: std::sync::OnceLock<Result<crate::image::Image, String>> = std::sync::OnceLock::new();
+    IMAGE
+        .get_or_init(|| crate::image::build(&worker_binary()?, None))
+        .as_ref()
+        .map_err(|e| crate::runtime::RuntimeError::Setup(e.clone()))
+}
+
 /// Whether an ELF executable has no program interpreter (PT_INTERP), i.e. is static.
 pub fn is_static(path: &Path) -> std::io::Result<bool> {
     let bytes = fs::read(path)?;

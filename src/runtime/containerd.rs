@@ -20,13 +20,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Cmd, which};
-use crate::runtime::binary::worker_binary;
+use crate::runtime::binary::{worker_binary, worker_image};
 use crate::runtime::child::{ChildClient, kill_group};
 use crate::runtime::oci::{Flavor, install_hint};
 use crate::runtime::{
@@ -91,8 +91,8 @@ impl Kind for ContainerdKind {
     }
 
     fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
-        let spec: ContainerdSpec =
-            serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("containerd settings: {e}")))?;
+        let spec: ContainerdSpec = serde_json::from_value(settings.clone())
+            .map_err(|e| RuntimeError::Setup(format!("containerd settings: {e}")))?;
         Ok(Arc::new(spec))
     }
 
@@ -401,15 +401,6 @@ impl Daemon {
     }
 }
 
-/// The worker's image, built once per process: every containerd scenario imports it.
-fn worker_image() -> Result<&'static crate::image::Image, RuntimeError> {
-    static IMAGE: OnceLock<Result<crate::image::Image, String>> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| crate::image::build(&worker_binary()?, None))
-        .as_ref()
-        .map_err(|e| RuntimeError::Setup(e.clone()))
-}
-
 /// `ctr` against one daemon, in iostudy's namespace.
 #[derive(Debug, Clone)]
 struct Ctr {
@@ -545,20 +536,7 @@ impl Containerd {
             } else {
                 // The shim passes only its own flags: a wrapper adds ours.
                 let wrapper = self.dir.join(format!("{oci}-wrapper"));
-                let quoted: Vec<String> = std::iter::once(bin.display().to_string())
-                    .chain(flags)
-                    .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
-                    .collect();
-                let exec = if hybrid {
-                    "exec unshare -m sh -c 'umount /sys/fs/cgroup/unified && exec \"$0\" \"$@\"'"
-                } else {
-                    "exec"
-                };
-                let script = format!("#!/bin/sh\n{exec} {} \"$@\"\n", quoted.join(" "));
-                crate::safety::write_atomic(&wrapper, script.as_bytes())?;
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))
-                    .map_err(RuntimeError::io(format!("make {} executable", wrapper.display())))?;
+                crate::runtime::oci::write_wrapper(&wrapper, &bin, &flags, hybrid)?;
                 wrapper
             });
         }

@@ -18,14 +18,18 @@
 //! and remove it in [`Backend::cleanup`] and [`Client::teardown`]; external tools go
 //! through the [`crate::command::Cmd`] seam so exact command lines are unit-tested.
 
+pub mod apptainer;
 pub mod binary;
 pub mod cgroup;
+pub mod charliecloud;
 pub mod child;
 pub mod containerd;
+pub mod enroot;
 pub mod kubernetes;
 pub mod microvm;
 pub mod mock;
 pub mod oci;
+pub mod podman;
 pub mod process;
 
 use std::fmt;
@@ -41,8 +45,18 @@ use crate::results::cell::{RuntimeRecord, escape};
 use crate::workload::Workload;
 
 /// Every backend iostudy knows — the registration point.
-pub static KINDS: &[&dyn Kind] =
-    &[&process::KIND, &oci::KIND, &containerd::KIND, &kubernetes::KIND, &microvm::KIND, &mock::KIND];
+pub static KINDS: &[&dyn Kind] = &[
+    &process::KIND,
+    &oci::KIND,
+    &containerd::KIND,
+    &kubernetes::KIND,
+    &microvm::KIND,
+    &podman::KIND,
+    &charliecloud::KIND,
+    &apptainer::KIND,
+    &enroot::KIND,
+    &mock::KIND,
+];
 
 /// Where the study target is mounted inside containers and guests.
 pub const TARGET_MOUNT: &str = "/data";

@@ -66,7 +66,8 @@ impl Kind for OciKind {
     }
 
     fn rebuild(&self, settings: &serde_json::Value) -> Result<Arc<dyn Spec>, RuntimeError> {
-        let spec: OciSpec = serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("oci settings: {e}")))?;
+        let spec: OciSpec =
+            serde_json::from_value(settings.clone()).map_err(|e| RuntimeError::Setup(format!("oci settings: {e}")))?;
         Ok(Arc::new(spec))
     }
 
@@ -190,6 +191,26 @@ pub fn cgroup_hybrid() -> bool {
         && fs_type("/sys/fs/cgroup/unified") == Some(CGROUP2_SUPER_MAGIC)
 }
 
+/// What runs an OCI runtime on a cgroup v1/v2 hybrid host, under `unshare -m sh -c`:
+/// the cgroup2 mount hidden in a private mount namespace, then the runtime (`$0`).
+pub const HIDE_CGROUP2: &str = "umount /sys/fs/cgroup/unified && exec \"$0\" \"$@\"";
+
+/// Writes an executable wrapper at `path` that runs `bin` with `flags` before the
+/// caller's arguments, hiding the cgroup2 mount first when `hybrid` — for callers that
+/// take only a binary's path (containerd's shim, Podman).
+pub fn write_wrapper(path: &Path, bin: &Path, flags: &[String], hybrid: bool) -> Result<(), RuntimeError> {
+    let quoted: Vec<String> = std::iter::once(bin.display().to_string())
+        .chain(flags.iter().cloned())
+        .map(|a| crate::command::quote(&a))
+        .collect();
+    let exec = if hybrid { format!("exec unshare -m sh -c '{HIDE_CGROUP2}'") } else { "exec".into() };
+    let script = format!("#!/bin/sh\n{exec} {} \"$@\"\n", quoted.join(" "));
+    crate::safety::write_atomic(path, script.as_bytes())?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+        .map_err(RuntimeError::io(format!("make {} executable", path.display())))
+}
+
 /// Availability of an OCI CLI here.
 pub fn probe(runtime: &str, args: &[String]) -> Probe {
     let mut p = Probe::of(&OciSpec { runtime: runtime.to_string(), args: args.to_vec() });
@@ -297,7 +318,7 @@ impl Oci {
     fn cmd(&self, sub: &[OsString]) -> Cmd {
         if self.hybrid_workaround {
             Cmd::new("unshare")
-                .args(["-m", "sh", "-c", "umount /sys/fs/cgroup/unified && exec \"$0\" \"$@\""])
+                .args(["-m", "sh", "-c", HIDE_CGROUP2])
                 .arg(&self.bin)
                 .args(self.global_args())
                 .args(sub.iter().cloned())

@@ -341,6 +341,7 @@ impl Study {
             clients: self.clients.clone(),
             warnings,
             target: None,
+            placement: None,
         }
     }
 

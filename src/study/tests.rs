@@ -96,7 +96,7 @@ fn undefined_scenario_gets_a_hint() {
     let text = BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"bare\", \"kata\"]");
     assert_eq!(
         err(&text),
-        "s.toml:11:22: scenario `kata` is not defined (hint: add a [scenarios.kata] table with a runtime, or use a built-in scenario: bare, runc, crun, runsc, gvisor, youki, ctr-runc, ctr-crun, ctr-gvisor)"
+        "s.toml:11:22: scenario `kata` is not defined (hint: add a [scenarios.kata] table with a runtime, or use a built-in scenario: bare, runc, crun, runsc, gvisor, youki, ctr-runc, ctr-crun, ctr-gvisor, podman, podman-runc, podman-gvisor, charliecloud, apptainer, enroot)"
     );
 }
 
@@ -119,7 +119,7 @@ fn unknown_pattern_and_runtime() {
         |extra: &str| BASE.replace("scenarios = [\"bare\"]", "scenarios = [\"vm\"]") + "\n[scenarios.vm]\n" + extra;
     assert_eq!(
         err(&vm("runtime = \"firecracker\"\n")),
-        "s.toml:16:11: unknown runtime `firecracker` in scenario `vm` (hint: runtimes: process, oci, containerd, kubernetes, microvm)"
+        "s.toml:16:11: unknown runtime `firecracker` in scenario `vm` (hint: runtimes: process, oci, containerd, kubernetes, microvm, podman, charliecloud, apptainer, enroot)"
     );
     let k8s = err(&vm("runtime = \"kubernetes\"\n"));
     if cfg!(feature = "kubernetes") {
@@ -151,7 +151,7 @@ fn unknown_pattern_and_runtime() {
     assert!(e.starts_with("s.toml:18:1: scenario `vm`: unknown field `msise`, expected one of"), "{e}");
     assert!(e.ends_with("(hint: did you mean `msize`?)"), "{e}");
     let e = err(&vm("runtime = \"ocii\"\n"));
-    assert!(e.ends_with("(hint: did you mean `oci`? runtimes: process, oci, containerd, kubernetes, microvm)"), "{e}");
+    assert!(e.ends_with("(hint: did you mean `oci`? runtimes: process, oci, containerd, kubernetes, microvm, podman, charliecloud, apptainer, enroot)"), "{e}");
 }
 
 #[test]

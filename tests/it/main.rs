@@ -12,12 +12,14 @@ mod fio;
 mod fuzz;
 mod hostile;
 mod hosts;
+mod hpc;
 mod instruments;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod microvm;
 mod places;
 mod report;
+mod slurm;
 mod study;
 mod util;
 
@@ -33,10 +35,12 @@ fn main() {
         fuzz::trials,
         hostile::trials,
         hosts::trials,
+        hpc::trials,
         instruments::trials,
         microvm::trials,
         places::trials,
         report::trials,
+        slurm::trials,
         study::trials,
     ] {
         trials.extend(module());

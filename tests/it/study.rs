@@ -307,23 +307,6 @@ fn io_uring_refused_in_gvisor_fails_its_cell_or_falls_back() -> Needs {
     Ok(())
 }
 
-/// Waits until cell `cell`'s clients were told to go, and returns the pids of
-/// the worker running job `job`.
-fn worker_pid(dir: &Path, job: &str) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let pids: Vec<u32> = processes_mentioning(job)
-            .into_iter()
-            .filter(|p| processes_mentioning(dir.to_str().unwrap()).contains(p))
-            .collect();
-        if first_cell_went(dir) && !pids.is_empty() {
-            return pids[0];
-        }
-        assert!(Instant::now() < deadline, "worker for {job} never started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn a_crashing_client_fails_its_cell_and_the_study_goes_on() {
     let dir = scratch();
     let s = study(dir.path(), "\"bare\"", "runtime = \"3s\"", "");

@@ -395,3 +395,86 @@ pub fn hosts_ready() -> Needs {
     need(have("ssh") && have("ip") && have("nsenter"), "ssh, ip and nsenter (openssh-client, iproute2, util-linux)")?;
     need(static_worker(), "a static iostudy (cargo build, as .cargo/config.toml sets)")
 }
+
+/// A test Slurm cluster (scripts/test-slurm): slurmctld here and a slurmd in each of `n`
+/// network namespaces (node1 …), sharing this machine's filesystem; torn down (every
+/// job cancelled) when dropped. Commands get `SLURM_CONF` from [`TestSlurm::conf`].
+pub struct TestSlurm {
+    pub dir: tempfile::TempDir,
+    // The cluster's names (namespaces, bridge, slurmctld's port) are the machine's:
+    // one test's cluster at a time. Dropped after `drop` tore the cluster down.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+static SLURM_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl TestSlurm {
+    pub fn up(n: u32) -> TestSlurm {
+        let one_at_a_time = SLURM_CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = tempfile::Builder::new().prefix("iostudy-slurm.").tempdir_in("/dev/shm").unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-slurm");
+        let o = Command::new(script).arg("up").arg(dir.path()).arg(n.to_string()).output().unwrap();
+        assert!(o.status.success(), "test-slurm up: {}", String::from_utf8_lossy(&o.stderr));
+        TestSlurm { dir, _one_at_a_time: one_at_a_time }
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        self.dir.path().join("etc/slurm.conf")
+    }
+
+    /// A Slurm client command against this cluster.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", self.conf());
+        c
+    }
+
+    /// `squeue`'s jobs (id and name), one per line.
+    pub fn jobs(&self) -> String {
+        let o = self.cmd("squeue").args(["-h", "-o", "%i %j %T"]).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// iostudy with this cluster's config.
+    pub fn iostudy(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args).env("SLURM_CONF", self.conf()).env_remove("SLURM_JOB_ID");
+        c
+    }
+}
+
+impl Drop for TestSlurm {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-slurm");
+        let _ = Command::new(script).arg("down").arg(self.dir.path()).status();
+    }
+}
+
+/// Whether a test Slurm can be made here.
+pub fn slurm_ready() -> Needs {
+    need(is_root(), "root (network namespaces, slurmd)")?;
+    for tool in ["slurmctld", "slurmd", "srun", "munged", "nsenter", "ip"] {
+        need(
+            have(tool) || Path::new(&format!("/usr/sbin/{tool}")).exists(),
+            "Slurm (apt-get install --no-install-recommends slurmctld slurmd slurm-client munge)",
+        )?;
+    }
+    need(static_worker(), "a static iostudy (cargo build, as .cargo/config.toml sets)")
+}
+
+/// Waits until the first cell's clients were told to go, and returns the pid of the
+/// worker running job `job` (a path ending like `cell-0/job-1.json`).
+pub fn worker_pid(dir: &Path, job: &str) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pids: Vec<u32> = processes_mentioning(job)
+            .into_iter()
+            .filter(|p| processes_mentioning(dir.to_str().unwrap()).contains(p))
+            .collect();
+        if first_cell_went(dir) && !pids.is_empty() {
+            return pids[0];
+        }
+        assert!(Instant::now() < deadline, "worker for {job} never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
