@@ -416,10 +416,12 @@ fn demo_runs_with_mock_clients() {
     let out = dir.path().join("demo");
     let o = iostudy(&["demo", "--mock", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("56 cell(s) run"), "{}", stdout(&o));
+    // Every backend's demo scenarios, 8 cells each (2 client counts × 4 patterns).
+    assert!(stdout(&o).contains("72 cell(s) run"), "{}", stdout(&o));
     assert!(
-        stderr(&o)
-            .contains("iostudy demo: 56 cells (bare, runc, crun, gvisor, ctr-runc, microvm-9p, microvm-virtiofs)"),
+        stderr(&o).contains(
+            "iostudy demo: 72 cells (bare, runc, crun, gvisor, ctr-runc, microvm-9p, microvm-virtiofs, podman, charliecloud)"
+        ),
         "{}",
         stderr(&o)
     );
