@@ -1,9 +1,9 @@
-//! Kubernetes scenarios. No API server can be installed on CI machines, so: the Jobs
-//! `plan --manifests` writes are read back field by field, study-file errors and an
-//! unreachable cluster are checked with the real binary, the API flow is unit-tested
-//! against a scripted server (`src/runtime/kubernetes/api/tests.rs`), and a study runs
-//! on a real cluster only when `IOSTUDY_KUBECONFIG` names one (skipped otherwise, even
-//! under `IOSTUDY_REQUIRE_RUNTIMES=1`).
+//! Kubernetes scenarios: the Jobs `plan --manifests` writes read back field by field,
+//! study-file errors and an unreachable cluster with the real binary, and studies on a
+//! real cluster — the one `IOSTUDY_KUBECONFIG` names, else the test cluster
+//! (scripts/test-cluster: the official components built here, one node whose kubelet
+//! runs pods through containerd) — with the seed's RuntimeClasses and every failure the
+//! scripted API server (`src/runtime/kubernetes/api/tests.rs`) plays.
 
 use std::path::Path;
 use std::process::Command;
@@ -139,31 +139,89 @@ fn an_unreachable_cluster_is_refused_before_the_first_cell() {
     );
 }
 
-/// A real cluster, given by the person running the tests: `IOSTUDY_KUBECONFIG` (its
-/// kubeconfig), `IOSTUDY_K8S_IMAGE` (the pushed `iostudy image` of this build),
-/// `IOSTUDY_K8S_TARGET` (a directory this host and every node see as the same files,
-/// mounted by pods as `host_path`), optional `IOSTUDY_K8S_RUNTIME_CLASS`.
+/// The cluster the real-cluster tests run on: the one `IOSTUDY_KUBECONFIG` names (with
+/// `IOSTUDY_K8S_IMAGE`, this build's pushed image, and `IOSTUDY_K8S_TARGET`, a directory
+/// this host and every node see as the same files), else the test cluster.
+struct Real {
+    kubeconfig: String,
+    image: String,
+    target: String,
+    cluster: Option<std::sync::Arc<TestCluster>>,
+}
+
+fn real() -> Result<Real, Skip> {
+    if let Ok(kubeconfig) = std::env::var("IOSTUDY_KUBECONFIG") {
+        let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set with IOSTUDY_KUBECONFIG"));
+        return Ok(Real {
+            kubeconfig,
+            image: env("IOSTUDY_K8S_IMAGE"),
+            target: env("IOSTUDY_K8S_TARGET"),
+            cluster: None,
+        });
+    }
+    let c = TestCluster::shared()?;
+    Ok(Real {
+        kubeconfig: c.kubeconfig.display().to_string(),
+        image: c.image.clone(),
+        target: c.target.display().to_string(),
+        cluster: Some(c),
+    })
+}
+
+impl Real {
+    /// A study of `scenarios` (tables given in `tables`) on this cluster, in `dir`.
+    fn study(&self, dir: &Path, extra_study: &str, workload: &str, matrix: &str, tables: &str) -> std::path::PathBuf {
+        let (target, image, kubeconfig) = (&self.target, &self.image, &self.kubeconfig);
+        // `workload` keys replace these.
+        let defaults: String = ["bs = \"64K\"", "size = \"8M\"", "numjobs = 2", "runtime = \"2s\""]
+            .iter()
+            .filter(|d| !workload.lines().any(|l| l.split('=').next() == d.split('=').next()))
+            .map(|d| format!("{d}\n"))
+            .collect();
+        let s = dir.join("s.toml");
+        std::fs::write(
+            &s,
+            format!(
+                "[study]\nname = \"k8s-e2e\"\ntarget = {target:?}\nkeep_files = false\ndrop_caches = false\n{extra_study}\n\
+                 [kubernetes]\nkubeconfig = {kubeconfig:?}\nimage = {image:?}\nimage_pull_policy = \"IfNotPresent\"\n\
+                 volume = {{ host_path = {target:?} }}\n\n\
+                 [workload]\n{defaults}{workload}\n\
+                 [matrix]\n{matrix}\n\n{tables}"
+            ),
+        )
+        .unwrap();
+        s
+    }
+
+    /// The Jobs and pods left in the namespace, if this is the test cluster.
+    fn left(&self) -> String {
+        match &self.cluster {
+            Some(c) => c.kubectl(&["-n", "iostudy", "get", "jobs,pods", "-o", "name"]),
+            None => String::new(),
+        }
+    }
+
+    fn assert_nothing_left(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !self.left().trim().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        assert_eq!(self.left().trim(), "", "no Job or pod left");
+    }
+}
+
 fn a_study_runs_on_a_real_cluster() -> Needs {
-    let kubeconfig = std::env::var("IOSTUDY_KUBECONFIG").ok();
-    optional(kubeconfig.is_some(), "a Kubernetes cluster: IOSTUDY_KUBECONFIG, IOSTUDY_K8S_IMAGE, IOSTUDY_K8S_TARGET")?;
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set with IOSTUDY_KUBECONFIG"));
-    let (image, target) = (env("IOSTUDY_K8S_IMAGE"), env("IOSTUDY_K8S_TARGET"));
+    let k = real()?;
     let class = std::env::var("IOSTUDY_K8S_RUNTIME_CLASS").ok();
     let dir = scratch();
     let class_line = class.map(|c| format!("runtime_class = {c:?}\n")).unwrap_or_default();
-    let s = dir.path().join("s.toml");
-    std::fs::write(
-        &s,
-        format!(
-            "[study]\nname = \"k8s-e2e\"\ntarget = {target:?}\nkeep_files = false\ndrop_caches = false\n\n\
-             [kubernetes]\nkubeconfig = {:?}\nimage = {image:?}\nvolume = {{ host_path = {target:?} }}\n\n\
-             [workload]\nbs = \"64K\"\nsize = \"8M\"\nnumjobs = 2\nruntime = \"2s\"\n\n\
-             [matrix]\nscenarios = [\"k8s\"]\nclients = [2]\npatterns = [\"read\", \"write\"]\n\n\
-             [scenarios.k8s]\nruntime = \"kubernetes\"\n{class_line}",
-            kubeconfig.unwrap()
-        ),
-    )
-    .unwrap();
+    let s = k.study(
+        dir.path(),
+        "",
+        "",
+        "scenarios = [\"k8s\"]\nclients = [2]\npatterns = [\"read\", \"write\"]",
+        &format!("[scenarios.k8s]\nruntime = \"kubernetes\"\n{class_line}"),
+    );
     let out = dir.path().join("results");
     let o = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
@@ -175,6 +233,146 @@ fn a_study_runs_on_a_real_cluster() -> Needs {
         assert_eq!(c.placements.len(), 2, "each pod's node is recorded");
         assert!(c.runtime.notes.iter().any(|n| n.starts_with("Kubernetes v")), "{:?}", c.runtime.notes);
     }
+    k.assert_nothing_left();
+    Ok(())
+}
+
+/// The seed's shape through RuntimeClasses, as its authors chose runtimes: runc and
+/// gVisor, 1, 2 and 4 clients, read and write; each pod's node from `spec.nodeName`.
+fn the_seed_shape_runs_through_runtime_classes() -> Needs {
+    let k = real()?;
+    let Some(cluster) = k.cluster.clone() else {
+        return optional(false, "the test cluster (its RuntimeClasses runc and gvisor), not IOSTUDY_KUBECONFIG's");
+    };
+    let dir = scratch();
+    let s = k.study(
+        dir.path(),
+        "",
+        "",
+        "scenarios = [\"runc\", \"gvisor\"]\nclients = [1, 2, 4]\npatterns = [\"read\", \"write\"]",
+        "[scenarios.runc]\nruntime = \"kubernetes\"\nruntime_class = \"runc\"\n\n\
+         [scenarios.gvisor]\nruntime = \"kubernetes\"\nruntime_class = \"gvisor\"\n",
+    );
+    let out = dir.path().join("results");
+    let o = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let cells = stored_cells(&out);
+    assert_eq!(cells.len(), 12, "2 RuntimeClasses × 3 client counts × 2 patterns");
+    let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
+    for c in &cells {
+        assert_eq!(c.status, CellStatus::Ok, "{}: {:?}", c.cell.id, c.failure);
+        assert_eq!(c.clients.len() as u32, c.cell.clients);
+        assert!(c.placements.iter().all(|p| p.node == "k8s-node1"), "{}: {:?}", c.cell.id, c.placements);
+        let handler = format!("RuntimeClass {}, handler {}", c.cell.scenario, c.cell.scenario);
+        assert!(c.runtime.notes.contains(&handler), "{}: {:?}", c.cell.id, c.runtime.notes);
+        // Inside gVisor the kernel that answers is gVisor's, not this host's.
+        let in_gvisor = c.clients.iter().all(|r| r.host.kernel != kernel);
+        assert_eq!(in_gvisor, c.cell.scenario == "gvisor", "{}: {}", c.cell.id, c.clients[0].host.kernel);
+    }
+    println!("{}", stdout(&o));
+    k.assert_nothing_left();
+    drop(cluster);
+    Ok(())
+}
+
+/// What the scripted API server plays, for real: a pod no node can take, an image that
+/// cannot be pulled, a container killed for memory, a cell past its deadline.
+fn real_failures_are_reported_in_the_pods_words() -> Needs {
+    let k = real()?;
+    if k.cluster.is_none() {
+        return optional(false, "the test cluster (failures are provoked on it), not IOSTUDY_KUBECONFIG's");
+    }
+    let cases: [(&str, &str, &str, &str); 4] = [
+        ("", "", "node_selector = { \"iostudy/none\" = \"true\" }\n", "Unschedulable: 0/1 nodes are available"),
+        ("", "", "image = \"localhost/iostudy:not-there\"\nimage_pull_policy = \"Never\"\n", "ErrImageNeverPull"),
+        ("", "bs = \"64M\"\nsize = \"128M\"\n", "resources = { memory = \"24Mi\" }\n", "OOMKilled (exit 137)"),
+        (
+            "cell_timeout = \"4s\"\nbarrier_timeout = \"1s\"\n",
+            "runtime = \"3s\"\n",
+            "",
+            // On a real cluster iostudy's own deadline comes first (the Job's counts from
+            // its start, later, and adds the barrier's wait): activeDeadlineSeconds is a
+            // backstop for pods that hang after their controller died.
+            "not finished before the deadline (hung?): stopped by iostudy",
+        ),
+    ];
+    for (study_keys, workload, scenario_keys, words) in cases {
+        let dir = scratch();
+        let s = k.study(
+            dir.path(),
+            study_keys,
+            workload,
+            "scenarios = [\"k8s\"]\nclients = [1]\npatterns = [\"read\"]",
+            &format!("[scenarios.k8s]\nruntime = \"kubernetes\"\n{scenario_keys}"),
+        );
+        let out = dir.path().join("results");
+        let o = iostudy(&["run", s.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{words}: {}\n{}", stdout(&o), stderr(&o));
+        let cells = stored_cells(&out);
+        assert_eq!(cells.len(), 1);
+        let failure = cells[0].failure.clone().unwrap_or_default();
+        assert!(failure.contains(words), "expected `{words}` in: {failure}");
+        k.assert_nothing_left();
+    }
+    Ok(())
+}
+
+/// Ctrl-C deletes the cell's Job and its pods; a controller killed outright leaves its
+/// Job (its pods run on, or stop at the barrier's timeout without go), which the next
+/// run deletes by label.
+fn interrupted_and_killed_runs_leave_no_job() -> Needs {
+    let k = real()?;
+    let Some(cluster) = k.cluster.clone() else {
+        return optional(false, "the test cluster, not IOSTUDY_KUBECONFIG's");
+    };
+    for signal in [rustix::process::Signal::INT, rustix::process::Signal::KILL] {
+        let dir = scratch();
+        let s = k.study(
+            dir.path(),
+            "",
+            "runtime = \"60s\"\n",
+            "scenarios = [\"k8s\"]\nclients = [2]\npatterns = [\"read\"]",
+            "[scenarios.k8s]\nruntime = \"kubernetes\"\n",
+        );
+        let out = dir.path().join("results");
+        let mut run = Command::new(bin())
+            .args(["run", s.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let said = || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !cluster
+            .kubectl(&["-n", "iostudy", "get", "pods", "-o", "jsonpath={.items[*].status.phase}"])
+            .contains("Running")
+        {
+            assert!(run.try_wait().unwrap().is_none(), "the run ended first: {}", said());
+            assert!(std::time::Instant::now() < deadline, "the pods never ran: {}", said());
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        let pid = run.id();
+        rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), signal).unwrap();
+        let st = wait_for(&mut run, std::time::Duration::from_secs(120));
+        if signal == rustix::process::Signal::INT {
+            assert_eq!(st.code(), Some(130));
+            k.assert_nothing_left();
+            continue;
+        }
+        assert!(k.left().contains("job.batch/"), "a killed run leaves its Job: {}", k.left());
+        let next = scratch();
+        let s2 = k.study(
+            next.path(),
+            "",
+            "",
+            "scenarios = [\"k8s\"]\nclients = [1]\npatterns = [\"read\"]",
+            "[scenarios.k8s]\nruntime = \"kubernetes\"\n",
+        );
+        let o = iostudy(&["run", s2.to_str().unwrap(), "-o", next.path().join("r").to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stderr(&o).contains("note: deleted 1 Job(s) of the dead run"), "{}", stderr(&o));
+        k.assert_nothing_left();
+    }
     Ok(())
 }
 
@@ -183,4 +381,7 @@ crate::trials![
     kubernetes_study_errors_are_located,
     an_unreachable_cluster_is_refused_before_the_first_cell,
     a_study_runs_on_a_real_cluster,
+    the_seed_shape_runs_through_runtime_classes,
+    real_failures_are_reported_in_the_pods_words,
+    interrupted_and_killed_runs_leave_no_job,
 ];

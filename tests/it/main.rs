@@ -48,6 +48,11 @@ fn main() {
     #[cfg(feature = "kubernetes")]
     trials.extend(kubernetes::trials());
     let conclusion = libtest_mimic::run(&args, trials);
+    #[cfg(feature = "kubernetes")]
+    if let Err(left) = util::TestCluster::shutdown() {
+        eprintln!("\nthe test Kubernetes cluster was not torn down whole:\n{left}");
+        std::process::exit(101);
+    }
     if conclusion.num_ignored > 0 {
         eprintln!(
             "\n{} test(s) skipped: each line marked `ignored` above says what it needs; IOSTUDY_REQUIRE_RUNTIMES=1 makes them mandatory",

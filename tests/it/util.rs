@@ -478,3 +478,87 @@ pub fn worker_pid(dir: &Path, job: &str) -> u32 {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The test Kubernetes cluster (scripts/test-cluster): the official components built
+/// from Go modules, one node whose kubelet runs pods through containerd. Started once
+/// for the whole test binary by the first test that asks, torn down by
+/// [`TestCluster::shutdown`] when every test has run.
+#[cfg(feature = "kubernetes")]
+pub struct TestCluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub image: String,
+    pub target: PathBuf,
+    /// `kubectl` of the same build.
+    pub kubectl: PathBuf,
+}
+
+#[cfg(feature = "kubernetes")]
+static CLUSTER: std::sync::Mutex<Option<Result<std::sync::Arc<TestCluster>, String>>> = std::sync::Mutex::new(None);
+
+#[cfg(feature = "kubernetes")]
+impl TestCluster {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test-cluster")
+    }
+
+    /// The shared cluster, started on first use; `Err(Skip)` where it cannot run here.
+    pub fn shared() -> Result<std::sync::Arc<TestCluster>, Skip> {
+        need(is_root(), "root (kubelet, containerd)")?;
+        for (tool, pkg) in [("go", "Go"), ("openssl", "openssl"), ("containerd", "containerd"), ("runsc", "runsc")] {
+            need(have(tool), &format!("{pkg} for the test cluster (scripts/setup)"))?;
+        }
+        let built = Command::new(Self::script()).arg("built").output().unwrap();
+        need(
+            built.status.success(),
+            "the test cluster's components (scripts/test-cluster build; scripts/setup runs it)",
+        )?;
+        let bins = PathBuf::from(String::from_utf8_lossy(&built.stdout).trim());
+        let mut slot = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let dir = std::env::temp_dir().join(format!("iostudy-k8s.{}", std::process::id()));
+            let o = Command::new(Self::script()).arg("up").arg(&dir).env("IOSTUDY_BIN", bin()).output().unwrap();
+            *slot = Some(if o.status.success() {
+                let env: std::collections::HashMap<String, String> = std::fs::read_to_string(dir.join("env"))
+                    .unwrap()
+                    .lines()
+                    .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                    .collect();
+                Ok(std::sync::Arc::new(TestCluster {
+                    kubeconfig: env["IOSTUDY_KUBECONFIG"].clone().into(),
+                    image: env["IOSTUDY_K8S_IMAGE"].clone(),
+                    target: env["IOSTUDY_K8S_TARGET"].clone().into(),
+                    kubectl: bins.join("kubectl"),
+                    dir,
+                }))
+            } else {
+                let _ = Command::new(Self::script()).arg("down").arg(&dir).output();
+                Err(format!("test-cluster up failed:\n{}", String::from_utf8_lossy(&o.stderr)))
+            });
+        }
+        match slot.as_ref().unwrap() {
+            Ok(c) => Ok(c.clone()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// `kubectl` against this cluster; its stdout (it must succeed).
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let o = Command::new(&self.kubectl)
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Tears the shared cluster down, if one was started; `Err` says what `down` left
+    /// behind (a process, container, mount, cgroup, network namespace or interface).
+    pub fn shutdown() -> Result<(), String> {
+        let slot = CLUSTER.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(Ok(c)) = slot else { return Ok(()) };
+        let o = Command::new(Self::script()).arg("down").arg(&c.dir).output().unwrap();
+        if o.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&o.stderr).into_owned()) }
+    }
+}

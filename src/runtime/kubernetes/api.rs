@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -44,6 +44,11 @@ const FATAL_WAITING: &[&str] = &[
     "CrashLoopBackOff",
 ];
 const RECORD: &str = "kubernetes.json";
+/// A pod whose sandbox the kubelet failed to create this many times is failed: the
+/// kubelet retries forever, and says why only in events, never in the pod's status.
+const SANDBOX_ATTEMPTS: i32 = 3;
+/// How often a cell's events are listed while a scheduled pod has not started.
+const EVENTS_REFRESH: Duration = Duration::from_secs(2);
 
 /// A connection to one cluster, with the runtime its calls run on.
 pub struct Cluster {
@@ -138,7 +143,7 @@ impl Cluster {
                 let hint = match s.code {
                     401 => " (the kubeconfig's credentials were refused)",
                     403 => {
-                        " (RBAC: iostudy needs create/get/list/delete on jobs and get/list on pods and pods/log in its namespace)"
+                        " (RBAC: iostudy needs create/get/list/delete on jobs and get/list on pods, pods/log and events in its namespace)"
                     }
                     _ => "",
                 };
@@ -428,6 +433,9 @@ struct Snapshot {
     pods: Vec<Pod>,
     /// The Job's Failed condition, in words.
     job_failed: Option<String>,
+    /// Pods whose sandbox could not be created: attempts so far, and the last words.
+    sandbox: HashMap<String, (i32, String)>,
+    events_at: Option<Instant>,
     /// The last listing's error, and since when listings fail.
     error: Option<(String, Instant)>,
 }
@@ -444,8 +452,9 @@ struct JobWatch {
 }
 
 impl JobWatch {
-    /// The pod of client `k` and the Job's failure, listed at most every [`REFRESH`].
-    fn state(&self, k: u32) -> Result<(Option<Pod>, Option<String>), String> {
+    /// The pod of client `k`, the Job's failure and the pod's sandbox failure, listed at
+    /// most every [`REFRESH`].
+    fn state(&self, k: u32) -> Result<PodView, String> {
         let mut s = self.snapshot.lock().expect("snapshot lock");
         if s.at.is_none_or(|at| at.elapsed() >= REFRESH) {
             s.at = Some(Instant::now());
@@ -471,6 +480,25 @@ impl JobWatch {
                 Ok(None) => Some(format!("Job {} was deleted from outside iostudy", self.name)),
                 Err(_) => s.job_failed.take(),
             };
+            let waiting = s.pods.iter().any(|p| {
+                p.spec.as_ref().is_some_and(|sp| sp.node_name.is_some())
+                    && p.status.as_ref().and_then(|st| st.phase.as_deref()) == Some("Pending")
+            });
+            if waiting && s.events_at.is_none_or(|at| at.elapsed() >= EVENTS_REFRESH) {
+                s.events_at = Some(Instant::now());
+                let events: Api<Event> = Api::namespaced(self.cluster.client.clone(), &self.namespace);
+                let lp = ListParams::default().fields("involvedObject.kind=Pod,reason=FailedCreatePodSandBox");
+                if let Ok(list) = self.cluster.call("list the pods' events", events.list(&lp)) {
+                    for e in list.items {
+                        let Some(pod) = e.involved_object.name else { continue };
+                        let count = e.count.unwrap_or(1);
+                        let entry = s.sandbox.entry(pod).or_insert((0, String::new()));
+                        if count >= entry.0 {
+                            *entry = (count, e.message.unwrap_or_default());
+                        }
+                    }
+                }
+            }
         }
         if let Some((e, since)) = &s.error
             && since.elapsed() >= API_PATIENCE
@@ -483,7 +511,13 @@ impl JobWatch {
             .filter(|p| completion_index(p) == Some(k))
             .max_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0))
             .cloned();
-        Ok((pod, s.job_failed.clone()))
+        let sandbox = pod.as_ref().and_then(|p| {
+            let name = p.metadata.name.as_deref()?;
+            let (attempts, message) = s.sandbox.get(name).filter(|(n, _)| *n >= SANDBOX_ATTEMPTS)?;
+            let on = p.spec.as_ref().and_then(|sp| sp.node_name.as_deref()).unwrap_or("?");
+            Some(format!("pod {name} on {on}: FailedCreatePodSandBox ({attempts} attempts): {message}"))
+        });
+        Ok(PodView { pod, job_failed: s.job_failed.clone(), sandbox_failed: sandbox })
     }
 
     /// Deletes the Job once (foreground: its pods first).
@@ -502,6 +536,15 @@ impl JobWatch {
             .call(&format!("the log of pod {pod}"), self.cluster.pods(&self.namespace).logs(pod, &lp))
             .map_err(|e| e.message)
     }
+}
+
+/// What a client sees of its pod.
+#[derive(Default)]
+struct PodView {
+    pod: Option<Pod>,
+    job_failed: Option<String>,
+    /// The kubelet cannot create the pod's sandbox, in its words.
+    sandbox_failed: Option<String>,
 }
 
 /// An Indexed Job pod's completion index.
@@ -612,7 +655,7 @@ impl Client for PodClient {
         if self.exit.is_some() {
             return self.exit.clone();
         }
-        let (pod, job_failed) = match self.job.state(self.client) {
+        let PodView { pod, job_failed, sandbox_failed } = match self.job.state(self.client) {
             Ok(s) => s,
             Err(e) => return Some(Exit::Failed(e)),
         };
@@ -622,7 +665,8 @@ impl Client for PodClient {
         let exit = match pod.as_ref().map(pod_state) {
             Some(PodState::Succeeded) => Some(Exit::Success),
             Some(PodState::Failed(why)) => Some(Exit::Failed(why)),
-            Some(PodState::Pending | PodState::Running) | None => job_failed.map(Exit::Failed),
+            Some(PodState::Pending) => sandbox_failed.or(job_failed).map(Exit::Failed),
+            Some(PodState::Running) | None => job_failed.map(Exit::Failed),
         };
         if let Some(e) = &exit {
             let state = match e {
@@ -637,7 +681,7 @@ impl Client for PodClient {
 
     fn kill(&mut self) {
         if self.exit.is_none() {
-            let (pod, _) = self.job.state(self.client).unwrap_or_default();
+            let pod = self.job.state(self.client).unwrap_or_default().pod;
             self.keep_log(pod.as_ref(), Some("stopped by iostudy"));
             self.exit = Some(Exit::Failed("killed".into()));
         }
@@ -646,7 +690,7 @@ impl Client for PodClient {
 
     fn teardown(&mut self) {
         if !self.logged {
-            let (pod, _) = self.job.state(self.client).unwrap_or_default();
+            let pod = self.job.state(self.client).unwrap_or_default().pod;
             self.keep_log(pod.as_ref(), None);
         }
         if self.job.left.fetch_sub(1, Ordering::SeqCst) == 1 {

@@ -31,6 +31,10 @@ struct Server {
     script: Option<Script>,
     /// This many listings of pods fail (500) first.
     failing_lists: usize,
+    /// The namespace's events, as the kubelet posts them.
+    events: Vec<Value>,
+    /// Pending pods are already bound to a node (their sandbox is being made).
+    pending_on_node: bool,
     /// `METHOD path` of every request, and the bodies of creates and deletes.
     requests: Vec<String>,
     bodies: Vec<Value>,
@@ -138,7 +142,7 @@ impl Server {
                 steps[seen.min(steps.len() - 1)].clone()
             }
         };
-        let node = (status["phase"] != "Pending").then(|| format!("node{}", k % 2 + 1));
+        let node = (status["phase"] != "Pending" || self.pending_on_node).then(|| format!("node{}", k % 2 + 1));
         json!({
             "metadata": {"name": name, "namespace": "iostudy", "labels": {JOB_LABEL: job}, "annotations": {INDEX_ANNOTATION: k.to_string()}},
             "spec": {"containers": [{"name": "worker"}], "nodeName": node},
@@ -230,6 +234,9 @@ impl Server {
                     s.pods.get_mut(n).unwrap().2 += 1;
                 }
                 ok(json!({"metadata": {}, "items": items}))
+            }
+            (Method::GET, ["api", "v1", "namespaces", _, "events"]) => {
+                ok(json!({"metadata": {}, "items": s.events.clone()}))
             }
             (Method::GET, ["api", "v1", "namespaces", _, "pods", name, "log"]) => {
                 let text = match &s.kubelet {
@@ -387,6 +394,37 @@ fn an_unschedulable_pod_fails_its_client_with_the_schedulers_words() {
     assert_eq!(why, "pod iostudy-4242-17-0-1-x7k2p: Unschedulable: 0/2 nodes are available: 2 Insufficient memory.");
     assert_eq!(clients[0].poll(), None, "client 0 still runs");
     assert!(clients[1].log_tail(5).contains("Insufficient memory"));
+}
+
+/// As a real kubelet does when its runtime cannot start a pod's sandbox: the pod stays
+/// Pending with its container "ContainerCreating", the reason only in events.
+#[test]
+fn a_pod_whose_sandbox_cannot_be_created_fails_with_the_kubelets_words() {
+    let f = fixture(|_| {
+        vec![
+            json!({"phase": "Pending", "containerStatuses": [{"name": "worker", "ready": false, "restartCount": 0, "image": "i", "imageID": "", "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
+        ]
+    });
+    let mut clients = f.launch(1);
+    // Pending pods of the script have no node: give this one its node, as a real pod
+    // whose sandbox is being made has.
+    assert_eq!(clients[0].poll(), None, "a sandbox not made yet is no failure");
+    let event = |count: i32| json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "iostudy-4242-17-0-0-x7k2p"}, "reason": "FailedCreatePodSandBox", "count": count, "message": "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to start sandbox container task: OCI runtime start failed"});
+    f.server.lock().unwrap().events = vec![event(1)];
+    f.server.lock().unwrap().pending_on_node = true;
+    std::thread::sleep(EVENTS_REFRESH + REFRESH);
+    assert_eq!(clients[0].poll(), None, "one attempt is no failure: the kubelet retries");
+    f.server.lock().unwrap().events = vec![event(3)];
+    std::thread::sleep(EVENTS_REFRESH + REFRESH);
+    match clients[0].poll() {
+        Some(Exit::Failed(why)) => assert_eq!(
+            why,
+            "pod iostudy-4242-17-0-0-x7k2p on node1: FailedCreatePodSandBox (3 attempts): Failed to create pod sandbox: rpc error: code = Unknown desc = failed to start sandbox container task: OCI runtime start failed"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let asked = f.server.lock().unwrap().requests.iter().filter(|r| r.ends_with("/events")).count();
+    assert!((1..=4).contains(&asked), "events are listed only while a scheduled pod waits, throttled: {asked}");
 }
 
 #[test]
