@@ -181,6 +181,36 @@ pub trait Link {
 pub struct SharedDir {
     host: PathBuf,
     client: PathBuf,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+}
+
+/// What the controller has seen of the clients' markers: each tick asks of every
+/// client, and answers from one directory listing per tick, reading a client's ready
+/// message once — O(clients) a tick, not O(clients) file reads.
+#[derive(Debug, Default)]
+struct Seen {
+    ready: std::collections::HashSet<u32>,
+    ready_listed: Listing,
+    booted_listed: Listing,
+}
+
+/// The numbered entries of a directory, listed again once older than [`RESCAN`].
+#[derive(Debug, Default)]
+struct Listing {
+    names: std::collections::HashSet<u32>,
+    at: Option<Instant>,
+}
+
+const RESCAN: Duration = Duration::from_millis(2);
+
+impl Listing {
+    fn contains(&mut self, dir: &Path, k: u32) -> bool {
+        if !self.names.contains(&k) && self.at.is_none_or(|t| t.elapsed() >= RESCAN) {
+            self.names = numbered(dir).into_iter().collect();
+            self.at = Some(Instant::now());
+        }
+        self.names.contains(&k)
+    }
 }
 
 const JOB_PREFIX: &str = "job-";
@@ -211,7 +241,7 @@ impl SharedDir {
         for d in [host.join("ready"), host.join("booted"), host.join("clock")] {
             fs::create_dir_all(&d).map_err(|source| ProtocolError::Io { what: "create", path: d.clone(), source })?;
         }
-        Ok(SharedDir { host: host.to_path_buf(), client: client.to_path_buf() })
+        Ok(SharedDir { host: host.to_path_buf(), client: client.to_path_buf(), seen: Default::default() })
     }
 
     pub fn host_dir(&self) -> &Path {
@@ -227,17 +257,29 @@ impl Channel for SharedDir {
     }
 
     fn is_ready(&self, k: u32) -> Result<bool, ProtocolError> {
-        let path = self.host.join("ready").join(k.to_string());
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.ready.contains(&k) {
+            return Ok(true);
+        }
+        let dir = self.host.join("ready");
+        if !seen.ready_listed.contains(&dir, k) {
+            return Ok(false);
+        }
+        let path = dir.join(k.to_string());
         match read_json::<Ready>(&path, "ready message") {
             Ok(None) => Ok(false),
-            Ok(Some(r)) if r.protocol == PROTOCOL_VERSION => Ok(true),
+            Ok(Some(r)) if r.protocol == PROTOCOL_VERSION => {
+                seen.ready.insert(k);
+                Ok(true)
+            }
             Ok(Some(r)) => Err(ProtocolError::Version { path, found: r.protocol }),
             Err(e) => Err(e),
         }
     }
 
     fn is_booted(&self, k: u32) -> bool {
-        self.host.join("booted").join(k.to_string()).exists()
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.booted_listed.contains(&self.host.join("booted"), k)
     }
 
     fn go(&self, go: &Go) -> Result<(), ProtocolError> {
@@ -372,6 +414,7 @@ impl Link for SharedDirLink {
             .barrier
             .unwrap_or(Barrier { timeout: Span(Duration::from_secs(600)), poll: Span(Duration::from_millis(5)) });
         let deadline = Instant::now() + b.timeout.0;
+        let watch = GoWatch::new(&self.dir);
         loop {
             if let Some(go) = self.read_go()? {
                 return Ok(go.start_ns);
@@ -379,7 +422,10 @@ impl Link for SharedDirLink {
             if Instant::now() >= deadline {
                 return Err(ProtocolError::NoGo { path: self.dir.join("go"), waited: b.timeout.0 });
             }
-            std::thread::sleep(b.poll.0);
+            match &watch {
+                Some(w) => w.wait(b.poll.0),
+                None => std::thread::sleep(b.poll.0),
+            }
         }
     }
 
@@ -427,6 +473,35 @@ impl Link for SharedDirLink {
         let _ = fs::remove_file(&ping);
         let (rtt, offset_ns) = best.unwrap_or((0, 0));
         Ok(ClockSync { offset_ns, uncertainty_ns: rtt.div_ceil(2) })
+    }
+}
+
+/// Wakes a client waiting for go as soon as a file is renamed into the control
+/// directory — where the kernel that writes go is the client's own (a local
+/// filesystem the controller or the node's agent writes, a container's bind mount).
+/// Across machines and into guests (a cluster filesystem, 9p, virtio-fs) no event
+/// comes: the barrier's `poll` stays the bound on how late go is seen, so waiting
+/// clients cost nothing between events and at most one read per `poll` otherwise.
+struct GoWatch(std::os::fd::OwnedFd);
+
+impl GoWatch {
+    fn new(dir: &Path) -> Option<GoWatch> {
+        use rustix::fs::inotify;
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).ok()?;
+        inotify::add_watch(&fd, dir, inotify::WatchFlags::MOVED_TO | inotify::WatchFlags::CLOSE_WRITE).ok()?;
+        Some(GoWatch(fd))
+    }
+
+    /// Returns at the next event, or after `limit`.
+    fn wait(&self, limit: Duration) {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let timeout = Timespec::try_from(limit).unwrap_or(Timespec { tv_sec: 1, tv_nsec: 0 });
+        let mut fds = [PollFd::new(&self.0, PollFlags::IN)];
+        if matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0) {
+            // Drain the events: what changed is read from the directory itself.
+            let mut buf = [0u8; 4096];
+            while matches!(rustix::io::read(&self.0, &mut buf), Ok(n) if n > 0) {}
+        }
     }
 }
 
@@ -498,6 +573,8 @@ mod tests {
         assert!(!dir.is_ready(3).unwrap() && !dir.is_booted(3));
         link.booted().unwrap();
         link.ready().unwrap();
+        // The controller lists the directory at most once per RESCAN.
+        std::thread::sleep(RESCAN);
         assert!(dir.is_ready(3).unwrap() && dir.is_booted(3));
         assert!(link.read_go().unwrap().is_none());
         dir.go(&Go { protocol: PROTOCOL_VERSION, start_ns: 42 }).unwrap();
@@ -514,6 +591,25 @@ mod tests {
         let dir = SharedDir::create(tmp.path(), tmp.path()).unwrap();
         fs::write(tmp.path().join("ready/0"), r#"{"protocol": 1, "client_id": 0}"#).unwrap();
         assert!(matches!(dir.is_ready(0), Err(ProtocolError::Version { found: 1, .. })));
+    }
+
+    #[test]
+    fn a_waiting_client_is_woken_by_go_not_by_its_poll() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SharedDir::create(tmp.path(), tmp.path()).unwrap();
+        // A poll of a minute: only inotify's wake can return within it.
+        let barrier = Barrier { timeout: Span(Duration::from_secs(120)), poll: Span(Duration::from_secs(60)) };
+        let at = dir.post_job(&Job::new(0, Workload::new(Pattern::Read, 4096, 8192, "/x"), Some(barrier), false));
+        let link = SharedDirLink::open(&at.unwrap()).unwrap();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                dir.go(&Go { protocol: PROTOCOL_VERSION, start_ns: 7 }).unwrap();
+            });
+            assert_eq!(link.wait_go().unwrap(), 7);
+        });
+        assert!(started.elapsed() < Duration::from_secs(30), "woken by the poll, not by go: {:?}", started.elapsed());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use crate::workload::{Bytes, IoEngineKind, Pattern, Span, Workload, human_bytes, parse_bytes};
 
 use crate::engine::io::{Schedule, ThreadIo};
-use crate::engine::measure::{Recorder, WallClock, mono_ns};
+use crate::engine::measure::{Histograms, Recorder, WallClock, mono_ns};
 use crate::engine::pattern::SplitMix64;
 use crate::results::histogram::new_latency_histogram;
 use crate::results::{ClientResult, HostFacts, IntervalSeries, ResultParts, ThreadStats};
@@ -174,6 +174,7 @@ pub fn run_checked(
             .map(|(t, (file, path))| {
                 let (barrier, start, abort) = (&barrier, &start, &abort);
                 s.spawn(move || -> Result<Option<ThreadOutcome>, EngineError> {
+                    let histograms = Histograms::new();
                     barrier.wait();
                     barrier.wait();
                     if abort.load(Ordering::SeqCst) {
@@ -185,7 +186,8 @@ pub fn run_checked(
                         std::thread::sleep(Duration::from_nanos(ramp_start - now));
                     }
                     let mut schedule = Schedule::new(w, t as u32, ramp_start);
-                    let mut rec = Recorder::new(clock, w.log_interval.0, schedule.measure_start());
+                    let mut rec =
+                        Recorder::with_histograms(clock, w.log_interval.0, schedule.measure_start(), histograms);
                     let io = ThreadIo {
                         file,
                         path,
@@ -227,6 +229,10 @@ pub fn run_checked(
         gate_result.map(|at| (joined, at))
     })?;
     let (outcomes, go_instant) = outcomes;
+    // The measured phase is over: what is left (encoding histograms, writing the
+    // result) yields the CPU to clients still starting — where more clients than
+    // cores start together, the first to finish would otherwise delay the last.
+    let _ = rustix::process::nice(19);
 
     let measure_start = *start.get().expect("set") + w.ramp_time.0.as_nanos() as u64;
     let mut threads = Vec::with_capacity(n);

@@ -204,7 +204,7 @@ pub fn import(i: &Import) -> Result<Imported, String> {
         failure_kind: None,
         launched_ns: launched,
         finished_ns: finished,
-        setup_s: 0.0,
+        ready_s: 0.0,
         launch_s: 0.0,
         start_ns: None,
         caches_dropped: false,

@@ -132,6 +132,16 @@ fn answer(side: &mut dyn NodeSide, req: Request) -> Result<Response, Refused> {
             side.launch(&scenario, launch)?;
             Response::Ok
         }
+        Request::LaunchMany { scenario, launches } => {
+            let mut failed = None;
+            for (i, launch) in launches.into_iter().enumerate() {
+                if let Err(e) = side.launch(&scenario, launch) {
+                    failed = Some((i, e.0));
+                    break;
+                }
+            }
+            Response::Launched { failed }
+        }
         Request::Poll => Response::Exits { exits: side.exits() },
         Request::Kill { id } => {
             side.kill(&id);

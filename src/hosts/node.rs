@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,9 @@ struct Session {
     lost: Option<String>,
 }
 
+/// A node's exited clients: id, and `None` for success or why it failed.
+pub type Exits = Arc<HashMap<String, Option<String>>>;
+
 /// A connected node.
 pub struct Node {
     pub index: usize,
@@ -51,7 +54,9 @@ pub struct Node {
     transport: Box<dyn Transport>,
     session: Mutex<Session>,
     clock: Mutex<ClockOffset>,
-    exits: Mutex<Cached<HashMap<String, Option<String>>>>,
+    /// Shared, not copied, with every client that asks: a thousand clients asking each
+    /// tick must not copy a thousand exits each.
+    exits: Mutex<Cached<Exits>>,
     /// The agent session's stderr.
     log: PathBuf,
 }
@@ -276,6 +281,14 @@ impl Node {
         self.ok("launch", &Request::Launch { scenario: scenario.to_string(), launch })
     }
 
+    /// Starts `launches` in one exchange; the index of the first that failed, and why.
+    pub fn launch_many(&self, scenario: &str, launches: Vec<LaunchSpec>) -> Result<Option<(usize, String)>, NodeError> {
+        match self.request(&Request::LaunchMany { scenario: scenario.to_string(), launches })? {
+            Response::Launched { failed } => Ok(failed),
+            other => Err(self.unexpected("launch", &other)),
+        }
+    }
+
     pub fn kill(&self, id: &str) -> Result<(), NodeError> {
         self.ok("kill", &Request::Kill { id: id.to_string() })
     }
@@ -393,9 +406,9 @@ impl Node {
 
     /// Which of the node's clients have exited (`None`: successfully), at most one
     /// request per [`Cached::MAX_AGE`] however many clients ask.
-    pub fn exits(&self) -> Result<HashMap<String, Option<String>>, NodeError> {
+    pub fn exits(&self) -> Result<Exits, NodeError> {
         self.exits.lock().unwrap_or_else(|e| e.into_inner()).get(|| match self.request(&Request::Poll)? {
-            Response::Exits { exits } => Ok(exits.into_iter().collect()),
+            Response::Exits { exits } => Ok(Arc::new(exits.into_iter().collect())),
             other => Err(self.unexpected("poll", &other)),
         })
     }

@@ -13,7 +13,7 @@ use crate::results::cpu::CpuSample;
 use crate::runtime::Probe;
 
 /// Version of every message below.
-pub const AGENT_PROTOCOL: u32 = 1;
+pub const AGENT_PROTOCOL: u32 = 2;
 
 /// What the controller asks of an agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +65,13 @@ pub enum Request {
     Launch {
         scenario: String,
         launch: LaunchSpec,
+    },
+    /// Starts every client of a cell the node runs, in order, in one exchange: a
+    /// thousand clients over eight nodes are eight requests, not a thousand round
+    /// trips. Stops at the first that cannot start ([`Response::Launched`]).
+    LaunchMany {
+        scenario: String,
+        launches: Vec<LaunchSpec>,
     },
     /// Which clients have exited, and how.
     Poll,
@@ -188,6 +195,11 @@ pub enum Response {
     },
     Probe(Probe),
     Prepared(Prepared),
+    /// To [`Request::LaunchMany`]: the index of the first launch that failed, and why
+    /// (those before it run; those after it were not tried).
+    Launched {
+        failed: Option<(usize, String)>,
+    },
     /// Clients that have exited: id and `None` for success, or why they failed.
     Exits {
         exits: Vec<(String, Option<String>)>,

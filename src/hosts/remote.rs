@@ -3,7 +3,7 @@
 //! channel relayed by the agents when the target is each node's own disk
 //! ([`relayed_channel`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,6 +55,33 @@ impl RemoteBackend {
     }
 }
 
+impl RemoteBackend {
+    /// The controller's proxy of a client launched on the node.
+    fn client(&self, l: &Launch) -> Box<dyn Client> {
+        Box::new(RemoteClient {
+            node: self.node.clone(),
+            id: l.id.clone(),
+            client: l.client,
+            log: l.log.clone(),
+            fetched: false,
+            exit: None,
+        })
+    }
+}
+
+/// A launch in the node's terms.
+fn launch_spec(l: &Launch) -> LaunchSpec {
+    LaunchSpec {
+        id: l.id.clone(),
+        client: l.client,
+        job: l.job.clone(),
+        cell: l.log_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        open_files: l.open_files,
+        clients: l.cell.clients,
+        deadline: crate::workload::Span(l.cell.deadline),
+    }
+}
+
 impl Backend for RemoteBackend {
     fn client_path(&self, target: &Path, host_path: &Path) -> PathBuf {
         match &self.prepared.mount {
@@ -80,30 +107,44 @@ impl Backend for RemoteBackend {
         let uncertainty = Duration::from_nanos(self.node.clock().uncertainty_ns);
         Timing {
             lead: local.lead.max(Duration::from_millis(self.prepared.lead_ms)) + REMOTE_LEAD + 2 * uncertainty,
-            poll: Duration::from_millis(self.prepared.poll_ms.max(1)),
+            // The node's backend was prepared for one client; the cell has `clients`.
+            poll: local.poll.max(Duration::from_millis(self.prepared.poll_ms.max(1))),
         }
     }
 
     fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError> {
-        let cell = l.log_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let spec = LaunchSpec {
-            id: l.id.clone(),
-            client: l.client,
-            job: l.job.clone(),
-            cell,
-            open_files: l.open_files,
-            clients: l.cell.clients,
-            deadline: crate::workload::Span(l.cell.deadline),
+        self.node.launch(&self.scenario, launch_spec(l)).map_err(runtime_error)?;
+        Ok(self.client(l))
+    }
+
+    fn launch_batch(&self, launches: &[&Launch]) -> Option<Vec<Result<Box<dyn Client>, RuntimeError>>> {
+        let specs = launches.iter().map(|l| launch_spec(l)).collect();
+        let failed = match self.node.launch_many(&self.scenario, specs) {
+            Ok(failed) => failed,
+            // Some may have started before the session failed: each is a client, to be
+            // killed and torn down when dropped.
+            Err(e) => {
+                let mut results: Vec<_> = launches.iter().map(|l| Ok(self.client(l))).collect();
+                results[0] = Err(runtime_error(e));
+                return Some(results);
+            }
         };
-        self.node.launch(&self.scenario, spec).map_err(runtime_error)?;
-        Ok(Box::new(RemoteClient {
-            node: self.node.clone(),
-            id: l.id.clone(),
-            client: l.client,
-            log: l.log.clone(),
-            fetched: false,
-            exit: None,
-        }))
+        Some(
+            launches
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match &failed {
+                    Some((f, why)) if i == *f => Err(runtime_error(crate::hosts::NodeError::Refused {
+                        node: self.node.dest.clone(),
+                        why: why.clone(),
+                    })),
+                    Some((f, _)) if i > *f => {
+                        Err(RuntimeError::Setup(format!("not started: client {} failed first", launches[*f].client)))
+                    }
+                    _ => Ok(self.client(l)),
+                })
+                .collect(),
+        )
     }
 
     fn cleanup(&self) {}
@@ -192,12 +233,16 @@ struct AgentChannel {
     status: Mutex<Cached<Status>>,
 }
 
-/// Ready and booted clients of a relayed cell, or what went wrong there.
-type Status = Result<(Vec<u32>, Vec<u32>), String>;
+/// Ready and booted clients of a relayed cell, or what went wrong there; shared, not
+/// copied, with each client's question.
+type Status = Result<Arc<ReadyBooted>, String>;
+
+/// The ready clients and the booted ones.
+type ReadyBooted = (HashSet<u32>, HashSet<u32>);
 
 impl AgentChannel {
     fn new(node: Arc<Node>, dir: PathBuf, client_dir: PathBuf, data_root: PathBuf) -> AgentChannel {
-        AgentChannel { node, dir, client_dir, data_root, status: Mutex::new(Cached::new(Ok((Vec::new(), Vec::new())))) }
+        AgentChannel { node, dir, client_dir, data_root, status: Mutex::new(Cached::new(Ok(Arc::default()))) }
     }
 
     fn relay(&self, e: String) -> ProtocolError {
@@ -205,10 +250,14 @@ impl AgentChannel {
     }
 
     /// (ready, booted) as last reported.
-    fn status(&self) -> Result<(Vec<u32>, Vec<u32>), ProtocolError> {
+    fn status(&self) -> Result<Arc<ReadyBooted>, ProtocolError> {
         let mut cache = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let status = cache.get(|| -> Result<Status, crate::hosts::NodeError> {
-            Ok(self.node.status(&self.dir).map_err(|e| e.to_string()))
+            Ok(self
+                .node
+                .status(&self.dir)
+                .map(|(ready, booted)| Arc::new((ready.into_iter().collect(), booted.into_iter().collect())))
+                .map_err(|e| e.to_string()))
         });
         status.map_err(|e| e.to_string()).and_then(|s| s).map_err(|e| self.relay(e))
     }

@@ -87,6 +87,24 @@ impl Concern {
     }
 }
 
+/// Clients per CPU started together beyond which a late start is the CPU's doing.
+const CROWDED_PER_CPU: u32 = 8;
+
+/// The host whose CPUs had the most clients to wake at go, if more than
+/// [`CROWDED_PER_CPU`] each: its name, its clients, its CPUs.
+fn crowded_host(clients: &[crate::results::ClientResult]) -> Option<(String, u32, u32)> {
+    let mut hosts: BTreeMap<&str, (u32, u32)> = BTreeMap::new();
+    for r in clients {
+        let e = hosts.entry(r.host.hostname.as_str()).or_insert((0, r.host.cpus.max(1)));
+        e.0 += 1;
+    }
+    hosts
+        .into_iter()
+        .filter(|(_, (n, cpus))| *n > CROWDED_PER_CPU * cpus)
+        .max_by_key(|(_, (n, cpus))| n / cpus)
+        .map(|(h, (n, cpus))| (h.to_string(), n, cpus))
+}
+
 /// One warning: what it is about and the advice.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Warning {
@@ -210,8 +228,12 @@ pub struct Group {
     /// Figures of each successful repetition.
     pub reps: Vec<CellFigures>,
     pub failed_reps: usize,
-    /// Aggregate bandwidth over the common window, bytes/s.
+    /// Aggregate bandwidth over the common window, bytes/s, of the repetitions that
+    /// had one.
     pub bw: Option<Estimate>,
+    /// Repetitions whose clients never all ran at once (no common window: one
+    /// finished before another started); their bandwidth is not a figure.
+    pub no_window: usize,
     /// fio-style sum of per-client rates, bytes/s.
     pub fio_sum_bw: Option<Estimate>,
     pub iops: Option<Estimate>,
@@ -360,7 +382,9 @@ impl Report {
         warnings.extend(groups.iter().flat_map(|g| g.warnings.iter().cloned()));
 
         // Ratios to the baseline.
-        let bw_samples = |g: &Group| g.reps.iter().map(|r| r.window_bw_bytes_per_s).collect::<Vec<f64>>();
+        let bw_samples = |g: &Group| {
+            g.reps.iter().filter(|r| r.window_s > 0.0).map(|r| r.window_bw_bytes_per_s).collect::<Vec<f64>>()
+        };
         let baselines: BTreeMap<GroupKey, Vec<f64>> =
             groups.iter().filter(|g| g.key.scenario == baseline).map(|g| (g.key.clone(), bw_samples(g))).collect();
         for g in &mut groups {
@@ -645,7 +669,13 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         }
         let Some((f, h)) = cell_figures_and_histogram(&c.clients) else { continue };
         merged.add(&h).expect("same bounds");
-        if f.window_fraction < MIN_WINDOW_FRACTION {
+        if f.window_s <= 0.0 {
+            warnings.push(Warning::new(Concern::Window, format!(
+                "cell {}: no common window — one client finished before the last started (start spread {:.1} ms): its bandwidth is not a figure; only the fio-style sum is shown; lengthen runtime",
+                c.cell.id,
+                f.start_spread_ns as f64 / 1e6
+            )));
+        } else if f.window_fraction < MIN_WINDOW_FRACTION {
             warnings.push(Warning::new(Concern::Window, format!(
                 "cell {}: clients ran together for only {:.0} % of the longest client's run (one started late or stopped early; start spread {:.1} ms): bandwidth is over the common window of {:.2} s",
                 c.cell.id,
@@ -695,21 +725,37 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         if timeline.is_empty() {
             timeline = bandwidth_timeline(&c.clients, f.window_start_ns);
         }
-        let late: Vec<String> = c
+        let late: Vec<(u32, u64)> = c
             .clients
             .iter()
             .filter_map(|r| {
                 let (seen, at) = (r.go_seen_ns?, r.go_instant_ns?);
-                (seen <= at && r.start_ns > at + LATE_WAKEUP_NS)
-                    .then(|| format!("{} ({:.0} ms)", r.client_id, (r.start_ns - at) as f64 / 1e6))
+                (seen <= at && r.start_ns > at + LATE_WAKEUP_NS).then(|| (r.client_id, r.start_ns - at))
             })
             .collect();
         if !late.is_empty() {
-            warnings.push(Warning::new(Concern::LateStart, format!(
-                "cell {}: client(s) {} had go in time but started late: the runtime or a busy host woke them late (the window excludes it)",
-                c.cell.id,
-                late.join(", ")
-            )));
+            const SHOWN: usize = 8;
+            let mut named: Vec<String> =
+                late.iter().take(SHOWN).map(|(k, by)| format!("{k} ({:.0} ms)", *by as f64 / 1e6)).collect();
+            if late.len() > SHOWN {
+                named.push(format!("{} more", late.len() - SHOWN));
+            }
+            let last = late.iter().map(|l| l.1).max().unwrap_or(0) as f64 / 1e6;
+            let why = match crowded_host(&c.clients) {
+                Some((host, clients, cpus)) => format!(
+                    "a CPU-bound wake-up: {clients} clients started at once on {host}'s {cpus} CPU(s), and waking them took {last:.0} ms"
+                ),
+                None => "the runtime or a busy host woke them late".to_string(),
+            };
+            warnings.push(Warning::new(
+                Concern::LateStart,
+                format!(
+                    "cell {}: {} client(s) had go in time but started late — {}: {why} (the window excludes it)",
+                    c.cell.id,
+                    late.len(),
+                    named.join(", ")
+                ),
+            ));
         }
         for r in &c.clients {
             if r.host.clock_changed() {
@@ -781,7 +827,9 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         }
     }
     let seed = seed_of(key);
-    let bw = bootstrap_mean(&figures.iter().map(|f| f.window_bw_bytes_per_s).collect::<Vec<_>>(), seed);
+    let windowed: Vec<f64> = figures.iter().filter(|f| f.window_s > 0.0).map(|f| f.window_bw_bytes_per_s).collect();
+    let no_window = figures.len() - windowed.len();
+    let bw = bootstrap_mean(&windowed, seed);
     let fio_sum_bw = bootstrap_mean(&figures.iter().map(|f| f.sum_bw_bytes_per_s).collect::<Vec<_>>(), seed ^ 1);
     let iops = bootstrap_mean(&figures.iter().map(|f| f.sum_iops).collect::<Vec<_>>(), seed ^ 2);
     let bw_last_done =
@@ -816,6 +864,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         reps: figures,
         failed_reps: failed,
         bw,
+        no_window,
         fio_sum_bw,
         iops,
         latency_ns: LatencySummary::of(&merged),

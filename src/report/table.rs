@@ -139,6 +139,10 @@ pub(crate) fn bw_cell(g: Option<&Group>, baseline: &str) -> String {
                 Some(r) => format!("{}, {}", estimate_text(e), ratio_text(r, baseline)),
                 None => estimate_text(e),
             },
+            None if g.no_window > 0 => match &g.fio_sum_bw {
+                Some(sum) => format!("no common window (fio sum {})", estimate_text(sum)),
+                None => "no common window".into(),
+            },
             None => "failed".into(),
         },
         None => "-".into(),

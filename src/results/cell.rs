@@ -186,8 +186,10 @@ pub struct CellResult {
     /// Wall-clock ns when the cell's clients were launched / the cell ended.
     pub launched_ns: u64,
     pub finished_ns: u64,
-    /// Launch to all clients ready (container start, boot, layout), s.
-    pub setup_s: f64,
+    /// Launch to all clients ready (container start, boot, layout), s. Named
+    /// `setup_s` before it said what it measures; read under either name.
+    #[serde(alias = "setup_s")]
+    pub ready_s: f64,
     /// Launch of the first client to the return of the last launch, s: what starting
     /// the cell's clients cost the controller.
     #[serde(default)]

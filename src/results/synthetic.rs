@@ -126,7 +126,7 @@ pub fn cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
         failure_kind: None,
         launched_ns: start,
         finished_ns: end,
-        setup_s: 0.1,
+        ready_s: 0.1,
         launch_s: 0.05,
         start_ns: Some(start),
         caches_dropped: true,

@@ -207,7 +207,7 @@ impl CellRun<'_> {
             failure_kind: None,
             launched_ns: crate::sys::wall_ns(),
             finished_ns: 0,
-            setup_s: 0.0,
+            ready_s: 0.0,
             launch_s: 0.0,
             start_ns: None,
             caches_dropped: false,
@@ -242,7 +242,7 @@ impl CellRun<'_> {
         *phase = Phase::Ready;
         let ready = self.barrier(channel.as_ref(), &mut clients, started, result);
         ready.map_err(|f| self.fail(&mut clients, result, f))?;
-        result.setup_s = started.elapsed().as_secs_f64();
+        result.ready_s = started.elapsed().as_secs_f64();
         sampler.sample();
         let start_ns = crate::sys::wall_ns() + timing.lead.as_nanos() as u64;
         channel
@@ -264,11 +264,12 @@ impl CellRun<'_> {
         });
         result.cpu = sampler.finish();
         ran.map_err(|f| self.fail(&mut clients, result, f))?;
-        for c in &mut clients {
-            c.teardown();
+        teardown_all(&mut clients);
+        let placed: std::collections::HashSet<u32> = result.placements.iter().map(|p| p.client).collect();
+        for c in &clients {
             // Where a scheduler placed the client (a pod's node), record it.
             if let Some(node) = c.node()
-                && !result.placements.iter().any(|p| p.client == c.client())
+                && !placed.contains(&c.client())
             {
                 let p = ClientPlacement { client: c.client(), node, clock_offset_ns: None, clock_uncertainty_ns: None };
                 result.placements.push(p);
@@ -581,21 +582,54 @@ impl CellRun<'_> {
     }
 }
 
-/// Starts every client, several at a time (a container or a guest takes a while to
-/// start; clients must not wait for each other). A failed launch stops the others.
+/// Starts every client: each backend that starts many at once ([`Backend::launch_batch`],
+/// a node's agent) gets all of its clients in one call, the nodes in parallel; the
+/// others' clients are started several at a time (a container or a guest takes a
+/// while to start; clients must not wait for each other). A failed launch stops the
+/// others.
 fn launch_all(backends: &[&dyn Backend], launches: &[Launch]) -> Result<Vec<Box<dyn Client>>, CellFailure> {
-    let next = AtomicUsize::new(0);
-    let failed = Arc::new(AtomicBool::new(false));
     let mut slots: Vec<Option<Result<Box<dyn Client>, RuntimeError>>> = (0..launches.len()).map(|_| None).collect();
+    // Clients by backend (the same prepared backend: the same object).
+    let mut groups: Vec<(&dyn Backend, Vec<usize>)> = Vec::new();
+    for (i, b) in backends.iter().enumerate() {
+        match groups.iter_mut().find(|(g, _)| std::ptr::addr_eq(*g as *const dyn Backend, *b as *const dyn Backend)) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((*b, vec![i])),
+        }
+    }
     let results = std::sync::Mutex::new(&mut slots);
+    let singles = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..launches.len().min(LAUNCH_PARALLELISM) {
+        for (backend, members) in &groups {
+            let (results, singles) = (&results, &singles);
+            s.spawn(move || {
+                let batch: Vec<&Launch> = members.iter().map(|&i| &launches[i]).collect();
+                match backend.launch_batch(&batch) {
+                    Some(started) => {
+                        let mut slots = results.lock().expect("not poisoned");
+                        for (&i, r) in members.iter().zip(started) {
+                            slots[i] = Some(r);
+                        }
+                    }
+                    None => singles.lock().expect("not poisoned").extend(members.iter().copied()),
+                }
+            });
+        }
+    });
+    let mut singles = singles.into_inner().expect("not poisoned");
+    singles.sort_unstable();
+    let batch_failed = results.lock().expect("not poisoned").iter().any(|r| matches!(r, Some(Err(_))));
+    let next = AtomicUsize::new(0);
+    let failed = Arc::new(AtomicBool::new(batch_failed));
+    std::thread::scope(|s| {
+        for _ in 0..singles.len().min(LAUNCH_PARALLELISM) {
             s.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= launches.len() || failed.load(Ordering::SeqCst) {
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    if n >= singles.len() || failed.load(Ordering::SeqCst) {
                         return;
                     }
+                    let i = singles[n];
                     let r = backends[i].launch(&launches[i]);
                     if r.is_err() {
                         failed.store(true, Ordering::SeqCst);
@@ -625,6 +659,17 @@ fn launch_all(backends: &[&dyn Backend], launches: &[Launch]) -> Result<Vec<Box<
         Some(f) => Err(f),
         None => Ok(clients),
     }
+}
+
+/// Tears every client down (its log copied here), several at a time: a node's clients
+/// come back over its one session, so the nodes work in parallel instead of in turn.
+fn teardown_all(clients: &mut [Box<dyn Client>]) {
+    let chunk = clients.len().div_ceil(LAUNCH_PARALLELISM).max(1);
+    std::thread::scope(|s| {
+        for part in clients.chunks_mut(chunk) {
+            s.spawn(move || part.iter_mut().for_each(|c| c.teardown()));
+        }
+    });
 }
 
 /// `sync; echo 3 > /proc/sys/vm/drop_caches`.

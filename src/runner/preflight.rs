@@ -38,7 +38,17 @@ pub enum Warning {
     CannotDropCaches,
     /// A node's clock offset is known less precisely than 1 % of a cell's runtime.
     ClockUncertain { node: String, uncertainty_ns: u64, runtime_ns: u64 },
+    /// A cell's clients cannot all start within a small part of its runtime: the
+    /// machine has too few CPUs to wake them at once (the most crowded cell).
+    ShortForClients { cell: String, clients: u32, cpus: u32, spread_ns: u64, runtime_ns: u64 },
 }
+
+/// CPU time to wake one client at go, measured here: 1,024 clients over 8 nodes of
+/// one 2-core machine started over ~240 ms (`scripts/bench-scale`).
+const WAKE_NS_PER_CLIENT: u64 = 500_000;
+
+/// The share of a cell's runtime its clients' start may take before `plan` warns.
+const MAX_SPREAD_SHARE: f64 = 0.05;
 
 impl Warning {
     /// As `run.json` keeps it: kind and text.
@@ -68,6 +78,15 @@ impl std::fmt::Display for Warning {
                 "node {node}'s clock is known to ±{:.2} ms, more than 1 % of a {:.1} s cell: clients may not start together; lengthen runtime or reach the node over a faster network",
                 *uncertainty_ns as f64 / 1e6,
                 *runtime_ns as f64 / 1e9
+            ),
+            Warning::ShortForClients { cell, clients, cpus, spread_ns, runtime_ns } => write!(
+                f,
+                "cell {cell}: {clients} clients on a machine of {cpus} CPU(s) take about {:.0} ms to all start (~{:.1} ms of CPU each), more than {:.0} % of its {:.1} s: lengthen runtime to at least {:.0} s, or spread the clients over more machines",
+                *spread_ns as f64 / 1e6,
+                WAKE_NS_PER_CLIENT as f64 / 1e6,
+                MAX_SPREAD_SHARE * 100.0,
+                *runtime_ns as f64 / 1e9,
+                (*spread_ns as f64 / MAX_SPREAD_SHARE / 1e9).ceil()
             ),
         }
     }
@@ -156,6 +175,7 @@ impl Preflight {
             pre.check_data_files(plan);
         }
         pre.check_limits(plan);
+        pre.check_start_spread(plan);
         if plan.cells.iter().any(|c| c.workload.engine == crate::workload::Engine::Fio)
             && plan.study.placement.is_none()
         {
@@ -176,6 +196,46 @@ impl Preflight {
             pre.check_results(plan, r);
         }
         pre
+    }
+
+    /// Warns of the cell whose clients take the largest share of its runtime to start:
+    /// each machine wakes its clients at go on its own CPUs (nodes sharing a boot id
+    /// are one machine; without nodes, this host). Cells that run one pass, or whose
+    /// clients a scheduler places (unknown machines), are not judged.
+    fn check_start_spread(&mut self, plan: &Plan) {
+        let machines: Vec<(u32, usize)> = if self.nodes.is_empty() {
+            if plan.study.placement.is_some() {
+                return;
+            }
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+            vec![(cpus, 1)]
+        } else {
+            // (CPUs, nodes) per machine.
+            let mut by: Vec<(Option<String>, u32, usize)> = Vec::new();
+            for n in &self.nodes {
+                match by.iter_mut().find(|(id, _, _)| id.is_some() && *id == n.facts.boot_id) {
+                    Some(m) => m.2 += 1,
+                    None => by.push((n.facts.boot_id.clone(), n.facts.cpus.max(1), 1)),
+                }
+            }
+            by.into_iter().map(|(_, cpus, nodes)| (cpus, nodes)).collect()
+        };
+        let nodes: usize = machines.iter().map(|m| m.1).sum();
+        let mut worst: Option<(f64, Warning)> = None;
+        for c in &plan.cells {
+            let Some(runtime) = c.workload.runtime else { continue };
+            let runtime_ns = (c.workload.ramp_time.0 + runtime.0).as_nanos() as u64;
+            for &(cpus, share) in &machines {
+                let clients = (u64::from(c.clients) * share as u64).div_ceil(nodes as u64) as u32;
+                let spread_ns = u64::from(clients) * WAKE_NS_PER_CLIENT / u64::from(cpus);
+                let part = spread_ns as f64 / runtime_ns.max(1) as f64;
+                if part > MAX_SPREAD_SHARE && worst.as_ref().is_none_or(|(w, _)| part > *w) {
+                    let cell = c.id.clone();
+                    worst = Some((part, Warning::ShortForClients { cell, clients, cpus, spread_ns, runtime_ns }));
+                }
+            }
+        }
+        self.warnings.extend(worst.map(|(_, w)| w));
     }
 
     /// Connects to every node; probes each scenario's runtime where it runs; checks the

@@ -81,7 +81,7 @@ fn bare_vs_9p_vs_virtiofs_end_to_end() -> Needs {
         assert!(c.clients.iter().all(|r| r.host.kernel == guest_kernel), "{}: ran in the guest", c.cell.id);
         assert!(c.clients.iter().all(|r| r.host.cpus == 1));
         assert_eq!(c.boot_s.len(), 2);
-        assert!(c.boot_s.iter().all(|b| b.is_some_and(|s| s > 0.0 && s < c.setup_s + 1e-9)));
+        assert!(c.boot_s.iter().all(|b| b.is_some_and(|s| s > 0.0 && s < c.ready_s + 1e-9)));
         assert!(matches!(c.runtime.accelerator.as_deref(), Some("tcg" | "kvm")), "{:?}", c.runtime);
         let share = if c.cell.scenario == "vm9p" { "9p" } else { "virtiofs" };
         assert_eq!(c.runtime.kind, "microvm");

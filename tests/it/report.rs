@@ -346,7 +346,57 @@ fn report_of_an_empty_directory_says_what_to_do() {
     assert!(stderr(&o).contains("holds no cell results: run a study into it first"), "{}", stderr(&o));
 }
 
+/// A cell whose clients never ran together has no bandwidth, only the fio-style sum;
+/// clients started late because forty of them woke on two CPUs are said to be so.
+fn no_common_window_and_a_crowded_wake_up_are_said_so() {
+    let dir = scratch();
+    fixture(dir.path(), 0.9, None);
+    let store = Store::open(dir.path());
+    for mut c in store.cells().unwrap().cells {
+        if c.cell.id.starts_with("bare.read.c4.") {
+            // In every repetition, client 1 starts after client 0 ended.
+            let (a, b) = (c.clients[0].clone(), &mut c.clients[1]);
+            let shift = a.end_ns + 1_000_000_000 - b.start_ns;
+            b.start_ns += shift;
+            b.end_ns += shift;
+            b.intervals.first_index += shift / b.intervals.interval_ns;
+        }
+        if c.cell.id == "bare.randwrite.c4.r1" {
+            let go = c.clients[0].start_ns;
+            let first = c.clients[0].clone();
+            c.clients = (0..40u32)
+                .map(|k| {
+                    let mut r = first.clone();
+                    r.client_id = k;
+                    r.host.cpus = 2;
+                    r.host.hostname = "crowded".into();
+                    r.go_seen_ns = Some(go - 1_000_000);
+                    r.go_instant_ns = Some(go);
+                    r.start_ns = go + u64::from(k) * 10_000_000;
+                    r
+                })
+                .collect();
+            c.cell.clients = 40;
+        }
+        store.write_cell(&c).unwrap();
+    }
+    let out = report(dir.path());
+    assert!(out.contains("no common window (fio sum"), "{out}");
+    assert!(
+        out.contains("cell bare.read.c4.r1: no common window — one client finished before the last started"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "a CPU-bound wake-up: 40 clients started at once on crowded's 2 CPU(s), and waking them took 390 ms"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("29 client(s) had go in time but started late"), "{out}");
+}
+
 crate::trials![
+    no_common_window_and_a_crowded_wake_up_are_said_so,
     terminal_and_markdown_snapshots,
     charts_and_html_exist_and_parse,
     warnings_are_grouped_by_kind_most_telling_first,

@@ -66,6 +66,32 @@ fn plan_shows_the_seed_study() {
     assert!(out.contains(kata), "missing {kata:?} in\n{out}");
 }
 
+/// Clients that cannot all start within a small part of a cell's runtime on this
+/// host's CPUs are named at `plan`, with the runtime that would do.
+fn plan_warns_of_a_cell_too_short_for_its_clients() {
+    let dir = scratch();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    // 200 ms of wake-up (0.5 ms a client, per CPU) in a 1 s cell.
+    let clients = 400 * cpus;
+    let s = dir.path().join("s.toml");
+    std::fs::write(
+        &s,
+        format!(
+            "[study]\nname = \"short\"\ntarget = {:?}\n[workload]\nbs = \"4K\"\nsize = \"64K\"\nruntime = \"1s\"\n\
+             [matrix]\nscenarios = [\"bare\"]\nclients = [1, {clients}]\npatterns = [\"read\"]\n",
+            dir.path().join("target")
+        ),
+    )
+    .unwrap();
+    let o = iostudy(&["plan", s.to_str().unwrap()]);
+    let out = stdout(&o);
+    let expected = format!(
+        "cell bare.read.c{clients}.r1: {clients} clients on a machine of {cpus} CPU(s) take about 200 ms to all start (~0.5 ms of CPU each), more than 5 % of its 1.0 s: lengthen runtime to at least 4 s"
+    );
+    assert!(out.contains(&expected), "{expected}\n{out}\n{}", stderr(&o));
+    assert!(!out.contains("bare.read.c1.r1:"), "the 1-client cell is not judged: {out}");
+}
+
 fn mock_study_runs_and_resumes() {
     let dir = scratch();
     let s = study(dir.path(), "\"bare\", \"runc\"", "runtime = \"1s\"", "");
@@ -476,6 +502,7 @@ fn a_run_killed_outright_is_cleaned_up_by_the_next() -> Needs {
 }
 
 crate::trials![
+    plan_warns_of_a_cell_too_short_for_its_clients,
     plan_shows_the_seed_study,
     mock_study_runs_and_resumes,
     study_file_errors_are_located,
