@@ -229,10 +229,6 @@ pub fn run_checked(
         gate_result.map(|at| (joined, at))
     })?;
     let (outcomes, go_instant) = outcomes;
-    // The measured phase is over: what is left (encoding histograms, writing the
-    // result) yields the CPU to clients still starting — where more clients than
-    // cores start together, the first to finish would otherwise delay the last.
-    let _ = rustix::process::nice(19);
 
     let measure_start = *start.get().expect("set") + w.ramp_time.0.as_nanos() as u64;
     let mut threads = Vec::with_capacity(n);
@@ -256,7 +252,18 @@ pub fn run_checked(
     let start_ns = threads.iter().map(|t| t.start_ns).min().unwrap_or_else(|| clock.wall_ns(measure_start));
     let end_ns = threads.iter().map(|t| t.end_ns).max().unwrap_or(start_ns).max(start_ns);
     host.clock_source_end = crate::results::host::clock_source();
-    let mut result = assemble(w, client_id, host, engine, note, layout_stats, start_ns, end_ns, threads, recs);
+    // The measured phase is over: assembling the result (encoding its histograms)
+    // yields the CPU to clients still starting — where more clients than cores start
+    // together, the first to finish would otherwise delay the last. On a thread of
+    // its own (Linux's nice is per thread), so the caller keeps its priority.
+    let mut result = std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = rustix::process::nice(19);
+            assemble(w, client_id, host, engine, note, layout_stats, start_ns, end_ns, threads, recs)
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
     result.go_seen_ns = go_instant.and(go_seen.get().copied());
     result.go_instant_ns = go_instant;
     Ok(result)

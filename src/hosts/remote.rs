@@ -53,9 +53,7 @@ impl RemoteBackend {
     pub fn node(&self) -> &Arc<Node> {
         &self.node
     }
-}
 
-impl RemoteBackend {
     /// The controller's proxy of a client launched on the node.
     fn client(&self, l: &Launch) -> Box<dyn Client> {
         Box::new(RemoteClient {

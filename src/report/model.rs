@@ -382,9 +382,7 @@ impl Report {
         warnings.extend(groups.iter().flat_map(|g| g.warnings.iter().cloned()));
 
         // Ratios to the baseline.
-        let bw_samples = |g: &Group| {
-            g.reps.iter().filter(|r| r.window_s > 0.0).map(|r| r.window_bw_bytes_per_s).collect::<Vec<f64>>()
-        };
+        let bw_samples = |g: &Group| CellFigures::windowed_bw(&g.reps);
         let baselines: BTreeMap<GroupKey, Vec<f64>> =
             groups.iter().filter(|g| g.key.scenario == baseline).map(|g| (g.key.clone(), bw_samples(g))).collect();
         for g in &mut groups {
@@ -669,7 +667,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         }
         let Some((f, h)) = cell_figures_and_histogram(&c.clients) else { continue };
         merged.add(&h).expect("same bounds");
-        if f.window_s <= 0.0 {
+        if !f.has_window() {
             warnings.push(Warning::new(Concern::Window, format!(
                 "cell {}: no common window — one client finished before the last started (start spread {:.1} ms): its bandwidth is not a figure; only the fio-style sum is shown; lengthen runtime",
                 c.cell.id,
@@ -695,7 +693,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
             }))
             .max_by_key(|(u, _)| *u);
         if let Some((u, what)) = uncertain
-            && f.window_s > 0.0
+            && f.has_window()
             && u as f64 / 1e9 > 0.01 * f.window_s
         {
             warnings.push(Warning::new(Concern::ClockUncertain, format!(
@@ -781,7 +779,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
             )));
         }
         if let Some(cpu) = cpu_between(&c.cpu, f.window_start_ns, f.window_end_ns)
-            && f.window_s > 0.0
+            && f.has_window()
         {
             let gib = f.window_bw_bytes_per_s * f.window_s / (1u64 << 30) as f64;
             if gib > 0.0 {
@@ -827,7 +825,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         }
     }
     let seed = seed_of(key);
-    let windowed: Vec<f64> = figures.iter().filter(|f| f.window_s > 0.0).map(|f| f.window_bw_bytes_per_s).collect();
+    let windowed = CellFigures::windowed_bw(&figures);
     let no_window = figures.len() - windowed.len();
     let bw = bootstrap_mean(&windowed, seed);
     let fio_sum_bw = bootstrap_mean(&figures.iter().map(|f| f.sum_bw_bytes_per_s).collect::<Vec<_>>(), seed ^ 1);
@@ -919,7 +917,7 @@ fn bandwidth_timeline(clients: &[crate::results::ClientResult], from: u64) -> Ve
 /// Adds a repetition's bytes and bandwidth per node to `sums` (node, clients, bytes,
 /// bandwidth summed over repetitions).
 fn node_bytes(c: &CellResult, f: &CellFigures, sums: &mut Vec<(String, u32, f64, f64)>) {
-    if c.placements.is_empty() || f.window_s <= 0.0 {
+    if c.placements.is_empty() || !f.has_window() {
         return;
     }
     let mut this: Vec<(String, u32, f64)> = Vec::new();

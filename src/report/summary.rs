@@ -29,7 +29,7 @@ pub fn render(cells: &[CellResult]) -> String {
             (CellStatus::Ok, Some(f)) => [
                 // Clients that never all ran at once have no window to measure over: the
                 // fio-style sum beside it is all there is.
-                if f.window_s > 0.0 { bandwidth(f.window_bw_bytes_per_s) } else { "no common window".into() },
+                if f.has_window() { bandwidth(f.window_bw_bytes_per_s) } else { "no common window".into() },
                 bandwidth(f.sum_bw_bytes_per_s),
                 format!("{:.0}", f.latency_ns.p50 as f64 / 1e3),
                 format!("{:.0}", f.latency_ns.p99 as f64 / 1e3),

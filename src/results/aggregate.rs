@@ -49,6 +49,19 @@ pub struct CellFigures {
     pub latency_ns: LatencySummary,
 }
 
+impl CellFigures {
+    /// Whether all clients ran at once for a while: without, the window's bandwidth is
+    /// not a figure (only the fio-style sum is).
+    pub fn has_window(&self) -> bool {
+        self.window_s > 0.0
+    }
+
+    /// The window bandwidths of those of `reps` that had a common window.
+    pub fn windowed_bw(reps: &[CellFigures]) -> Vec<f64> {
+        reps.iter().filter(|f| f.has_window()).map(|f| f.window_bw_bytes_per_s).collect()
+    }
+}
+
 /// Computes a cell's figures; `None` without clients.
 pub fn cell_figures(clients: &[ClientResult]) -> Option<CellFigures> {
     cell_figures_and_histogram(clients).map(|(f, _)| f)
