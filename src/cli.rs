@@ -33,6 +33,15 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two results directories cell by cell (exit 1 on a regression).
     Compare(CompareArgs),
+    /// Hold a run to bounds (checkmetrics' meaning) or to its history (exit 1 on a violation).
+    Check(CheckArgs),
+    /// Write a bounds file from the history: each figure's recent mean ± its spread.
+    Bounds(BoundsArgs),
+    /// Keep runs in a history database (SQLite), list them, draw their trends.
+    #[command(subcommand)]
+    History(HistoryCommand),
+    /// Write a run's figures for other dashboards: bencher's BMF JSON or OpenMetrics text.
+    Export(ExportArgs),
     /// Run a small built-in study with every runtime this host can run.
     Demo(DemoArgs),
     /// List the runtimes iostudy knows, whether they are usable here, and the fix if not.
@@ -50,6 +59,108 @@ pub enum Command {
     /// Serve a controller on its ssh session (used on study nodes).
     #[command(hide = true)]
     Agent,
+}
+
+/// The history database a command reads or writes.
+#[derive(Debug, Args)]
+pub struct DbArg {
+    /// The history: an SQLite file iostudy made (created by `history add` when missing).
+    #[arg(long, value_name = "FILE", default_value = "iostudy-history.db")]
+    pub db: PathBuf,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum HistoryCommand {
+    /// Keep a results directory's run (a run already kept is left as it is).
+    Add(HistoryAddArgs),
+    /// List the runs kept.
+    Ls(DbArg),
+    /// Write trend.html (and a PNG per cell): each cell's figures over the runs, the
+    /// runs marked where the environment changed.
+    Report(HistoryReportArgs),
+    /// List the figures a history keeps, bounds check and exports name.
+    Metrics,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryAddArgs {
+    /// A directory written by `iostudy run`.
+    pub results: PathBuf,
+    #[command(flatten)]
+    pub db: DbArg,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryReportArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Directory for trend.html and its PNGs (made if missing).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+}
+
+/// What the history gate judges, and how strictly.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Compare with the last N runs of the same study.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub last: usize,
+    /// A figure to judge (repeatable) [default: bw, p50].
+    #[arg(long = "metric", value_name = "NAME")]
+    pub metrics: Vec<String>,
+    /// Smallest relative change that can fail (0.03 = 3 %).
+    #[arg(long, default_value_t = 0.03)]
+    pub min_change: f64,
+    /// Chance that a run whose figures did not change is failed anyway.
+    #[arg(long, default_value_t = 0.01)]
+    pub alpha: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A directory written by `iostudy run`.
+    pub results: PathBuf,
+    /// Hold it to this bounds file (TOML, checkmetrics' meaning).
+    #[arg(long, value_name = "FILE", conflicts_with = "db", required_unless_present = "db")]
+    pub bounds: Option<PathBuf>,
+    /// Hold it to the runs kept in this history instead.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub gate: GateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BoundsArgs {
+    #[command(flatten)]
+    pub db: DbArg,
+    /// The study, by name [default: the latest run's].
+    #[arg(long)]
+    pub study: Option<String>,
+    #[command(flatten)]
+    pub gate: GateArgs,
+    /// Where to write the bounds file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Bencher Metric Format (JSON), for `bencher run --adapter json`.
+    Bmf,
+    /// OpenMetrics text, for a Prometheus textfile collector or a Pushgateway.
+    Openmetrics,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A directory written by `iostudy run`.
+    pub results: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -239,6 +350,9 @@ pub struct RunArgs {
     /// Continue an interrupted run in RESULTS_DIR: finished cells are kept, the rest run.
     #[arg(long)]
     pub resume: bool,
+    /// Keep the run in this history database when it finishes (`history add`).
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
     #[command(flatten)]
     pub selection: Selection,
 }

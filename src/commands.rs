@@ -9,8 +9,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cli::{
-    BenchArgs, Cli, Command, CompareArgs, DemoArgs, ImageArgs, PlanArgs, ReportArgs, RunArgs, RuntimesArgs, Selection,
+    BenchArgs, BoundsArgs, CheckArgs, Cli, Command, CompareArgs, DemoArgs, ExportArgs, ExportFormat, GateArgs,
+    HistoryCommand, ImageArgs, PlanArgs, ReportArgs, RunArgs, RuntimesArgs, Selection,
 };
+use crate::history::db::{Added, History};
+use crate::history::{RunRecord, bounds as bounds_file, export as exports, gate};
 use crate::report::model::Report;
 use crate::results::cell::CellStatus;
 use crate::results::store::Store;
@@ -54,6 +57,10 @@ pub fn dispatch(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo(&args),
         Command::Report(args) => report(&args),
         Command::Compare(args) => compare(&args),
+        Command::Check(args) => check(&args),
+        Command::Bounds(args) => bounds(&args),
+        Command::History(cmd) => history(&cmd),
+        Command::Export(args) => export(&args),
         Command::Runtimes(args) => runtimes(&args),
         Command::Bench(args) => bench(&args),
         Command::Image(args) => image(&args),
@@ -91,6 +98,30 @@ fn resolve_paths(command: &mut Command) -> Result<(), safety::SafetyError> {
         Command::Run(a) => {
             read(&mut a.study)?;
             write(&mut a.output)?;
+            a.history.iter_mut().try_for_each(write)?;
+        }
+        Command::Check(a) => {
+            read(&mut a.results)?;
+            a.bounds.iter_mut().try_for_each(read)?;
+            a.db.iter_mut().try_for_each(write)?;
+        }
+        Command::Bounds(a) => {
+            write(&mut a.db.db)?;
+            write(&mut a.output)?;
+        }
+        Command::History(HistoryCommand::Add(a)) => {
+            read(&mut a.results)?;
+            write(&mut a.db.db)?;
+        }
+        Command::History(HistoryCommand::Ls(a)) => write(&mut a.db)?,
+        Command::History(HistoryCommand::Report(a)) => {
+            write(&mut a.db.db)?;
+            write(&mut a.output)?;
+        }
+        Command::History(HistoryCommand::Metrics) => {}
+        Command::Export(a) => {
+            read(&mut a.results)?;
+            a.output.iter_mut().try_for_each(write)?;
         }
         Command::Demo(a) => {
             let mut out = a.output.take().unwrap_or_else(demo::default_output);
@@ -354,7 +385,203 @@ fn plan_options(s: &Selection) -> PlanOptions {
 fn run_study(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let study = Study::load(&args.study)?;
     let plan = Plan::build(&study, &plan_options(&args.selection))?;
-    execute(&plan, &args.output, args.resume)
+    // Opened (made, migrated, or refused) before the first cell runs.
+    let mut history = args.history.as_deref().map(History::open).transpose()?;
+    let code = execute(&plan, &args.output, args.resume)?;
+    if let Some(h) = history.as_mut()
+        && code != ExitCode::from(130)
+    {
+        keep(h, &args.output)?;
+    }
+    Ok(code)
+}
+
+/// Adds a results directory's run to a history and says what it did.
+fn keep(h: &mut History, results: &Path) -> anyhow::Result<()> {
+    let report = Report::load(results)?;
+    let run = RunRecord::of(&report, &results.display().to_string()).map_err(anyhow::Error::msg)?;
+    match h.add(&run)? {
+        Added::New(id) => {
+            note!("history: kept as run {id} ({} cell(s)) in {}", run.cells.len(), h.path().display())
+        }
+        Added::Already(id) => note!("history: already kept as run {id} in {}; left as it was", h.path().display()),
+    }
+    Ok(())
+}
+
+/// A results directory as the history keeps it.
+fn run_record(results: &Path) -> anyhow::Result<RunRecord> {
+    let report = Report::load(results)?;
+    for w in &report.unreadable {
+        note!("warning: skipped {w}");
+    }
+    RunRecord::of(&report, &results.display().to_string()).map_err(anyhow::Error::msg)
+}
+
+fn rule(g: &GateArgs) -> anyhow::Result<gate::Rule> {
+    anyhow::ensure!(g.last >= 1, "--last {} must be 1 or more", g.last);
+    anyhow::ensure!(
+        g.alpha > 0.0 && g.alpha < 1.0,
+        "--alpha {} must be a fraction in (0, 1), e.g. 0.01 for 1 %",
+        g.alpha
+    );
+    anyhow::ensure!(
+        g.min_change >= 0.0 && g.min_change < 1.0,
+        "--min-change {} must be a fraction in [0, 1), e.g. 0.03 for 3 %",
+        g.min_change
+    );
+    let metrics = if g.metrics.is_empty() { vec!["bw".to_string(), "p50".to_string()] } else { g.metrics.clone() };
+    for m in &metrics {
+        anyhow::ensure!(
+            crate::history::metric(m).is_some(),
+            "--metric {m} is not a figure iostudy keeps; one of: {}",
+            crate::history::metric_names()
+        );
+    }
+    Ok(gate::Rule { metrics, alpha: g.alpha, min_change: g.min_change })
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let bounds = args.bounds.as_deref().map(bounds_file::load).transpose()?;
+    let run = run_record(&args.results)?;
+    let failed = if let Some(bounds) = bounds {
+        let checks = bounds_file::check(&run, &bounds);
+        out!("{}", bounds_file::text(&checks));
+        checks.iter().filter(|c| !c.pass).count()
+    } else {
+        let db = args.db.as_deref().expect("clap requires --bounds or --db");
+        anyhow::ensure!(db.exists(), "{} does not exist: keep runs in it first (iostudy history add)", db.display());
+        let rule = rule(&args.gate)?;
+        let h = History::open(db)?;
+        let history = h.study_runs(&run.study_hash, &run.fingerprint, args.gate.last)?;
+        let j = gate::judge(&run, &history, &rule);
+        out!("{}", gate::text(&j, &rule));
+        j.regressions()
+    };
+    Ok(ExitCode::from(if failed > 0 { EXIT_CHECK_FAILED } else { EXIT_OK }))
+}
+
+fn bounds(args: &BoundsArgs) -> anyhow::Result<ExitCode> {
+    let db = &args.db.db;
+    anyhow::ensure!(db.exists(), "{} does not exist: keep runs in it first (iostudy history add)", db.display());
+    let rule = rule(&args.gate)?;
+    let h = History::open(db)?;
+    let rows = h.runs()?;
+    let latest = rows.iter().rev().find(|r| args.study.as_ref().is_none_or(|s| *s == r.study_name)).ok_or_else(
+        || match &args.study {
+            Some(s) => anyhow::anyhow!("{} keeps no run of a study named {s}", db.display()),
+            None => anyhow::anyhow!("{} keeps no run yet", db.display()),
+        },
+    )?;
+    let runs = h.study_runs(&latest.study_hash, "", args.gate.last)?;
+    let newest = runs.last().expect("the latest run is among its study's");
+    let mut entries = Vec::new();
+    let mut thin = 0;
+    let judged: usize =
+        newest.cells.iter().map(|c| rule.metrics.iter().filter(|m| c.figure(m).is_some()).count()).sum();
+    for c in &newest.cells {
+        let key = c.key_text();
+        for m in &rule.metrics {
+            let v: Vec<f64> = runs.iter().filter_map(|r| r.cell(&key)?.figure(m).map(|f| f.value)).collect();
+            if v.len() < gate::MIN_RUNS {
+                thin += 1;
+                continue;
+            }
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+            let half = (rule.factor(v.len(), judged) * sd / mean).max(rule.min_change);
+            let pct = (half * 1000.0).ceil() / 10.0;
+            entries.push((c, m.as_str(), mean, pct));
+        }
+    }
+    anyhow::ensure!(
+        !entries.is_empty(),
+        "no figure has {} or more runs of study {} in {}: keep more runs first",
+        gate::MIN_RUNS,
+        latest.study_name,
+        db.display()
+    );
+    let text = bounds_file::write(&latest.study_name, runs.len(), &rule.describe(), &entries);
+    safety::check_output_file(&args.output)?;
+    safety::write_atomic(&args.output, text.as_bytes())?;
+    outln!(
+        "wrote {} bound(s) from the last {} run(s) of {} to {}",
+        entries.len(),
+        runs.len(),
+        latest.study_name,
+        args.output.display()
+    );
+    if thin > 0 {
+        note!("note: {thin} figure(s) left out: fewer than {} runs", gate::MIN_RUNS);
+    }
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+fn history(cmd: &HistoryCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        HistoryCommand::Add(a) => {
+            let mut h = History::open(&a.db.db)?;
+            keep(&mut h, &a.results)?;
+        }
+        HistoryCommand::Ls(a) => {
+            anyhow::ensure!(a.db.exists(), "{} does not exist: keep a run first (iostudy history add)", a.db.display());
+            let h = History::open(&a.db)?;
+            let mut rows = vec![vec![
+                "run".to_string(),
+                "started".into(),
+                "study".into(),
+                "cells".into(),
+                "iostudy".into(),
+                "results".into(),
+            ]];
+            for r in h.runs()? {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(r.started_ns);
+                rows.push(vec![
+                    r.id.to_string(),
+                    humantime::format_rfc3339_seconds(t).to_string(),
+                    format!("{} ({})", r.study_name, r.study_hash.chars().take(8).collect::<String>()),
+                    r.cells.to_string(),
+                    r.iostudy_version,
+                    r.source,
+                ]);
+            }
+            out!("{}", report::table::align(&rows, 3));
+        }
+        HistoryCommand::Report(a) => {
+            anyhow::ensure!(a.db.db.exists(), "{} does not exist: keep a run first", a.db.db.display());
+            let h = History::open(&a.db.db)?;
+            let runs = h.all_runs()?;
+            anyhow::ensure!(!runs.is_empty(), "{} keeps no run yet", a.db.db.display());
+            safety::check_user_dir(&a.output)?;
+            safety::ensure_dir(&a.output)?;
+            let page = crate::history::trend::write(&runs, &a.output).map_err(anyhow::Error::msg)?;
+            outln!("trend: {}", page.display());
+        }
+        HistoryCommand::Metrics => {
+            let mut rows = vec![vec!["metric".to_string(), "unit".into(), "better".into(), "what".into()]];
+            for m in crate::history::METRICS {
+                rows.push(vec![m.name.into(), m.unit.into(), m.better.name().into(), m.what.into()]);
+            }
+            out!("{}", report::table::align(&rows, 4));
+        }
+    }
+    Ok(ExitCode::from(EXIT_OK))
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let run = run_record(&args.results)?;
+    let text = match args.format {
+        ExportFormat::Bmf => exports::bmf(&run) + "\n",
+        ExportFormat::Openmetrics => exports::openmetrics(&run),
+    };
+    match &args.output {
+        Some(path) => {
+            safety::check_output_file(path)?;
+            safety::write_atomic(path, text.as_bytes())?;
+        }
+        None => out!("{text}"),
+    }
+    Ok(ExitCode::from(EXIT_OK))
 }
 
 fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {

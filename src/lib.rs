@@ -8,6 +8,7 @@
 //! ```text
 //! cli, commands, demo        the command line and its handlers
 //! runner                     cells × repetitions: preflight, launch, barrier, collect; a node's side
+//! history                    every run kept (SQLite), gates, trends, exports
 //! report                     terminal, tables, charts, HTML, compare, the plan's text
 //! study                      study file → Study → Plan (pure)
 //! hosts                      on which node: placements, transports, the agent protocol, clocks
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod fio;
 pub mod guest;
 pub mod hints;
+pub mod history;
 pub mod hosts;
 pub mod image;
 pub mod inventory;

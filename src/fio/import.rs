@@ -283,6 +283,7 @@ fn update_run_info(
     let mut info = store.run_info().unwrap_or_else(|_| RunInfo {
         schema_version: RUN_SCHEMA_VERSION,
         iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
+        iostudy_build: None,
         study_name: "fio-import".into(),
         description: Some("fio json+ outputs imported with `iostudy import fio`".into()),
         host: HostFacts::unknown("unknown"),

@@ -34,7 +34,7 @@ const SMALL_H: u32 = 300;
 const MIN_W: u32 = 820;
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         for (style, bytes) in [(FontStyle::Normal, dejavu::sans::regular()), (FontStyle::Bold, dejavu::sans::bold())] {
@@ -122,7 +122,7 @@ pub fn write_pngs(r: &Report, dir: &Path) -> Result<(), String> {
 }
 
 /// A chart drawn into memory and encoded as PNG.
-fn png(
+pub(crate) fn png(
     dims: (u32, u32),
     draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
 ) -> Result<Vec<u8>, String> {
@@ -139,7 +139,7 @@ fn png(
     Ok(png)
 }
 
-fn err<E: std::fmt::Display>(e: E) -> String {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> String {
     format!("drawing a chart: {e}")
 }
 

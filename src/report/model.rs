@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::results::aggregate::{CellFigures, bytes_between, cell_figures_and_histogram};
 use crate::results::cell::{CellResult, CellStatus, FailureKind};
 use crate::results::cpu::cpu_between;
-use crate::results::histogram::{LatencySummary, new_latency_histogram};
+use crate::results::histogram::{EncodedHistogram, LatencySummary, new_latency_histogram};
 use crate::results::stats::{Estimate, bootstrap_mean, bootstrap_ratio};
 use crate::results::store::{RunInfo, Store, StoreError};
 use crate::workload::{Pattern, Workload, human_bytes};
@@ -239,6 +239,9 @@ pub struct Group {
     pub iops: Option<Estimate>,
     /// Merged over every client of every repetition.
     pub latency_ns: LatencySummary,
+    /// That merge itself, encoded (the history keeps it, to merge across runs).
+    #[serde(skip)]
+    pub latency_histogram: EncodedHistogram,
     /// Bandwidth / the baseline scenario's (same pattern, clients, options).
     pub vs_baseline: Option<Estimate>,
     /// Latency CDF: (latency µs, cumulative fraction), thinned for plotting.
@@ -866,6 +869,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         fio_sum_bw,
         iops,
         latency_ns: LatencySummary::of(&merged),
+        latency_histogram: EncodedHistogram::encode(&merged),
         vs_baseline: None,
         cdf: cdf_points(&merged),
         runtime_version,

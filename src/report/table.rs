@@ -39,7 +39,7 @@ pub(crate) fn lat(g: Option<&Group>, p99: bool) -> String {
 }
 
 /// Aligns rows of text cells: first `left` columns left-aligned, the rest right.
-fn align(rows: &[Vec<String>], left: usize) -> String {
+pub(crate) fn align(rows: &[Vec<String>], left: usize) -> String {
     let n = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> =
         (0..n).map(|i| rows.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();

@@ -20,6 +20,7 @@ impl HostFacts {
             kernel: uts.release().to_string_lossy().into_owned(),
             clock_source: clock_source(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            cpu_model: cpu_model(),
             clock_resolution_ns: None,
             clock_getres_ns: None,
             clock_read_ns: None,
@@ -39,6 +40,7 @@ impl HostFacts {
             kernel: "unknown".into(),
             clock_source: None,
             cpus: 0,
+            cpu_model: None,
             clock_resolution_ns: None,
             clock_getres_ns: None,
             clock_read_ns: None,
@@ -48,6 +50,13 @@ impl HostFacts {
             timer: None,
         }
     }
+}
+
+/// The CPU's model name, if /proc/cpuinfo gives one.
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string()).filter(|m| !m.is_empty())
 }
 
 /// The kernel's current clock source, if readable.

@@ -156,6 +156,9 @@ pub struct HostFacts {
     pub clock_source: Option<String>,
     /// CPUs available to the client.
     pub cpus: u32,
+    /// `model name` of /proc/cpuinfo (a history shows when it changed).
+    #[serde(default)]
+    pub cpu_model: Option<String>,
     /// A client's CLOCK_MONOTONIC as measured before measuring: the smallest step it
     /// advances by, ns (a jiffies clock steps by 1–10 ms and makes every latency 0).
     #[serde(default)]

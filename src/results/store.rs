@@ -50,6 +50,10 @@ pub struct ScenarioRecord {
 pub struct RunInfo {
     pub schema_version: u32,
     pub iostudy_version: String,
+    /// Which build of that version ran (the first 12 hex digits of its binary's
+    /// sha256): two builds of one version differ in a history.
+    #[serde(default)]
+    pub iostudy_build: Option<String>,
     pub study_name: String,
     #[serde(default)]
     pub description: Option<String>,

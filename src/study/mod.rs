@@ -326,6 +326,7 @@ impl Study {
         RunInfo {
             schema_version: RUN_SCHEMA_VERSION,
             iostudy_version: env!("CARGO_PKG_VERSION").to_string(),
+            iostudy_build: crate::image::own_build(),
             study_name: self.name.clone(),
             description: self.description.clone(),
             host: HostFacts::current(),

@@ -17,6 +17,10 @@ Commands:
   run       Run a study: every cell's clients in their runtime, started together
   report    Turn a results directory into charts, tables and an HTML report
   compare   Compare two results directories cell by cell (exit 1 on a regression)
+  check     Hold a run to bounds (checkmetrics' meaning) or to its history (exit 1 on a violation)
+  bounds    Write a bounds file from the history: each figure's recent mean ± its spread
+  history   Keep runs in a history database (SQLite), list them, draw their trends
+  export    Write a run's figures for other dashboards: bencher's BMF JSON or OpenMetrics text
   demo      Run a small built-in study with every runtime this host can run
   runtimes  List the runtimes iostudy knows, whether they are usable here, and the fix if not
   bench     Run one fio-like client on this host and print its figures

@@ -10,6 +10,7 @@ mod cli;
 mod containerd;
 mod fio;
 mod fuzz;
+mod history;
 mod hostile;
 mod hosts;
 mod hpc;
@@ -33,6 +34,7 @@ fn main() {
         containerd::trials,
         fio::trials,
         fuzz::trials,
+        history::trials,
         hostile::trials,
         hosts::trials,
         hpc::trials,
