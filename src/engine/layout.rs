@@ -82,7 +82,10 @@ pub fn prepare(w: &Workload) -> Result<LayoutStats, EngineError> {
     let started = Instant::now();
     let mut stats = LayoutStats::default();
     let mut rng = SplitMix64::new(w.randseed ^ 0x001A_7007);
-    let mut buf = AlignedBuf::random(LAYOUT_CHUNK as usize, &mut rng);
+    // No larger than one file: a client of a small file (thousands of them in a
+    // scale study) would otherwise fault in and fill a whole chunk it never writes.
+    let chunk = size.clamp(1, LAYOUT_CHUNK).next_multiple_of(BUFFER_ALIGN as u64);
+    let mut buf = AlignedBuf::random(if needed > 0 { chunk as usize } else { BUFFER_ALIGN }, &mut rng);
     for (i, plan) in plans.iter().enumerate() {
         if plan.existed && plan.current_len == size {
             stats.files_reused += 1;
@@ -212,7 +215,7 @@ fn write_file(plan: &FilePlan, size: u64, buf: &mut AlignedBuf, rng: &mut SplitM
     }
     let mut offset = plan.current_len;
     while offset < size {
-        let len = (size - offset).min(LAYOUT_CHUNK) as usize;
+        let len = (size - offset).min(buf.as_slice().len() as u64) as usize;
         buf.scramble(rng);
         file.write_all_at(&buf.as_slice()[..len], offset)?;
         offset += len as u64;

@@ -206,6 +206,8 @@ pub fn import(i: &Import) -> Result<Imported, String> {
         finished_ns: finished,
         ready_s: 0.0,
         launch_s: 0.0,
+        exited_s: None,
+        torn_down_s: None,
         start_ns: None,
         caches_dropped: false,
         clients: results,

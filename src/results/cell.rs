@@ -194,6 +194,13 @@ pub struct CellResult {
     /// the cell's clients cost the controller.
     #[serde(default)]
     pub launch_s: f64,
+    /// Launch to every client exited, s (after its run and the writing of its result).
+    #[serde(default)]
+    pub exited_s: Option<f64>,
+    /// Launch to every client torn down (containers deleted, VMs stopped), s; results
+    /// are read after it.
+    #[serde(default)]
+    pub torn_down_s: Option<f64>,
     /// The go signal's start instant, wall-clock ns.
     pub start_ns: Option<u64>,
     /// Whether the host page cache was dropped before the cell.

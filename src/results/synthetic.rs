@@ -128,6 +128,8 @@ pub fn cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
         finished_ns: end,
         ready_s: 0.1,
         launch_s: 0.05,
+        exited_s: None,
+        torn_down_s: None,
         start_ns: Some(start),
         caches_dropped: true,
         clients,

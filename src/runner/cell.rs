@@ -209,6 +209,8 @@ impl CellRun<'_> {
             finished_ns: 0,
             ready_s: 0.0,
             launch_s: 0.0,
+            exited_s: None,
+            torn_down_s: None,
             start_ns: None,
             caches_dropped: false,
             clients: Vec::new(),
@@ -264,7 +266,9 @@ impl CellRun<'_> {
         });
         result.cpu = sampler.finish();
         ran.map_err(|f| self.fail(&mut clients, result, f))?;
+        result.exited_s = Some(started.elapsed().as_secs_f64());
         teardown_all(&mut clients);
+        result.torn_down_s = Some(started.elapsed().as_secs_f64());
         let placed: std::collections::HashSet<u32> = result.placements.iter().map(|p| p.client).collect();
         for c in &clients {
             // Where a scheduler placed the client (a pod's node), record it.
