@@ -102,6 +102,17 @@ pub fn kill_processes_mentioning(markers: &[String]) {
     }
 }
 
+/// Maps over items on every CPU, in order (decoding thousands of result documents and
+/// histograms is what reading a large study costs).
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    let chunk = items.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a parallel_map worker panicked")).collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

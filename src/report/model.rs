@@ -381,7 +381,7 @@ impl Report {
             })
             .unwrap_or_default();
         let keyed: Vec<(GroupKey, Vec<&CellResult>)> = by_key.into_iter().collect();
-        let mut groups: Vec<Group> = parallel_map(&keyed, |(key, reps)| build_group(key, reps));
+        let mut groups: Vec<Group> = crate::sys::parallel_map(&keyed, |(key, reps)| build_group(key, reps));
         warnings.extend(groups.iter().flat_map(|g| g.warnings.iter().cloned()));
 
         // Ratios to the baseline.
@@ -627,16 +627,6 @@ fn failure_counts(cells: &[CellResult]) -> Vec<(FailureKind, usize)> {
 fn seed_of(key: &GroupKey) -> u64 {
     let text = format!("{key:?}");
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// Maps over items on every CPU (decoding thousands of histograms is the report's cost).
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
-    let chunk = items.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("report worker thread")).collect()
-    })
 }
 
 fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {

@@ -366,8 +366,8 @@ impl Store {
             .collect();
         paths.sort();
         let mut set = CellSet::default();
-        for p in paths {
-            match self.read_cell(&p) {
+        for read in crate::sys::parallel_map(&paths, |p| self.read_cell(p)) {
+            match read {
                 Ok(c) => set.cells.push(c),
                 Err(e) => set.unreadable.push(e),
             }
