@@ -398,8 +398,7 @@ fn run_study(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Adds a results directory's run to a history and says what it did.
 fn keep(h: &mut History, results: &Path) -> anyhow::Result<()> {
-    let report = Report::load(results)?;
-    let run = RunRecord::of(&report, &results.display().to_string()).map_err(anyhow::Error::msg)?;
+    let run = run_record(results)?;
     match h.add(&run)? {
         Added::New(id) => {
             note!("history: kept as run {id} ({} cell(s)) in {}", run.cells.len(), h.path().display())
@@ -474,26 +473,7 @@ fn bounds(args: &BoundsArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     let runs = h.study_runs(&latest.study_hash, "", args.gate.last)?;
-    let newest = runs.last().expect("the latest run is among its study's");
-    let mut entries = Vec::new();
-    let mut thin = 0;
-    let judged: usize =
-        newest.cells.iter().map(|c| rule.metrics.iter().filter(|m| c.figure(m).is_some()).count()).sum();
-    for c in &newest.cells {
-        let key = c.key_text();
-        for m in &rule.metrics {
-            let v: Vec<f64> = runs.iter().filter_map(|r| r.cell(&key)?.figure(m).map(|f| f.value)).collect();
-            if v.len() < gate::MIN_RUNS {
-                thin += 1;
-                continue;
-            }
-            let mean = v.iter().sum::<f64>() / v.len() as f64;
-            let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
-            let half = (rule.factor(v.len(), judged) * sd / mean).max(rule.min_change);
-            let pct = (half * 1000.0).ceil() / 10.0;
-            entries.push((c, m.as_str(), mean, pct));
-        }
-    }
+    let (entries, thin) = bounds_file::from_history(&runs, &rule);
     anyhow::ensure!(
         !entries.is_empty(),
         "no figure has {} or more runs of study {} in {}: keep more runs first",

@@ -26,7 +26,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::history::{CellRecord, RunRecord, metric, metric_names, show};
+use crate::history::{CellRecord, RunRecord, gate, metric, metric_names, show};
 use crate::report::table::align;
 use crate::study::{StudyError, line_col};
 use crate::workload::Pattern;
@@ -314,6 +314,34 @@ pub fn check(run: &RunRecord, bounds: &[Bound]) -> Vec<BoundCheck> {
         }
     }
     out
+}
+
+/// Bounds from a study's runs (oldest first): for each cell of the newest and each of
+/// `rule`'s metrics with [`gate::MIN_RUNS`] or more values, (cell, metric, mean,
+/// half-width in percent) — the half-width being the gate's prediction bound, at least
+/// its smallest change; and how many figures had too few runs.
+pub fn from_history<'a>(
+    runs: &'a [RunRecord],
+    rule: &'a gate::Rule,
+) -> (Vec<(&'a CellRecord, &'a str, f64, f64)>, usize) {
+    let Some(newest) = runs.last() else { return (Vec::new(), 0) };
+    let judged: usize =
+        newest.cells.iter().map(|c| rule.metrics.iter().filter(|m| c.figure(m).is_some()).count()).sum();
+    let mut entries = Vec::new();
+    let mut thin = 0;
+    for c in &newest.cells {
+        for m in &rule.metrics {
+            let v: Vec<f64> = runs.iter().filter_map(|r| r.cell(&c.key)?.figure(m).map(|f| f.value)).collect();
+            if v.len() < gate::MIN_RUNS {
+                thin += 1;
+                continue;
+            }
+            let (mean, sd) = gate::mean_sd(&v);
+            let half = (rule.factor(v.len(), judged) * sd / mean).max(rule.min_change);
+            entries.push((c, m.as_str(), mean, (half * 1000.0).ceil() / 10.0));
+        }
+    }
+    (entries, thin)
 }
 
 /// A bounds file for `cells`: each metric's mean ± its half-width (percent) per cell.

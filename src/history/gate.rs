@@ -105,7 +105,8 @@ impl Judgement {
     }
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation.
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     let m = v.iter().sum::<f64>() / v.len() as f64;
     let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() as f64 - 1.0).max(1.0);
     (m, var.sqrt())
@@ -125,12 +126,11 @@ pub fn judge(run: &RunRecord, history: &[RunRecord], rule: &Rule) -> Judgement {
     for metric in &rule.metrics {
         let mut cells = Vec::new();
         for c in &run.cells {
-            let key = c.key_text();
             let Some(f) = c.figure(metric) else { continue };
             let past: Vec<(usize, f64)> = history
                 .iter()
                 .enumerate()
-                .filter_map(|(i, r)| Some((i, r.cell(&key)?.figure(metric)?.value)))
+                .filter_map(|(i, r)| Some((i, r.cell(&c.key)?.figure(metric)?.value)))
                 .collect();
             let row = Judged {
                 cell: c.title(),

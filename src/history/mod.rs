@@ -320,8 +320,8 @@ impl RunRecord {
         })
     }
 
-    pub fn cell(&self, key: &str) -> Option<&CellRecord> {
-        self.cells.iter().find(|c| c.key_text() == key)
+    pub fn cell(&self, key: &GroupKey) -> Option<&CellRecord> {
+        self.cells.iter().find(|c| c.key == *key)
     }
 }
 

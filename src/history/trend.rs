@@ -100,18 +100,17 @@ pub fn write(runs: &[RunRecord], dir: &Path) -> Result<PathBuf, String> {
             })
             .collect();
         let changed: Vec<usize> = lines.iter().filter(|l| !l.changes.is_empty()).map(|l| l.index).collect();
-        let mut keys: Vec<String> = Vec::new();
+        let mut keys: Vec<&crate::report::model::GroupKey> = Vec::new();
         for r in &study {
             for c in &r.cells {
-                let k = c.key_text();
-                if !keys.contains(&k) {
-                    keys.push(k);
+                if !keys.contains(&&c.key) {
+                    keys.push(&c.key);
                 }
             }
         }
         let mut cells = Vec::new();
         for key in keys {
-            let points: Vec<_> = study.iter().enumerate().filter_map(|(i, r)| Some((i + 1, r.cell(&key)?))).collect();
+            let points: Vec<_> = study.iter().enumerate().filter_map(|(i, r)| Some((i + 1, r.cell(key)?))).collect();
             let series = Series { title: points[0].1.title(), points };
             let mut svg = String::new();
             {
