@@ -198,7 +198,7 @@ fn draw<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("run")
         .y_desc("bandwidth MiB/s")
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&run_label)
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
         .draw()
@@ -234,7 +234,7 @@ fn draw<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("run")
         .y_desc("latency µs (p50, p99)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&run_label)
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
         .draw()
@@ -249,12 +249,18 @@ fn draw<DB: DrawingBackend>(
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font((FONT, 12))
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+/// A run's number on the x axis; nothing between runs.
+fn run_label(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-6 && *v >= 1.0 { format!("{v:.0}") } else { String::new() }
 }
 
 type Chart<'a, DB> =
