@@ -334,9 +334,8 @@ impl History {
             rows.collect()
         })()
         .map_err(self.sql("cannot read the history"))?;
-        let mut runs = ids.into_iter().rev().map(|id| self.run(id)).collect::<Result<Vec<_>>>()?;
-        runs.sort_by_key(|r| r.started_ns);
-        Ok(runs)
+        // Newest first from the query: reversed, oldest first.
+        ids.into_iter().rev().map(|id| self.run(id)).collect()
     }
 
     /// Every run, whole, oldest first.

@@ -90,6 +90,24 @@ pub struct Judged {
     pub verdict: Verdict,
 }
 
+impl Judged {
+    /// A figure not judged yet: [`decide`] fills in its history and verdict.
+    fn new(cell: String, metric: &str, unit: &str, value: f64, runs: usize) -> Judged {
+        Judged {
+            cell,
+            metric: metric.to_string(),
+            unit: unit.to_string(),
+            value,
+            runs,
+            mean: f64::NAN,
+            sd: f64::NAN,
+            bound: None,
+            change: f64::NAN,
+            verdict: Verdict::NoVerdict,
+        }
+    }
+}
+
 /// A run judged against its history.
 #[derive(Debug, Clone)]
 pub struct Judgement {
@@ -132,18 +150,7 @@ pub fn judge(run: &RunRecord, history: &[RunRecord], rule: &Rule) -> Judgement {
                 .enumerate()
                 .filter_map(|(i, r)| Some((i, r.cell(&c.key)?.figure(metric)?.value)))
                 .collect();
-            let row = Judged {
-                cell: c.title(),
-                metric: f.metric.clone(),
-                unit: f.unit.clone(),
-                value: f.value,
-                runs: past.len(),
-                mean: f64::NAN,
-                sd: f64::NAN,
-                bound: None,
-                change: f64::NAN,
-                verdict: Verdict::NoVerdict,
-            };
+            let row = Judged::new(c.title(), &f.metric, &f.unit, f.value, past.len());
             cells.push((f.value, past.clone()));
             tests.push(Test { row, past: past.into_iter().map(|(_, v)| v).collect(), better: f.better });
         }
@@ -187,18 +194,8 @@ fn run_level(metric: &str, cells: &[(f64, Vec<(usize, f64)>)], runs: usize) -> O
     let n = past.len() as f64;
     let widen = if n > 1.0 { (n / (n - 1.0)).sqrt() } else { 1.0 };
     let better = crate::history::metric(metric).map_or(Better::Higher, |m| m.better);
-    let row = Judged {
-        cell: format!("all {} cells (geometric mean)", judged.len()),
-        metric: metric.to_string(),
-        unit: "ratio".into(),
-        value: now.exp(),
-        runs: past.len(),
-        mean: f64::NAN,
-        sd: f64::NAN,
-        bound: None,
-        change: f64::NAN,
-        verdict: Verdict::NoVerdict,
-    };
+    let row =
+        Judged::new(format!("all {} cells (geometric mean)", judged.len()), metric, "ratio", now.exp(), past.len());
     Some(Test { row, past: past.iter().map(|s| (s * widen).exp()).collect(), better })
 }
 

@@ -15,12 +15,11 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use crate::history::{RunRecord, environment_changes};
-use crate::report::charts::{err, png, register_font, scenario_color};
+use crate::report::charts::{FONT, err, png, register_font, scenario_color};
 use crate::report::units::latency;
 use crate::results::histogram::{LatencySummary, new_latency_histogram};
 
 const TEMPLATE: &str = include_str!("../../templates/trend.html");
-const FONT: &str = "sans-serif";
 const MIB: f64 = 1024.0 * 1024.0;
 const DIMS: (u32, u32) = (900, 300);
 
@@ -188,22 +187,7 @@ fn draw<DB: DrawingBackend>(
     let bw: Vec<(f64, (f64, f64, f64))> =
         s.points.iter().filter_map(|(i, c)| Some((*i as f64, fig(c, "bw")?))).collect();
     let y_max = bw.iter().map(|(_, (v, _, hi))| v.max(*hi)).fold(0.0f64, f64::max) / MIB * 1.15;
-    let mut chart = ChartBuilder::on(&panels[0])
-        .margin(8)
-        .x_label_area_size(34)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.5f64..x_max, 0f64..y_max.max(1.0))
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("run")
-        .y_desc("bandwidth MiB/s")
-        .x_label_formatter(&run_label)
-        .label_style((FONT, 12))
-        .axis_desc_style((FONT, 13))
-        .draw()
-        .map_err(err)?;
-    mark_changes(&mut chart, changed, y_max.max(1.0))?;
+    let mut chart = panel(&panels[0], x_max, y_max, "bandwidth MiB/s", changed)?;
     let color = scenario_color(0);
     if bw.len() > 1 {
         let band: Vec<(f64, f64)> = bw
@@ -224,22 +208,7 @@ fn draw<DB: DrawingBackend>(
     };
     let (p50, p99) = (lat("p50"), lat("p99"));
     let y_max = p50.iter().chain(&p99).map(|(_, v)| *v).fold(0.0f64, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .margin(8)
-        .x_label_area_size(34)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.5f64..x_max, 0f64..y_max.max(1.0))
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("run")
-        .y_desc("latency µs (p50, p99)")
-        .x_label_formatter(&run_label)
-        .label_style((FONT, 12))
-        .axis_desc_style((FONT, 13))
-        .draw()
-        .map_err(err)?;
-    mark_changes(&mut chart, changed, y_max.max(1.0))?;
+    let mut chart = panel(&panels[1], x_max, y_max, "latency µs (p50, p99)", changed)?;
     for (series, c, name) in [(&p50, scenario_color(1), "p50"), (&p99, scenario_color(3), "p99")] {
         chart
             .draw_series(LineSeries::new(series.iter().copied(), c.stroke_width(2)))
@@ -256,6 +225,35 @@ fn draw<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     Ok(())
+}
+
+/// One panel: runs on x (up to `x_max`), 0 to `y_max` on y, its mesh drawn and the
+/// runs where the environment changed marked.
+fn panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    x_max: f64,
+    y_max: f64,
+    y_desc: &str,
+    changed: &[usize],
+) -> Result<Chart<'a, DB>, String> {
+    let y_max = y_max.max(1.0);
+    let mut chart = ChartBuilder::on(area)
+        .margin(8)
+        .x_label_area_size(34)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.5f64..x_max, 0f64..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("run")
+        .y_desc(y_desc)
+        .x_label_formatter(&run_label)
+        .label_style((FONT, 12))
+        .axis_desc_style((FONT, 13))
+        .draw()
+        .map_err(err)?;
+    mark_changes(&mut chart, changed, y_max)?;
+    Ok(chart)
 }
 
 /// A run's number on the x axis; nothing between runs.

@@ -26,7 +26,7 @@ use crate::report::model::{Group, GroupKey, Report};
 use crate::results::stats::Estimate;
 use crate::workload::Pattern;
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 const PANEL_W: u32 = 460;
 const PANEL_H: u32 = 420;
 const SMALL_W: u32 = 360;
