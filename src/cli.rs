@@ -318,6 +318,10 @@ pub struct Selection {
     /// Replace every runtime with synthetic clients (tests only).
     #[arg(long, hide = true)]
     pub mock: bool,
+    /// Attribute each cell's time and CPU to the layers it crosses (every cell runs
+    /// traced and untraced; root, tracefs and bpftrace), as `[study] attribute = true`.
+    #[arg(long)]
+    pub attribute: bool,
 }
 
 #[derive(Debug, Args)]

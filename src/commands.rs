@@ -379,6 +379,7 @@ fn plan_options(s: &Selection) -> PlanOptions {
         patterns: s.patterns.clone(),
         clients: s.clients.clone(),
         mock: s.mock,
+        attribute: s.attribute,
     }
 }
 
@@ -606,9 +607,13 @@ fn execute(plan: &Plan, output: &Path, resume: bool) -> anyhow::Result<ExitCode>
         let ids: HashSet<&str> = outcome.cells.iter().map(|c| c.cell.id.as_str()).collect();
         all.extend(outcome.others.iter().filter(|c| !ids.contains(c.cell.id.as_str())).cloned());
         let model = Report::from_store(&Store::open(output), &all, outcome.unreadable.clone());
-        report::write_all(&model, output)
+        (report::write_all(&model, output), report::attribution::text(&model))
     });
     out!("{}", report::summary::render(&outcome.cells));
+    let written = written.map(|(dir, attribution)| {
+        out!("{attribution}");
+        dir
+    });
     outln!(
         "\n{} cell(s) run, {} skipped (already done), {} failed; results in {}",
         outcome.ran,

@@ -48,6 +48,10 @@ pub struct Job {
     /// controller's clock, and the client starts at it in its own.
     #[serde(default)]
     pub clock_offset_ns: i64,
+    /// Attribution is on: a guest's own kernel times its share's requests
+    /// ([`crate::attribution::guest`]).
+    #[serde(default)]
+    pub attribute: bool,
 }
 
 /// How long a client waits for [`Go`] after reporting ready, and how often it looks.
@@ -106,7 +110,15 @@ pub struct Go {
 
 impl Job {
     pub fn new(client_id: u32, workload: Workload, barrier: Option<Barrier>, drop_caches: bool) -> Job {
-        Job { protocol: PROTOCOL_VERSION, client_id, workload, barrier, drop_caches, clock_offset_ns: 0 }
+        Job {
+            protocol: PROTOCOL_VERSION,
+            client_id,
+            workload,
+            barrier,
+            drop_caches,
+            clock_offset_ns: 0,
+            attribute: false,
+        }
     }
 }
 

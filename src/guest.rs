@@ -82,7 +82,7 @@ fn run() -> Result<(), String> {
     let result = SharedDirLink::open(Path::new(&job)).map_err(|e| e.to_string()).and_then(|link| {
         link.booted().map_err(|e| e.to_string())?;
         sync_clock(&link)?;
-        crate::worker::run(&link).map(drop).map_err(|e| format!("{e:#}"))
+        crate::worker::run_over(&link, Some(&fstype)).map(drop).map_err(|e| format!("{e:#}"))
     });
     let _ = rustix::mount::unmount(at.as_str(), rustix::mount::UnmountFlags::empty());
     result

@@ -14,6 +14,7 @@
 //! hosts                      on which node: placements, transports, the agent protocol, clocks
 //! runtime                    inside what: one Backend per kind, registered in KINDS
 //! worker, guest              the client's side: a job in, a result out (guest: VM init)
+//! attribution                each layer a request crosses, timed by tracers (bpftrace, tracefs)
 //! control                    the versioned protocol between controller and clients
 //! fio                        fio interop: job files, json+ outputs, fio as the client
 //! engine                     the fio-like client: layout, I/O engines, measurement
@@ -28,6 +29,7 @@
 //! micro-VM guests). `main` only parses, calls [`run`], prints errors and maps exit
 //! codes.
 
+pub mod attribution;
 pub mod cli;
 pub mod command;
 pub mod commands;

@@ -21,11 +21,21 @@ pub fn run_job_file(path: &Path) -> anyhow::Result<ClientResult> {
 
 /// Runs a job received over `link` and delivers its result there.
 pub fn run(link: &dyn Link) -> anyhow::Result<ClientResult> {
+    run_over(link, None)
+}
+
+/// [`run`] in a guest whose files are on a share of file system type `share` (`9p`,
+/// `virtiofs`): with attribution on, the guest's kernel times the share's requests.
+pub fn run_over(link: &dyn Link, share: Option<&str>) -> anyhow::Result<ClientResult> {
     let job = link.job();
     let drop_caches = job.drop_caches;
     let barrier = job.barrier.is_some();
     // A guest that set its clock by the controller's is in the controller's clock.
     let offset = if crate::results::host::CLOCK_SYNC.get().is_some() { 0 } else { job.clock_offset_ns };
+    // A guest's own kernel times its share's requests from go to the end of the run.
+    let guest = if job.attribute { share } else { None };
+    let armed = std::sync::Mutex::new(None);
+    let armed_ref = &armed;
     let gate = Box::new(move || {
         if drop_caches {
             rustix::fs::sync();
@@ -37,9 +47,17 @@ pub fn run(link: &dyn Link) -> anyhow::Result<ClientResult> {
         }
         link.ready().map_err(|e| EngineError::Gate(e.to_string()))?;
         // Go is in the controller's clock; start at the same instant in this one.
-        link.wait_go().map(|ns| Some(ns.saturating_add_signed(offset))).map_err(|e| EngineError::Gate(e.to_string()))
+        let go = link.wait_go().map_err(|e| EngineError::Gate(e.to_string()))?;
+        if let Some(fstype) = guest {
+            *armed_ref.lock().expect("not poisoned") = Some(crate::attribution::guest::arm(fstype));
+        }
+        Ok(Some(go.saturating_add_signed(offset)))
     });
-    let result = run_workload(&job.workload, job.client_id, gate)?;
+    let mut result = run_workload(&job.workload, job.client_id, gate)?;
+    result.guest_trace = armed.into_inner().expect("not poisoned").map(|a| match a {
+        Ok(armed) => armed.collect(),
+        Err(not) => not,
+    });
     link.deliver(&result)?;
     Ok(result)
 }

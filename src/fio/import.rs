@@ -215,6 +215,7 @@ pub fn import(i: &Import) -> Result<Imported, String> {
         boot_s: Vec::new(),
         placements: Vec::new(),
         cpu: Vec::new(),
+        attribution: None,
     };
     store.write_cell(&cell).map_err(|e| e.to_string())?;
     update_run_info(&store, &i.scenario, runtime, pattern, clients)?;

@@ -63,13 +63,15 @@ fn charts(r: &Report) -> Vec<(&'static str, (u32, u32))> {
     // Wide enough for the title and the legend even with one panel.
     let wide = ((PANEL_W * cols + 20).max(MIN_W), PANEL_H + 70);
     let grid = ((SMALL_W * cols + 20).max(MIN_W), SMALL_H * rows + 70);
-    vec![
+    let mut all = vec![
         ("bandwidth", wide),
         ("host-cpu", wide),
         ("client-bandwidth", wide),
         ("bandwidth-timeline", grid),
         ("latency-cdf", grid),
-    ]
+    ];
+    all.extend(crate::report::attribution::charts(r));
+    all
 }
 
 fn draw<DB: DrawingBackend>(name: &str, root: &DrawingArea<DB, Shift>, r: &Report) -> Result<(), String> {
@@ -90,6 +92,7 @@ fn draw<DB: DrawingBackend>(name: &str, root: &DrawingArea<DB, Shift>, r: &Repor
         ),
         "client-bandwidth" => draw_clients(root, r),
         "bandwidth-timeline" => draw_timeline(root, r),
+        n if n.starts_with("attribution-") => crate::report::attribution::draw(n, root, r),
         _ => draw_cdf(root, r),
     }
 }

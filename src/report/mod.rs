@@ -5,6 +5,7 @@
 //! ([`write_all`]), plus `compare` between two studies. Renderers return text, so every
 //! rendering can be snapshot-tested; writing is atomic.
 
+pub mod attribution;
 pub mod charts;
 pub mod client;
 pub mod compare;
@@ -85,6 +86,7 @@ pub fn terminal(r: &Report) -> String {
     out.push_str(&table::latency_text(r));
     out.push('\n');
     out.push_str(&table::bandwidth_text(r));
+    out.push_str(&attribution::text(r));
     out.push_str(&warnings_text(r));
     out
 }

@@ -52,6 +52,7 @@ pub enum Concern {
     Window,
     LateStart,
     NodeShare,
+    Attribution,
 }
 
 impl Concern {
@@ -83,6 +84,7 @@ impl Concern {
             Concern::Window => "clients ran together for only part of their run",
             Concern::LateStart => "clients started late",
             Concern::NodeShare => "a node moved an unequal share",
+            Concern::Attribution => "attribution: a layer was not measured, or the layers do not nest",
         }
     }
 }
@@ -270,6 +272,8 @@ pub struct Group {
     pub timeline: Vec<(f64, f64)>,
     /// This group's own warnings (also in the report's list).
     pub warnings: Vec<Warning>,
+    /// Where its time and CPU went, layer by layer (traced cells only).
+    pub attribution: Option<crate::attribution::GroupAttribution>,
 }
 
 /// One node's part of a cell.
@@ -395,6 +399,47 @@ impl Report {
             let base_key = GroupKey { scenario: baseline.clone(), ..g.key.clone() };
             if let Some(base) = baselines.get(&base_key) {
                 g.vs_baseline = bootstrap_ratio(&bw_samples(g), base, seed_of(&g.key) ^ 0xBA5E);
+            }
+        }
+
+        // What tracing cost: each traced group against its untraced twin.
+        let twins: BTreeMap<GroupKey, Vec<f64>> = groups
+            .iter()
+            .filter(|g| g.key.options.iter().any(|(k, v)| k == crate::attribution::OPTION && v == "off"))
+            .map(|g| (g.key.clone(), bw_samples(g)))
+            .collect();
+        for g in &mut groups {
+            let mut twin = g.key.clone();
+            twin.options
+                .iter_mut()
+                .filter(|(k, _)| k == crate::attribution::OPTION)
+                .for_each(|(_, v)| *v = "off".into());
+            let traced = bw_samples(g);
+            if let (Some(a), Some(off)) = (g.attribution.as_mut(), twins.get(&twin)) {
+                a.overhead = bootstrap_ratio(&traced, off, seed_of(&g.key) ^ 0x7ACE);
+            }
+        }
+        for g in &groups {
+            let Some(a) = &g.attribution else { continue };
+            if !a.nesting.is_empty() {
+                warnings.push(Warning::new(Concern::Attribution, format!(
+                    "{} {} with {} client(s): the layers do not nest ({}): an instrument is off, or a request was timed at one layer and not another",
+                    g.label, g.key.mode(), g.key.clients, a.nesting.join("; ")
+                )));
+            }
+            for l in &a.layers {
+                if let crate::attribution::LayerFigure::NotMeasured(why) = &l.figure {
+                    let name = &l.name;
+                    warnings.push(Warning::new(
+                        Concern::Attribution,
+                        format!(
+                            "{} {} with {} client(s): layer `{name}` not measured: {why}",
+                            g.label,
+                            g.key.mode(),
+                            g.key.clients
+                        ),
+                    ));
+                }
             }
         }
 
@@ -873,6 +918,7 @@ fn build_group(key: &GroupKey, reps: &[&CellResult]) -> Group {
         cores_busy: mean(&cores),
         host_busy_cores: mean(&host_cores),
         timeline,
+        attribution: crate::attribution::GroupAttribution::of(reps),
         warnings,
     }
 }

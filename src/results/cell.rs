@@ -35,6 +35,11 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// Whether the cell is traced (its `attribute = on` option).
+    pub fn attributed(&self) -> bool {
+        self.options.iter().any(|(k, v)| k == crate::results::attribution::OPTION && v == "on")
+    }
+
     /// The longest the cell may take from launch to its last result: the barrier's
     /// wait, then `cell_timeout` or [`Self::run_allowance`] (what the runner enforces;
     /// a Kubernetes Job's `activeDeadlineSeconds`).
@@ -219,6 +224,9 @@ pub struct CellResult {
     /// one series per host.
     #[serde(default)]
     pub cpu: Vec<crate::results::cpu::CpuSeries>,
+    /// Where the cell's time and CPU went, layer by layer (attribution on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<crate::results::attribution::Attribution>,
 }
 
 /// A client's node and that node's clock against the controller's.

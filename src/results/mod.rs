@@ -5,6 +5,7 @@
 //! Ctrl-C never leaves a half-written result that a later `--resume` would trust.
 
 pub mod aggregate;
+pub mod attribution;
 pub mod cell;
 pub mod cpu;
 pub mod histogram;

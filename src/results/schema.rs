@@ -63,6 +63,9 @@ pub struct ClientResult {
     /// with its version. Absent in documents older than this field: iostudy.
     #[serde(default = "measured_by_iostudy")]
     pub measured_by: String,
+    /// A micro-VM's share requests as its own kernel timed them (attribution on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest_trace: Option<crate::results::attribution::GuestTrace>,
 }
 
 fn measured_by_iostudy() -> String {
@@ -140,6 +143,7 @@ impl ClientResult {
             intervals: p.intervals,
             layout: p.layout,
             measured_by: p.measured_by,
+            guest_trace: None,
             workload: p.workload,
         }
     }

@@ -86,6 +86,7 @@ pub fn client(w: &Workload, client_id: u32, start_ns: u64) -> ClientResult {
         intervals: IntervalSeries { interval_ns, first_index, bytes, ops: op_series, shift_ns: 0 },
         layout: LayoutStats::default(),
         measured_by: "synthetic figures (no I/O)".into(),
+        guest_trace: None,
     }
 }
 
@@ -137,5 +138,6 @@ pub fn cell(cell: Cell, clients: Vec<ClientResult>) -> CellResult {
         boot_s: Vec::new(),
         placements: Vec::new(),
         cpu,
+        attribution: None,
     }
 }

@@ -170,7 +170,12 @@ impl NodeSide for Agent {
             log_dir,
             open_files: spec.open_files,
             cgroup,
-            cell: CellShape { id: spec.cell.clone(), clients: spec.clients, deadline: spec.deadline.0 },
+            cell: CellShape {
+                id: spec.cell.clone(),
+                clients: spec.clients,
+                deadline: spec.deadline.0,
+                attribute: false,
+            },
         };
         let client = backend.launch(&launch).map_err(Refused::new)?;
         self.clients.insert(spec.id, client);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::attribution::Tracing;
 use crate::control::{Barrier, Channel, DATA_DIR, Go, Job, PROTOCOL_VERSION, SharedDir};
 use crate::hosts::node::Node;
 use crate::hosts::remote::relayed_channel;
@@ -218,6 +219,7 @@ impl CellRun<'_> {
             boot_s: Vec::new(),
             placements: Vec::new(),
             cpu: Vec::new(),
+            attribution: None,
         }
     }
 
@@ -246,6 +248,8 @@ impl CellRun<'_> {
         ready.map_err(|f| self.fail(&mut clients, result, f))?;
         result.ready_s = started.elapsed().as_secs_f64();
         sampler.sample();
+        // Traced from all-ready (the files laid out) to the last exit.
+        let mut tracing = self.cell.attributed().then(|| Tracing::start(cgroup.as_ref().map(|c| c.dir())));
         let start_ns = crate::sys::wall_ns() + timing.lead.as_nanos() as u64;
         channel
             .go(&Go { protocol: PROTOCOL_VERSION, start_ns })
@@ -267,6 +271,9 @@ impl CellRun<'_> {
         result.cpu = sampler.finish();
         ran.map_err(|f| self.fail(&mut clients, result, f))?;
         result.exited_s = Some(started.elapsed().as_secs_f64());
+        if let Some(t) = &mut tracing {
+            t.stop();
+        }
         teardown_all(&mut clients);
         result.torn_down_s = Some(started.elapsed().as_secs_f64());
         let placed: std::collections::HashSet<u32> = result.placements.iter().map(|p| p.client).collect();
@@ -281,7 +288,13 @@ impl CellRun<'_> {
         }
 
         *phase = Phase::Collect;
-        self.collect(channel.as_ref(), &clients, result).map_err(|f| (f, String::new()))
+        self.collect(channel.as_ref(), &clients, result).map_err(|f| (f, String::new()))?;
+        if let Some(t) = tracing {
+            // A 9p guest's QEMU logged its requests beside the client's log.
+            let logs = self.placed.iter().enumerate().map(|(k, p)| p.backend.vmm_trace(&self.logs, k as u32)).collect();
+            result.attribution = Some(t.finish(result, logs));
+        }
+        Ok(())
     }
 
     /// The slowest backend's lead, the quickest poll.
@@ -314,6 +327,7 @@ impl CellRun<'_> {
             let mut workload = cell.workload.clone();
             workload.directory = placed.backend.client_path(self.target, &host_data);
             let mut job = Job::new(k, workload, Some(barrier), placed.backend.drops_guest_caches());
+            job.attribute = cell.attributed();
             if let Some(node) = placed.node {
                 let c = node.clock();
                 job.clock_offset_ns = c.offset_ns;
@@ -337,6 +351,7 @@ impl CellRun<'_> {
                     id: cell.id.clone(),
                     clients: cell.clients,
                     deadline: cell.deadline(timing.lead, self.barrier_timeout, self.cell_timeout),
+                    attribute: cell.attributed(),
                 },
             });
         }

@@ -170,6 +170,17 @@ impl Preflight {
         if plan.study.drop_caches && !rustix::process::geteuid().is_root() {
             pre.warnings.push(Warning::CannotDropCaches);
         }
+        if plan.cells.iter().any(|c| c.attributed()) {
+            if let Some(why) = crate::attribution::unavailable() {
+                pre.problems.push(format!("attribution cannot run here: {why}"));
+            }
+            if plan.study.placement.is_some() {
+                pre.problems.push(
+                    "attribution traces this host's processes: it needs every client on this host (no [hosts], [slurm] or Kubernetes placement)"
+                        .into(),
+                );
+            }
+        }
         let local_target = plan.study.placement.as_ref().is_none_or(|p| p.shared_target());
         if local_target && pre.check_target(plan) {
             pre.check_data_files(plan);

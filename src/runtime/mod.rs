@@ -176,6 +176,11 @@ pub trait Backend: Send + Sync {
     }
     /// Starts one client.
     fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError>;
+    /// Where the VMM of client `client` logged its share's requests, when attribution
+    /// was on and it logs them ([`crate::attribution::vmm`]).
+    fn vmm_trace(&self, _log_dir: &Path, _client: u32) -> Option<PathBuf> {
+        None
+    }
     /// Starts several clients at once, where that is cheaper than one by one (a node's
     /// agent: one exchange for all): one result per launch. `None`: one by one.
     fn launch_batch(&self, _launches: &[&Launch]) -> Option<Vec<Result<Box<dyn Client>, RuntimeError>>> {
@@ -397,6 +402,8 @@ pub struct CellShape {
     pub clients: u32,
     /// The longest the cell may take from launch to its last result.
     pub deadline: Duration,
+    /// Attribution is on: a VMM logs its share's requests ([`crate::attribution`]).
+    pub attribute: bool,
 }
 
 /// How a client ended.

@@ -58,6 +58,10 @@ pub struct StudySection {
     /// (as fio does); `false` removes them when the run ends.
     #[serde(default = "yes")]
     pub keep_files: bool,
+    /// Attribute each cell's time and CPU to the layers it crosses: every cell runs
+    /// traced and untraced (root, tracefs and bpftrace).
+    #[serde(default)]
+    pub attribute: bool,
 }
 
 /// `[matrix]`: the axes every study has.

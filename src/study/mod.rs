@@ -175,6 +175,8 @@ pub struct Study {
     pub barrier_timeout: Duration,
     pub drop_caches: bool,
     pub keep_files: bool,
+    /// Every cell also runs traced ([`crate::attribution`]).
+    pub attribute: bool,
     /// Where clients run besides this host (`[hosts]`…); `None`: every client here.
     pub placement: Option<Arc<dyn Placement>>,
     pub scenarios: Vec<Scenario>,
@@ -251,6 +253,7 @@ impl Study {
             barrier_timeout: file.study.barrier_timeout.as_ref().map_or(Duration::from_secs(600), |t| t.get_ref().0),
             drop_caches: file.study.drop_caches,
             keep_files: file.study.keep_files,
+            attribute: file.study.attribute,
             placement,
             scenarios,
             clients,

@@ -25,6 +25,8 @@ pub struct PlanOptions {
     pub clients: Vec<u32>,
     /// Replace every runtime with synthetic clients (tests).
     pub mock: bool,
+    /// Run every cell traced and untraced (as `[study] attribute = true`).
+    pub attribute: bool,
 }
 
 /// Why a plan cannot be made.
@@ -178,13 +180,21 @@ impl PlanOptions {
 fn cells(study: &Study, opts: &PlanOptions, scenarios: &[Scenario]) -> Vec<Cell> {
     let keep_clients = |x: u32| opts.clients.is_empty() || opts.clients.contains(&x);
     let keep_pattern = |p: &Pattern| opts.patterns.is_empty() || opts.patterns.contains(p);
+    // With attribution, each cell runs untraced then traced, side by side: the pair
+    // measures what tracing costs.
+    let traced: &[Option<&str>] = if study.attribute || opts.attribute { &[Some("off"), Some("on")] } else { &[None] };
     let mut cells = Vec::new();
     for rep in 1..=study.repetitions {
         for &clients in study.clients.iter().filter(|&&c| keep_clients(c)) {
             for &pattern in study.patterns.iter().filter(|p| keep_pattern(p)) {
-                for combo in study.combinations() {
-                    let options: Vec<(String, String)> =
+                for (combo, trace) in
+                    study.combinations().into_iter().flat_map(|c| traced.iter().map(move |t| (c.clone(), t)))
+                {
+                    let mut options: Vec<(String, String)> =
                         combo.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
+                    if let Some(t) = trace {
+                        options.push((crate::attribution::OPTION.to_string(), t.to_string()));
+                    }
                     for sc in scenarios {
                         let mut workload =
                             study.workload(pattern, &combo).expect("validated when the study was loaded");

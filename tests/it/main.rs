@@ -4,6 +4,7 @@
 //! machine lacks is reported as *ignored*, with what it needs, and counted as such —
 //! never as passed. With `IOSTUDY_REQUIRE_RUNTIMES=1` (CI) the same test fails.
 
+mod attribution;
 mod baits;
 mod bench;
 mod cli;
@@ -28,6 +29,7 @@ fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let mut trials = Vec::new();
     for module in [
+        attribution::trials,
         baits::trials,
         bench::trials,
         cli::trials,

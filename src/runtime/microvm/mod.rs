@@ -546,7 +546,12 @@ impl Microvm {
             }
             _ => None,
         };
-        let cmd = self.qemu_cmd(&l.job, socket.as_deref());
+        let mut cmd = self.qemu_cmd(&l.job, socket.as_deref());
+        if l.cell.attribute && self.cfg.share == Share::NineP {
+            cmd = cmd.args(crate::attribution::vmm::qemu_args(&qemu_trace(&l.log_dir, l.client)));
+        } else if l.cell.attribute {
+            cmd = cmd.args(["-name", "iostudy,debug-threads=on"]);
+        }
         let mut teardown = Vec::new();
         if let Some(sock) = &socket {
             teardown.push(Cmd::new("rm").arg("-f").arg(sock));
@@ -557,6 +562,11 @@ impl Microvm {
             None => client,
         })
     }
+}
+
+/// Where QEMU logs client `client`'s 9p requests when attribution is on.
+fn qemu_trace(log_dir: &Path, client: u32) -> PathBuf {
+    log_dir.join(format!("client-{client}.qemu-trace.log"))
 }
 
 impl Backend for Microvm {
@@ -584,6 +594,10 @@ impl Backend for Microvm {
 
     fn launch(&self, l: &Launch) -> Result<Box<dyn Client>, RuntimeError> {
         Ok(Box::new(self.launch_client(l)?))
+    }
+
+    fn vmm_trace(&self, log_dir: &Path, client: u32) -> Option<PathBuf> {
+        (self.cfg.share == Share::NineP).then(|| qemu_trace(log_dir, client))
     }
 
     fn cleanup(&self) {

@@ -302,7 +302,12 @@ impl Fixture {
                     log_dir: self.tmp.path().to_path_buf(),
                     open_files: 8,
                     cgroup: None,
-                    cell: CellShape { id: "kata.read.c2.r1".into(), clients, deadline: Duration::from_secs(90) },
+                    cell: CellShape {
+                        id: "kata.read.c2.r1".into(),
+                        clients,
+                        deadline: Duration::from_secs(90),
+                        attribute: false,
+                    },
                 };
                 self.backend.launch(&l).unwrap()
             })
