@@ -11,11 +11,14 @@
 //!   and runc, the sandbox for gVisor, QEMU's 9p workers, virtiofsd — timed in the
 //!   kernel by Debian's `bpftrace` on syscall tracepoints, scoped to those processes
 //!   ([`host`]), with how many syscalls and bytes each client I/O became;
-//! - *VMM*: QEMU's own 9p request handling, from its `v9fs_read`/`v9fs_write` trace
-//!   events and their returns, matched by tag ([`vmm`]);
-//! - *guest transport*: the guest kernel's 9p request → response round trip, from its
-//!   `9p_client_req`/`9p_client_res` tracepoints, aggregated inside the guest by a
-//!   hist trigger iostudy (the guest's init) arms at go ([`guest`]);
+//! - *VMM / file server*: QEMU's own 9p request handling, from its `v9fs_read`/
+//!   `v9fs_write` trace events and their returns, matched by tag ([`vmm`]); for
+//!   virtio-fs, virtiofsd's `Server::read`/`Server::write`, timed by uprobes in the same
+//!   bpftrace program ([`host`]);
+//! - *guest transport*: the guest kernel's request → response round trip — its 9p
+//!   tracepoints, or kprobes on virtio-fs's enqueue and completion — recorded in the
+//!   guest's ring buffer from go, which iostudy (the guest's init) turns on itself
+//!   ([`guest`]);
 //! - *CPU by role*: each serving thread's CPU time (`sched_stat_runtime`), its process
 //!   and thread name mapped to a role (client, guest vCPU, VMM, file server, sandbox,
 //!   runtime).
@@ -157,7 +160,6 @@ pub struct Tracing {
 impl Tracing {
     /// Starts tracing the processes of the cell whose cgroup directory is `cgroup`.
     pub fn start(cgroup: Option<&std::path::Path>) -> Tracing {
-        let from_ns = crate::sys::wall_ns();
         let roles = cgroup.map(roles::cell_processes).unwrap_or_default();
         // virtiofsd's request handlers are timed where its symbols allow.
         let mut servers: Vec<std::path::PathBuf> = Vec::new();
@@ -174,6 +176,8 @@ impl Tracing {
             None => Err("the cell has no cgroup on this host to find its processes by".to_string()),
             Some(_) => host::Tracer::start(&roles.keys().copied().collect::<Vec<_>>(), &servers),
         };
+        // From when every probe is attached.
+        let from_ns = crate::sys::wall_ns();
         Tracing { tracer: Some(tracer), seen: Err("not stopped".into()), roles, from_ns, to_ns: 0 }
     }
 
@@ -309,6 +313,10 @@ impl Tracing {
                 by_role.sort_by_key(|r| roles::ALL.iter().position(|x| *x == r.role));
                 a.cpu = by_role;
                 a.cpu_unattributed_ns = t.cpu_other_ns;
+                // The cgroup's counter over the traced window (to its last reading).
+                let last = cell.cpu.iter().filter_map(|s| s.samples.last()).map(|s| s.t_ns).min().unwrap_or(0);
+                a.cgroup_cpu_ns = crate::results::cpu::cpu_between(&cell.cpu, self.from_ns, to_ns.min(last))
+                    .map(|f| (f.cgroup_s * 1e9) as u64);
             }
             Err(why) => a.layers.push(Layer::missing(HOST, HOST_BOUNDARY, why)),
         }
@@ -334,6 +342,8 @@ pub struct GroupAttribution {
     pub cpu_s_per_gib: Vec<(String, f64)>,
     /// CPU charged to traced tasks while another ran, as a share of the roles' sum.
     pub cpu_unattributed: f64,
+    /// The roles' CPU over the cell cgroup's, in the same window.
+    pub cpu_roles_vs_cgroup: Option<f64>,
     /// Where the layers do not nest (an inner layer slower than its outer one).
     pub nesting: Vec<String>,
     /// Traced bandwidth / the untraced twin's (filled in by the report).
@@ -344,6 +354,9 @@ pub struct GroupAttribution {
 /// How far an inner layer may exceed its outer one before it is flagged: the
 /// instruments' resolution (1 µs stamps, 1.6 % buckets) and clock reads.
 pub const NESTING_TOLERANCE: f64 = 0.05;
+
+/// Tracing that costs a cell more of its bandwidth than this is flagged.
+pub const OVERHEAD_TOLERANCE: f64 = 0.05;
 
 impl GroupAttribution {
     /// Over the traced repetitions `cells`; `None` when none was traced.
@@ -366,6 +379,7 @@ impl GroupAttribution {
             }
         }
         let total: f64 = cpu.iter().map(|(_, ns)| ns).sum();
+        let cgroup: Option<u64> = traced.iter().map(|a| a.cgroup_cpu_ns).sum();
         let other: u64 = traced.iter().map(|a| a.cpu_unattributed_ns).sum();
         cpu.sort_by_key(|(r, _)| roles::ALL.iter().position(|x| x == r));
         let mut notes: Vec<String> = Vec::new();
@@ -385,6 +399,7 @@ impl GroupAttribution {
                 Vec::new()
             },
             cpu_unattributed: if total > 0.0 { other as f64 / total } else { 0.0 },
+            cpu_roles_vs_cgroup: cgroup.filter(|c| *c > 0).map(|c| total / c as f64),
             overhead: None,
             notes,
         })

@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::attribution::{CLIENT, GUEST, GroupAttribution, HOST, LayerFigure, VMM, roles};
 use crate::report::charts::{FONT, err};
@@ -21,6 +22,32 @@ fn us(ns: f64) -> String {
     if ns >= 100_000.0 { format!("{:.0}", ns / 1e3) } else { format!("{:.1}", ns / 1e3) }
 }
 
+/// A layer's p50/p99/mean in µs; why not, when `why` and it was not measured.
+fn layer_cell(a: &GroupAttribution, layer: &str, why: bool) -> String {
+    match a.layers.iter().find(|x| x.name == layer).map(|x| &x.figure) {
+        Some(LayerFigure::Measured(s)) => format!("{}/{}/{}", us(s.p50 as f64), us(s.p99 as f64), us(s.mean)),
+        Some(LayerFigure::NotMeasured(reason)) if why => format!("not measured: {reason}"),
+        Some(LayerFigure::NotMeasured(_)) => "not measured".into(),
+        None => "-".into(),
+    }
+}
+
+/// The layers, with the column heading each gets.
+const LAYERS: [(&str, &str); 4] =
+    [(CLIENT, "client"), (GUEST, "guest transport"), (VMM, "VMM/server"), (HOST, "host syscall")];
+
+/// CPU-seconds per GiB by role, and how their sum compares with the cell cgroup's.
+fn cpu_text(a: &GroupAttribution) -> String {
+    let mut text = a.cpu_s_per_gib.iter().map(|(role, s)| format!("{role} {s:.2}")).collect::<Vec<_>>().join(", ");
+    if text.is_empty() {
+        text.push('-');
+    }
+    if let Some(x) = a.cpu_roles_vs_cgroup {
+        text.push_str(&format!(" (their sum {x:.2}× the cell cgroup's)"));
+    }
+    text
+}
+
 fn name_of(g: &Group) -> String {
     format!("{} {} c{}", g.label, g.key.mode().replace(" attribute=on", ""), g.key.clients)
 }
@@ -33,22 +60,15 @@ pub fn text(r: &Report) -> String {
     if traced.is_empty() {
         return String::new();
     }
-    let layers = [CLIENT, GUEST, VMM, HOST];
     let mut rows = vec![{
         let mut h = vec!["Group".to_string()];
-        h.extend(layers.iter().map(|l| format!("{l} p50/p99/mean µs")));
+        h.extend(LAYERS.iter().map(|(_, heading)| format!("{heading} p50/p99/mean µs")));
         h.extend(["syscalls/IO".into(), "traced/untraced bw".into()]);
         h
     }];
     for (g, a) in &traced {
         let mut row = vec![name_of(g)];
-        for l in layers {
-            row.push(match a.layers.iter().find(|x| x.name == l).map(|x| &x.figure) {
-                Some(LayerFigure::Measured(s)) => format!("{}/{}/{}", us(s.p50 as f64), us(s.p99 as f64), us(s.mean)),
-                Some(LayerFigure::NotMeasured(_)) => "not measured".into(),
-                None => "-".into(),
-            });
-        }
+        row.extend(LAYERS.iter().map(|(l, _)| layer_cell(a, l, false)));
         row.push(a.syscalls_per_io.map_or("-".into(), |x| format!("{x:.2}")));
         row.push(a.overhead.map_or("-".into(), |e| format!("{:.2}", e.mean)));
         rows.push(row);
@@ -60,13 +80,7 @@ pub fn text(r: &Report) -> String {
         let big = a
             .biggest()
             .map_or_else(|| "no layer measured".into(), |(n, share)| format!("{:.0} % of p50 in {n}", share * 100.0));
-        let cpu: Vec<String> = a.cpu_s_per_gib.iter().map(|(role, s)| format!("{role} {s:.2}")).collect();
-        let _ = writeln!(
-            out,
-            "  {}: {big}; CPU-s/GiB: {}",
-            name_of(g),
-            if cpu.is_empty() { "-".into() } else { cpu.join(", ") }
-        );
+        let _ = writeln!(out, "  {}: {big}; CPU-s/GiB: {}", name_of(g), cpu_text(a));
         if !a.nesting.is_empty() {
             let _ = writeln!(out, "    flagged: layers do not nest: {}", a.nesting.join("; "));
         }
@@ -75,7 +89,7 @@ pub fn text(r: &Report) -> String {
 }
 
 /// `table.csv`'s attribution columns, empty for an untraced group.
-pub const CSV_HEADER: &str = "attr_client_p50_ns,attr_client_p99_ns,attr_client_mean_ns,attr_guest_p50_ns,attr_guest_p99_ns,attr_guest_mean_ns,attr_vmm_p50_ns,attr_vmm_p99_ns,attr_vmm_mean_ns,attr_host_p50_ns,attr_host_p99_ns,attr_host_mean_ns,attr_host_syscalls_per_io,attr_host_bytes_per_io,attr_cpu_client_s_per_gib,attr_cpu_vcpu_s_per_gib,attr_cpu_vmm_s_per_gib,attr_cpu_file_server_s_per_gib,attr_cpu_sandbox_s_per_gib,attr_cpu_runtime_s_per_gib,attr_cpu_other_s_per_gib,attr_traced_vs_untraced_bw,attr_nesting";
+pub const CSV_HEADER: &str = "attr_client_p50_ns,attr_client_p99_ns,attr_client_mean_ns,attr_guest_p50_ns,attr_guest_p99_ns,attr_guest_mean_ns,attr_vmm_p50_ns,attr_vmm_p99_ns,attr_vmm_mean_ns,attr_host_p50_ns,attr_host_p99_ns,attr_host_mean_ns,attr_host_syscalls_per_io,attr_host_bytes_per_io,attr_cpu_client_s_per_gib,attr_cpu_vcpu_s_per_gib,attr_cpu_vmm_s_per_gib,attr_cpu_file_server_s_per_gib,attr_cpu_sandbox_s_per_gib,attr_cpu_runtime_s_per_gib,attr_cpu_other_s_per_gib,attr_cpu_roles_vs_cgroup,attr_traced_vs_untraced_bw,attr_nesting";
 
 pub fn csv_fields(g: &Group) -> Vec<String> {
     let n = CSV_HEADER.split(',').count();
@@ -93,6 +107,7 @@ pub fn csv_fields(g: &Group) -> Vec<String> {
     for role in roles::ALL {
         out.push(num(a.cpu_s_per_gib.iter().find(|(r, _)| r == role).map(|(_, s)| *s)));
     }
+    out.push(num(a.cpu_roles_vs_cgroup));
     out.push(num(a.overhead.map(|e| e.mean)));
     out.push(crate::text::csv_field(&a.nesting.join("; ")));
     out
@@ -104,7 +119,7 @@ pub fn charts(r: &Report) -> Vec<(&'static str, (u32, u32))> {
     if n == 0 {
         return Vec::new();
     }
-    let dims = (900, 110 + 34 * n);
+    let dims = (1000, (110 + 34 * n).max(200));
     vec![("attribution-latency", dims), ("attribution-cpu", dims)]
 }
 
@@ -143,33 +158,30 @@ pub fn draw<DB: DrawingBackend>(name: &str, root: &DrawingArea<DB, Shift>, r: &R
     root.fill(&WHITE).map_err(err)?;
     let x_max = bars.iter().map(|(_, p)| p.iter().map(|x| x.1).sum::<f64>()).fold(0.0, f64::max).max(1e-9) * 1.05;
     let n = bars.len();
-    let mut chart = ChartBuilder::on(root)
+    // The legend in a column of its own, right of the chart, out of the bars.
+    let (area, legend) = root.split_horizontally(root.dim_in_pixel().0 as i32 - 230);
+    let mut chart = ChartBuilder::on(&area)
         .caption(format!("{}: {title}", r.study_name), (FONT, 16))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(260)
         .build_cartesian_2d(0f64..x_max, 0f64..n as f64)
         .map_err(err)?;
-    let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     chart
         .configure_mesh()
         .disable_y_mesh()
-        .y_labels(n)
-        .y_label_formatter(&|y| {
-            let i = (n as f64 - y - 0.5).round();
-            if i >= 0.0 && (i as usize) < n && (y.fract() - 0.5).abs() < 0.01 {
-                labels[i as usize].clone()
-            } else {
-                String::new()
-            }
-        })
+        .y_labels(0)
         .x_desc(unit)
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 13))
         .draw()
         .map_err(err)?;
-    for (i, (_, parts)) in bars.iter().enumerate() {
+    let label_style = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+    for (i, (label, parts)) in bars.iter().enumerate() {
         let y = (n - 1 - i) as f64;
+        // The group's name, left of its bar, in the label area.
+        let (px, py) = chart.backend_coord(&(0.0, y + 0.5));
+        area.draw(&Text::new(label.clone(), (px - 8, py), label_style.clone())).map_err(err)?;
         let mut x = 0.0;
         for (k, v) in parts {
             let c = PALETTE[keys.iter().position(|x| x == k).unwrap_or(0) % PALETTE.len()];
@@ -179,22 +191,12 @@ pub fn draw<DB: DrawingBackend>(name: &str, root: &DrawingArea<DB, Shift>, r: &R
             x += v;
         }
     }
+    let key_style = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     for (ki, k) in keys.iter().enumerate() {
-        let c = PALETTE[ki % PALETTE.len()];
-        chart
-            .draw_series(std::iter::once(Rectangle::new([(0.0, 0.0), (0.0, 0.0)], c.filled())))
-            .map_err(err)?
-            .label(k.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+        let y = 40 + 20 * ki as i32;
+        legend.draw(&Rectangle::new([(4, y - 6), (16, y + 6)], PALETTE[ki % PALETTE.len()].filled())).map_err(err)?;
+        legend.draw(&Text::new(k.clone(), (22, y), key_style.clone())).map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 12))
-        .draw()
-        .map_err(err)?;
     Ok(())
 }
 
@@ -204,30 +206,16 @@ pub fn rows(r: &Report) -> Vec<Vec<String>> {
     if traced.is_empty() {
         return Vec::new();
     }
-    let mut out = vec![
-        [
-            "Group",
-            "client p50/p99/mean µs",
-            "guest transport",
-            "VMM",
-            "host syscall",
-            "syscalls, bytes per I/O",
-            "traced / untraced bw",
-            "p50 dominated by",
-            "CPU-s per GiB by role",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
+    let mut header = vec!["Group".to_string()];
+    header.extend(LAYERS.iter().map(|(_, heading)| format!("{heading} p50/p99/mean µs")));
+    header.extend(
+        ["syscalls, bytes per I/O", "traced / untraced bw", "p50 dominated by", "CPU-s per GiB by role"]
+            .map(String::from),
+    );
+    let mut out = vec![header];
     for (g, a) in traced {
         let mut row = vec![name_of(g)];
-        for l in [CLIENT, GUEST, VMM, HOST] {
-            row.push(match a.layers.iter().find(|x| x.name == l).map(|x| &x.figure) {
-                Some(LayerFigure::Measured(s)) => format!("{}/{}/{}", us(s.p50 as f64), us(s.p99 as f64), us(s.mean)),
-                Some(LayerFigure::NotMeasured(why)) => format!("not measured: {why}"),
-                None => "-".into(),
-            });
-        }
+        row.extend(LAYERS.iter().map(|(l, _)| layer_cell(a, l, true)));
         row.push(match (a.syscalls_per_io, a.bytes_per_io) {
             (Some(s), Some(b)) => format!("{s:.2}, {}", crate::workload::human_bytes(b as u64)),
             _ => "-".into(),
@@ -244,7 +232,7 @@ pub fn rows(r: &Report) -> Vec<Vec<String>> {
             big.push_str(&format!("; flagged: {}", a.nesting.join("; ")));
         }
         row.push(big);
-        row.push(a.cpu_s_per_gib.iter().map(|(role, s)| format!("{role} {s:.2}")).collect::<Vec<_>>().join(", "));
+        row.push(cpu_text(a));
         out.push(row);
     }
     out

@@ -84,7 +84,9 @@ impl Concern {
             Concern::Window => "clients ran together for only part of their run",
             Concern::LateStart => "clients started late",
             Concern::NodeShare => "a node moved an unequal share",
-            Concern::Attribution => "attribution: a layer was not measured, or the layers do not nest",
+            Concern::Attribution => {
+                "attribution: a layer not measured, layers that do not nest, or tracing that slowed the cell"
+            }
         }
     }
 }
@@ -425,6 +427,12 @@ impl Report {
                 warnings.push(Warning::new(Concern::Attribution, format!(
                     "{} {} with {} client(s): the layers do not nest ({}): an instrument is off, or a request was timed at one layer and not another",
                     g.label, g.key.mode(), g.key.clients, a.nesting.join("; ")
+                )));
+            }
+            if let Some(o) = a.overhead.filter(|o| o.mean < 1.0 - crate::attribution::OVERHEAD_TOLERANCE) {
+                warnings.push(Warning::new(Concern::Attribution, format!(
+                    "{} {} with {} client(s): tracing cost {:.0} % of the bandwidth (traced / untraced {:.2}): its layers are timed on a slowed path",
+                    g.label, g.key.mode(), g.key.clients, (1.0 - o.mean) * 100.0, o.mean
                 )));
             }
             for l in &a.layers {

@@ -262,7 +262,13 @@ pub fn csv(r: &Report) -> String {
     let mut out = String::from(
         "scenario,label,pattern,clients,options,repetitions,failed_repetitions,bw_window_bytes_per_s,bw_window_ci_lo,bw_window_ci_hi,bw_fio_sum_bytes_per_s,iops_fio_sum,ratio_to_baseline,ratio_ci_lo,ratio_ci_hi,lat_mean_ns,lat_min_ns,lat_p50_ns,lat_p90_ns,lat_p99_ns,lat_p999_ns,lat_max_ns,lat_count,window_s_mean,boot_s_mean,bw_last_done_bytes_per_s,client_bw_min,client_bw_median,client_bw_max,client_bw_cv,host_cpu_s_per_gib,host_cpu_ci_lo,host_cpu_ci_hi,cores_busy,host_busy_cores,bw_per_node,measured_by,warnings",
     );
-    let _ = writeln!(out, ",{}", crate::report::attribution::CSV_HEADER);
+    // Attribution's columns only where some group was traced.
+    let traced = r.groups.iter().any(|g| g.attribution.is_some());
+    if traced {
+        out.push(',');
+        out.push_str(crate::report::attribution::CSV_HEADER);
+    }
+    out.push('\n');
     let num = |x: Option<f64>| x.map_or(String::new(), |v| format!("{v:.3}"));
     for g in &r.groups {
         let opts = g.key.options.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
@@ -316,7 +322,12 @@ pub fn csv(r: &Report) -> String {
             csv_field(&g.measured_by.join("; ")),
             csv_field(&g.warnings.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join("; ")),
         ];
-        let _ = writeln!(out, "{},{}", fields.join(","), crate::report::attribution::csv_fields(g).join(","));
+        out.push_str(&fields.join(","));
+        if traced {
+            out.push(',');
+            out.push_str(&crate::report::attribution::csv_fields(g).join(","));
+        }
+        out.push('\n');
     }
     out
 }

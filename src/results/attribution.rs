@@ -71,6 +71,9 @@ pub struct Attribution {
     /// Runtime the tracer saw charged to a traced task while another ran (not
     /// attributed to a role; the CPU figures' error).
     pub cpu_unattributed_ns: u64,
+    /// The cell cgroup's CPU over the same window, to check the roles' sum against.
+    #[serde(default)]
+    pub cgroup_cpu_ns: Option<u64>,
     /// What the instruments noted.
     pub notes: Vec<String>,
 }
