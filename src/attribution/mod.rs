@@ -249,6 +249,8 @@ impl Tracing {
                                 let (x, o) = vmm::latencies(&text, self.from_ns, to_ns);
                                 let _ = h.add(&x);
                                 open += o;
+                                // Two lines per request: read, it is only bulk.
+                                let _ = std::fs::remove_file(log);
                             }
                             Err(e) => unread = Some(format!("cannot read {}: {e}", log.display())),
                         }

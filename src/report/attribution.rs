@@ -11,7 +11,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::attribution::{CLIENT, GUEST, GroupAttribution, HOST, LayerFigure, VMM, roles};
 use crate::report::charts::{FONT, err};
-use crate::report::model::{Group, Report};
+use crate::report::model::{Concern, Group, Report, Warning};
 
 /// The traced groups, with their attribution.
 pub fn traced(r: &Report) -> Vec<(&Group, &GroupAttribution)> {
@@ -236,4 +236,31 @@ pub fn rows(r: &Report) -> Vec<Vec<String>> {
         out.push(row);
     }
     out
+}
+
+/// What a traced group's instruments cannot vouch for: layers that do not nest, tracing
+/// that slowed the cell, layers not measured.
+pub fn warnings(g: &Group) -> Vec<Warning> {
+    let Some(a) = &g.attribution else { return Vec::new() };
+    let what = format!("{} {} with {} client(s)", g.label, g.key.mode(), g.key.clients);
+    let mut out = Vec::new();
+    if !a.nesting.is_empty() {
+        out.push(format!(
+            "{what}: the layers do not nest ({}): an instrument is off, or a request was timed at one layer and not another",
+            a.nesting.join("; ")
+        ));
+    }
+    if let Some(o) = a.overhead.filter(|o| o.mean < 1.0 - crate::attribution::OVERHEAD_TOLERANCE) {
+        out.push(format!(
+            "{what}: tracing cost {:.0} % of the bandwidth (traced / untraced {:.2}): its layers are timed on a slowed path",
+            (1.0 - o.mean) * 100.0,
+            o.mean
+        ));
+    }
+    for l in &a.layers {
+        if let LayerFigure::NotMeasured(why) = &l.figure {
+            out.push(format!("{what}: layer `{}` not measured: {why}", l.name));
+        }
+    }
+    out.into_iter().map(|text| Warning::new(Concern::Attribution, text)).collect()
 }

@@ -206,6 +206,19 @@ pub struct GroupKey {
 }
 
 impl GroupKey {
+    /// Whether the group's cells were traced (`Some(true)`) or are untraced twins
+    /// (`Some(false)`); `None` without attribution.
+    pub fn traced(&self) -> Option<bool> {
+        self.options.iter().find(|(k, _)| k == crate::attribution::OPTION).map(|(_, v)| v == "on")
+    }
+
+    /// The key of this group's untraced twin.
+    pub fn untraced(&self) -> GroupKey {
+        let mut twin = self.clone();
+        twin.options.iter_mut().filter(|(k, _)| k == crate::attribution::OPTION).for_each(|(_, v)| *v = "off".into());
+        twin
+    }
+
     /// `read` → `seq read`, as the seed study's table says, with any options.
     pub fn mode(&self) -> String {
         let base = match self.pattern {
@@ -404,52 +417,17 @@ impl Report {
             }
         }
 
-        // What tracing cost: each traced group against its untraced twin.
-        let twins: BTreeMap<GroupKey, Vec<f64>> = groups
-            .iter()
-            .filter(|g| g.key.options.iter().any(|(k, v)| k == crate::attribution::OPTION && v == "off"))
-            .map(|g| (g.key.clone(), bw_samples(g)))
-            .collect();
+        // What tracing cost (each traced group against its untraced twin), and what its
+        // instruments could not vouch for.
+        let untraced: BTreeMap<GroupKey, Vec<f64>> =
+            groups.iter().filter(|g| g.key.traced() == Some(false)).map(|g| (g.key.clone(), bw_samples(g))).collect();
         for g in &mut groups {
-            let mut twin = g.key.clone();
-            twin.options
-                .iter_mut()
-                .filter(|(k, _)| k == crate::attribution::OPTION)
-                .for_each(|(_, v)| *v = "off".into());
             let traced = bw_samples(g);
-            if let (Some(a), Some(off)) = (g.attribution.as_mut(), twins.get(&twin)) {
+            if let (Some(a), Some(off)) = (g.attribution.as_mut(), untraced.get(&g.key.untraced())) {
                 a.overhead = bootstrap_ratio(&traced, off, seed_of(&g.key) ^ 0x7ACE);
             }
         }
-        for g in &groups {
-            let Some(a) = &g.attribution else { continue };
-            if !a.nesting.is_empty() {
-                warnings.push(Warning::new(Concern::Attribution, format!(
-                    "{} {} with {} client(s): the layers do not nest ({}): an instrument is off, or a request was timed at one layer and not another",
-                    g.label, g.key.mode(), g.key.clients, a.nesting.join("; ")
-                )));
-            }
-            if let Some(o) = a.overhead.filter(|o| o.mean < 1.0 - crate::attribution::OVERHEAD_TOLERANCE) {
-                warnings.push(Warning::new(Concern::Attribution, format!(
-                    "{} {} with {} client(s): tracing cost {:.0} % of the bandwidth (traced / untraced {:.2}): its layers are timed on a slowed path",
-                    g.label, g.key.mode(), g.key.clients, (1.0 - o.mean) * 100.0, o.mean
-                )));
-            }
-            for l in &a.layers {
-                if let crate::attribution::LayerFigure::NotMeasured(why) = &l.figure {
-                    let name = &l.name;
-                    warnings.push(Warning::new(
-                        Concern::Attribution,
-                        format!(
-                            "{} {} with {} client(s): layer `{name}` not measured: {why}",
-                            g.label,
-                            g.key.mode(),
-                            g.key.clients
-                        ),
-                    ));
-                }
-            }
-        }
+        warnings.extend(groups.iter().flat_map(crate::report::attribution::warnings));
 
         let mut runtime_notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut tcg: Vec<&str> = Vec::new();
