@@ -87,10 +87,16 @@ impl Armed {
         let t = Path::new(TRACEFS);
         let _ = write(&t.join("tracing_on"), "0");
         let text = fs::read_to_string(t.join("trace"));
-        let dropped = fs::read_to_string(t.join("per_cpu/cpu0/stats"))
-            .ok()
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("dropped events:").and_then(|n| n.trim().parse().ok())))
-            .unwrap_or(0);
+        // Each CPU's buffer counts what it had no room for.
+        let dropped: u64 = fs::read_dir(t.join("per_cpu"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|cpu| fs::read_to_string(cpu.path().join("stats")).ok())
+            .filter_map(|s| {
+                s.lines().find_map(|l| l.strip_prefix("dropped events:").and_then(|n| n.trim().parse::<u64>().ok()))
+            })
+            .sum();
         self.disarm();
         let boundary = self.boundary.to_string();
         match text {

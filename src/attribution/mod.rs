@@ -225,7 +225,10 @@ impl Tracing {
                     None => missing = missing.or(g.not_measured.clone()),
                 }
                 if g.dropped > 0 {
-                    a.notes.push(format!("the guest kernel's hist table dropped {} request(s)", g.dropped));
+                    a.notes.push(format!(
+                        "the guest kernel's trace buffer had no room for {} event(s): its figures are of the run's first requests",
+                        g.dropped
+                    ));
                 }
             }
             a.layers.push(match missing {

@@ -239,7 +239,7 @@ pub fn rows(r: &Report) -> Vec<Vec<String>> {
 }
 
 /// What a traced group's instruments cannot vouch for: layers that do not nest, tracing
-/// that slowed the cell, layers not measured.
+/// that slowed the cell, layers not measured, and what the instruments noted.
 pub fn warnings(g: &Group) -> Vec<Warning> {
     let Some(a) = &g.attribution else { return Vec::new() };
     let what = format!("{} {} with {} client(s)", g.label, g.key.mode(), g.key.clients);
@@ -262,5 +262,6 @@ pub fn warnings(g: &Group) -> Vec<Warning> {
             out.push(format!("{what}: layer `{}` not measured: {why}", l.name));
         }
     }
+    out.extend(a.notes.iter().map(|n| format!("{what}: {n}")));
     out.into_iter().map(|text| Warning::new(Concern::Attribution, text)).collect()
 }
