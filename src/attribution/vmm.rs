@@ -16,9 +16,13 @@ use super::histogram_of;
 /// The events QEMU is asked to log.
 pub const EVENTS: [&str; 4] = ["v9fs_read", "v9fs_read_return", "v9fs_write", "v9fs_write_return"];
 
-/// QEMU's arguments that log [`EVENTS`] to `file`.
+/// QEMU's arguments that name its threads (vCPUs `CPU n/TCG`, I/O `worker`…), so
+/// their CPU can be given a role ([`super::roles`]).
+pub const THREAD_NAMES: [&str; 2] = ["-name", "iostudy,debug-threads=on"];
+
+/// QEMU's arguments that log [`EVENTS`] to `file`, its threads named.
 pub fn qemu_args(file: &Path) -> Vec<String> {
-    let mut a = vec!["-name".to_string(), "iostudy,debug-threads=on".to_string()];
+    let mut a: Vec<String> = THREAD_NAMES.map(String::from).to_vec();
     for e in EVENTS {
         a.extend(["-trace".to_string(), e.to_string()]);
     }

@@ -10,7 +10,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::attribution::{CLIENT, GUEST, GroupAttribution, HOST, LayerFigure, VMM, roles};
-use crate::report::charts::{FONT, err};
+use crate::report::charts::{FONT, err, scenario_color};
 use crate::report::model::{Concern, Group, Report, Warning};
 
 /// The traced groups, with their attribution.
@@ -123,16 +123,6 @@ pub fn charts(r: &Report) -> Vec<(&'static str, (u32, u32))> {
     vec![("attribution-latency", dims), ("attribution-cpu", dims)]
 }
 
-const PALETTE: [RGBColor; 7] = [
-    RGBColor(0x4e, 0x79, 0xa7),
-    RGBColor(0xf2, 0x8e, 0x2b),
-    RGBColor(0xe1, 0x57, 0x59),
-    RGBColor(0x76, 0xb7, 0xb2),
-    RGBColor(0x59, 0xa1, 0x4f),
-    RGBColor(0xed, 0xc9, 0x48),
-    RGBColor(0xb0, 0x7a, 0xa1),
-];
-
 /// Draws chart `name` of [`charts`].
 pub fn draw<DB: DrawingBackend>(name: &str, root: &DrawingArea<DB, Shift>, r: &Report) -> Result<(), String> {
     let traced = traced(r);
@@ -184,7 +174,7 @@ pub fn draw<DB: DrawingBackend>(name: &str, root: &DrawingArea<DB, Shift>, r: &R
         area.draw(&Text::new(label.clone(), (px - 8, py), label_style.clone())).map_err(err)?;
         let mut x = 0.0;
         for (k, v) in parts {
-            let c = PALETTE[keys.iter().position(|x| x == k).unwrap_or(0) % PALETTE.len()];
+            let c = scenario_color(keys.iter().position(|x| x == k).unwrap_or(0));
             chart
                 .draw_series(std::iter::once(Rectangle::new([(x, y + 0.15), (x + v, y + 0.85)], c.filled())))
                 .map_err(err)?;
@@ -194,7 +184,7 @@ pub fn draw<DB: DrawingBackend>(name: &str, root: &DrawingArea<DB, Shift>, r: &R
     let key_style = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     for (ki, k) in keys.iter().enumerate() {
         let y = 40 + 20 * ki as i32;
-        legend.draw(&Rectangle::new([(4, y - 6), (16, y + 6)], PALETTE[ki % PALETTE.len()].filled())).map_err(err)?;
+        legend.draw(&Rectangle::new([(4, y - 6), (16, y + 6)], scenario_color(ki).filled())).map_err(err)?;
         legend.draw(&Text::new(k.clone(), (22, y), key_style.clone())).map_err(err)?;
     }
     Ok(())

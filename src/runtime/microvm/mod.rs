@@ -548,9 +548,12 @@ impl Microvm {
         };
         let mut cmd = self.qemu_cmd(&l.job, socket.as_deref());
         if l.cell.attribute && self.cfg.share == Share::NineP {
-            cmd = cmd.args(crate::attribution::vmm::qemu_args(&qemu_trace(&l.log_dir, l.client)));
+            // QEMU opens its log itself, following links: it gets a file of ours.
+            let trace = qemu_trace(&l.log_dir, l.client);
+            crate::safety::create_file(&trace)?;
+            cmd = cmd.args(crate::attribution::vmm::qemu_args(&trace));
         } else if l.cell.attribute {
-            cmd = cmd.args(["-name", "iostudy,debug-threads=on"]);
+            cmd = cmd.args(crate::attribution::vmm::THREAD_NAMES);
         }
         let mut teardown = Vec::new();
         if let Some(sock) = &socket {
